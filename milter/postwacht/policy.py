@@ -1,0 +1,383 @@
+"""The policy: what the organisation owns, gave up and trusts, compiled for fast lookups.
+
+`load()` reads a file (see `policyfile`), checks what the schema cannot (valid IDN,
+duplicates, a domain both owned and retired, a successor that is not owned, CIDR
+networks, reply placeholders), and compiles an immutable `Policy`. Either every problem
+is reported, or a complete policy comes back; there is no half-loaded state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import hashlib
+import ipaddress
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from postwacht.domains import DomainError, parents, to_ascii
+from postwacht.lookalike import LookalikeIndex, LookalikeMatch
+from postwacht.policyfile import (
+    KeyPath,
+    PolicyDocument,
+    PolicyError,
+    Problem,
+    format_path,
+    read,
+    schema,
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+REPLY_FIELDS = ("domain", "since", "successor", "address")
+
+
+class Action(StrEnum):
+    """What happens to a recipient or a message; ordered from mildest to strictest."""
+
+    ACCEPT = "accept"
+    TEMPFAIL = "tempfail"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {a: i for i, a in enumerate(Action)}
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedDomain:
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredDomain:
+    domain: str
+    since: dt.date | None
+    successor: str | None
+    action: Action
+    reply: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    domain: str
+    transport: str
+
+
+DomainRule = OwnedDomain | RetiredDomain | Partner
+
+
+@dataclass(frozen=True, slots=True)
+class LookalikeRule:
+    protect: frozenset[str]
+    max_distance: int
+    min_length: int
+    action: Action
+    ignore: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Who counts as an internal sender."""
+
+    authenticated: bool
+    networks: tuple[IPNetwork, ...]
+    daemon_names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A checked, compiled policy. Never changes after `load()` returns it."""
+
+    source: str
+    checksum: str
+    organisation: str
+    owned: tuple[str, ...]
+    retired: tuple[RetiredDomain, ...]
+    partners: tuple[Partner, ...]
+    lookalikes: LookalikeRule
+    outbound: Outbound
+    address_literals: Action
+    on_dns_failure: Action
+    _table: Mapping[str, DomainRule] = field(repr=False)
+    _lookalike_index: LookalikeIndex = field(repr=False)
+
+    def rule_for(self, domain: str) -> DomainRule | None:
+        """The entry covering `domain` (itself or its nearest listed parent)."""
+        table = self._table
+        for name in parents(domain):
+            rule = table.get(name)
+            if rule is not None:
+                return rule
+        return None
+
+    def lookalike(self, domain: str) -> LookalikeMatch | None:
+        """The protected domain an unlisted `domain` could be mistaken for, if any."""
+        if any(name in self.lookalikes.ignore for name in parents(domain)):
+            return None
+        return self._lookalike_index.match(domain)
+
+    def summary(self) -> str:
+        return (
+            f"{self.organisation}: {len(self.owned)} owned, {len(self.retired)} retired, "
+            f"{len(self.partners)} partner domain{'s' if len(self.partners) != 1 else ''}; "
+            f"checksum {self.checksum[:12]}"
+        )
+
+
+def load(path: str | Path) -> Policy:
+    """Read, check and compile a policy file; raise `PolicyError` listing every problem."""
+    with _no_cyclic_gc():
+        document = read(path)
+        problems = list(document.problems)
+        policy = _compile(document, problems) if isinstance(document.data, dict) else None
+    if problems or policy is None:
+        raise PolicyError(problems)
+    return policy
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cycle collector while a policy is built.
+
+    Building allocates millions of small objects for a large policy and none of them
+    form cycles; each collection would walk them all again (seen: 100,000 domains
+    loading several times slower with it on).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _default(*keys: str) -> Any:
+    node: Any = schema()
+    for key in keys:
+        node = node["properties"][key]
+    return node["default"]
+
+
+class _Compiler:
+    """Checks and normalises one document, collecting problems as it goes.
+
+    It also runs on a document the schema found fault with, so that one `check` shows
+    every problem; values of the wrong shape are skipped (the schema reported them).
+    """
+
+    def __init__(self, document: PolicyDocument, problems: list[Problem]) -> None:
+        self.document = document
+        self.problems = problems
+        self.seen: dict[str, KeyPath] = {}
+
+    def report(self, path: KeyPath, message: str) -> None:
+        self.problems.append(self.document.problem(path, message))
+
+    def domain(self, value: Any, path: KeyPath) -> str | None:
+        if not isinstance(value, str) or not value:
+            return None
+        try:
+            return to_ascii(value)
+        except DomainError as exc:
+            self.report(path, f"{exc}")
+            return None
+
+    def listed(self, name: str, path: KeyPath, kind: str) -> bool:
+        """Register a listed domain; report it when another entry has it already."""
+        first = self.seen.get(name)
+        if first is None:
+            self.seen[name] = path
+            return True
+        where = f"{format_path(first)}, line {self.document.line(first)}"
+        first_kind = str(first[0])
+        if {kind, first_kind} == {"owned_domains", "retired_domains"}:
+            message = f"{name} is both owned and retired ({where}); expected one or the other"
+        else:
+            message = f"{name} is listed twice (also at {where})"
+        self.report(path, message)
+        return False
+
+
+def _list(data: Any, key: str) -> list[Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _entries(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, e) for i, e in enumerate(_list(data, key)) if isinstance(e, dict)]
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _choice(value: Any, default: Action) -> Action:
+    try:
+        return Action(value)
+    except ValueError:
+        return default
+
+
+def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
+    c = _Compiler(document, problems)
+    data: dict[str, Any] = document.data
+    table: dict[str, DomainRule] = {}
+
+    owned: list[str] = []
+    for i, value in enumerate(_list(data, "owned_domains")):
+        name = c.domain(value, ("owned_domains", i))
+        if name and c.listed(name, ("owned_domains", i), "owned_domains"):
+            owned.append(name)
+            table[name] = OwnedDomain(name)
+    retired = [_retired(c, i, entry, owned) for i, entry in _entries(data, "retired_domains")]
+    partners = [_partner(c, i, entry) for i, entry in _entries(data, "partners")]
+    for rule in (*retired, *partners):
+        if rule is not None:
+            table[rule.domain] = rule
+    _check_nesting(c, table)
+
+    lookalikes = _lookalike_rule(c, _mapping(data, "lookalikes"))
+    protect = lookalikes.protect
+    protected = [
+        *(owned if "owned" in protect else []),
+        *(r.domain for r in retired if r is not None and "retired" in protect),
+        *(p.domain for p in partners if p is not None and "partners" in protect),
+    ]
+    return Policy(
+        source=document.file,
+        checksum=hashlib.sha256(document.raw).hexdigest(),
+        organisation=str(data.get("organisation", "")),
+        owned=tuple(owned),
+        retired=tuple(r for r in retired if r is not None),
+        partners=tuple(p for p in partners if p is not None),
+        lookalikes=lookalikes,
+        outbound=_outbound(c, _mapping(data, "outbound")),
+        address_literals=_choice(
+            data.get("address_literals"), Action(_default("address_literals"))
+        ),
+        on_dns_failure=_choice(data.get("on_dns_failure"), Action(_default("on_dns_failure"))),
+        _table=MappingProxyType(table),
+        _lookalike_index=LookalikeIndex(
+            protected, lookalikes.max_distance, lookalikes.min_length
+        ),
+    )
+
+
+def _retired(
+    c: _Compiler, i: int, entry: dict[str, Any], owned: list[str]
+) -> RetiredDomain | None:
+    path: KeyPath = ("retired_domains", i, "domain")
+    name = c.domain(entry.get("domain"), path)
+    successor = c.domain(entry.get("successor"), ("retired_domains", i, "successor"))
+    if successor and not any(p in owned for p in parents(successor)):
+        c.report(
+            ("retired_domains", i, "successor"),
+            f"successor {successor} is not an owned domain "
+            f"(expected one of owned_domains: {', '.join(owned)})",
+        )
+    reply = entry.get("reply")
+    if isinstance(reply, str):
+        _check_reply(c, reply, ("retired_domains", i, "reply"))
+    since = None
+    with contextlib.suppress(TypeError, ValueError):  # the schema reported a bad date
+        since = dt.date.fromisoformat(entry["since"]) if "since" in entry else None
+    if not name or not c.listed(name, path, "retired_domains"):
+        return None
+    action = _choice(entry.get("action"), Action.REJECT)
+    return RetiredDomain(name, since, successor, action, reply if isinstance(reply, str) else None)
+
+
+def _partner(c: _Compiler, i: int, entry: dict[str, Any]) -> Partner | None:
+    path: KeyPath = ("partners", i, "domain")
+    name = c.domain(entry.get("domain"), path)
+    if not name or not c.listed(name, path, "partners"):
+        return None
+    return Partner(name, str(entry.get("transport", "")))
+
+
+def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
+    """An owned or partner domain under a retired one is controlled by whoever holds that."""
+    for name, rule in table.items():
+        if isinstance(rule, RetiredDomain):
+            continue
+        for parent in parents(name)[1:]:
+            above = table.get(parent)
+            if isinstance(above, RetiredDomain):
+                kind = "owned" if isinstance(rule, OwnedDomain) else "partner"
+                c.report(
+                    c.seen[name],
+                    f"{kind} domain {name} lies under retired domain {parent}: whoever "
+                    f"holds {parent} controls it (remove one of them)",
+                )
+                break
+
+
+def _check_reply(c: _Compiler, reply: str, path: KeyPath) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(reply) if f is not None]
+    except ValueError as exc:
+        c.report(path, f"reply is not a valid template: {exc} (write {{{{ and }}}} for braces)")
+        return
+    for name in fields:
+        if name not in REPLY_FIELDS:
+            allowed = ", ".join("{" + f + "}" for f in REPLY_FIELDS)
+            c.report(path, f"unknown placeholder {{{name}}} (expected one of {allowed})")
+
+
+def _lookalike_rule(c: _Compiler, data: dict[str, Any]) -> LookalikeRule:
+    ignore: set[str] = set()
+    for i, value in enumerate(_list(data, "ignore")):
+        name = c.domain(value, ("lookalikes", "ignore", i))
+        if name:
+            ignore.add(name)
+    protect = data.get("protect", _default("lookalikes", "protect"))
+    return LookalikeRule(
+        protect=frozenset(p for p in protect if isinstance(p, str))
+        if isinstance(protect, list) else frozenset(),
+        max_distance=_whole(data, "max_distance", 0, 2),
+        min_length=_whole(data, "min_length", 1, 63),
+        action=_choice(data.get("action"), Action(_default("lookalikes", "action"))),
+        ignore=frozenset(ignore),
+    )
+
+
+def _whole(data: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    default: int = _default("lookalikes", key)
+    return default
+
+
+def _outbound(c: _Compiler, data: dict[str, Any]) -> Outbound:
+    networks: list[IPNetwork] = []
+    for i, value in enumerate(_list(data, "networks")):
+        if not isinstance(value, str):
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            hint = ""
+            try:
+                hint = f" (did you mean {ipaddress.ip_network(value, strict=False)}?)"
+            except ValueError:
+                hint = " (expected a network such as 10.0.0.0/8 or 2001:db8::/32)"
+            c.report(("outbound", "networks", i), f"{exc}{hint}")
+    authenticated = data.get("authenticated", _default("outbound", "authenticated"))
+    return Outbound(
+        authenticated=authenticated is True,
+        networks=tuple(networks),
+        daemon_names=frozenset(str(n) for n in _list(data, "daemon_names")),
+    )

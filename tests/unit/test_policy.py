@@ -1,0 +1,173 @@
+"""Policy files: a valid one compiles; an invalid one names every problem and where it is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+from postwacht.policy import Action, Policy, PolicyError, RetiredDomain, load
+from postwacht.policyfile import schema
+
+from tests.conftest import EXAMPLE_POLICY, ROOT
+
+WritePolicy = Callable[[str], Path]
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        load(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_policy_models_the_organisation(example_policy: Policy) -> None:
+    assert example_policy.owned == ("samen-veilig.nl", "veiligthuisutrecht.nl")
+    retired = example_policy.rule_for("bjzutrecht.nl")
+    assert isinstance(retired, RetiredDomain)
+    assert retired.successor == "samen-veilig.nl"
+    assert retired.action is Action.REJECT
+    assert example_policy.partners
+
+
+def test_shipped_schema_file_is_the_one_the_package_uses() -> None:
+    shipped = json.loads((ROOT / "policies" / "schema.json").read_text(encoding="utf-8"))
+    assert shipped == schema()
+    jsonschema.Draft7Validator.check_schema(shipped)
+
+
+def test_schema_defaults_are_the_compiled_defaults(write_policy: WritePolicy) -> None:
+    policy = load(write_policy("version: 1\norganisation: O\nowned_domains: [o.nl]\n"))
+    assert policy.address_literals is Action.REJECT
+    assert policy.on_dns_failure is Action.TEMPFAIL
+    assert policy.lookalikes.max_distance == 1
+    assert policy.lookalikes.protect == {"owned", "retired", "partners"}
+    assert policy.outbound.authenticated is True
+
+
+def test_domains_are_compiled_to_one_normal_form(write_policy: WritePolicy) -> None:
+    policy = load(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [Samen-Veilig.NL., bücher.de]
+        retired_domains: [{domain: XN--JGD-KOA.NL}]
+    """))
+    assert policy.owned == ("samen-veilig.nl", "xn--bcher-kva.de")
+    assert policy.retired[0].domain == "xn--jgd-koa.nl"
+
+
+def test_every_problem_is_reported_with_file_line_and_key_path(write_policy: WritePolicy) -> None:
+    path = write_policy("""
+        version: 2
+        organisaton: X
+        owned_domains:
+          - samen-veilig.nl
+          - bjzutrecht.nl
+          - exa mple.nl
+        retired_domains:
+          - domain: bjzutrecht.nl
+            since: 2015-13-01
+            successor: elders.nl
+            action: rejct
+            reply: "use {successor} {bogus}"
+        partners:
+          - domain: utrecht.nl
+          - domain: Utrecht.NL
+            transport: dane
+        lookalikes: {max_distance: 5}
+        outbound: {networks: [10.0.0.1/8, nonsense]}
+        address_literals: allow
+    """)
+    found = problems(path)
+    f = str(path)
+    expected = [
+        f"{f}:1: version: 2 is not supported (expected 1)",
+        f"{f}:2: organisaton: unknown key 'organisaton' (did you mean 'organisation'?)",
+        f"{f}:1: missing required key 'organisation'",
+        f"{f}:6: owned_domains[2]: 'exa mple.nl' is not a valid domain name",
+        f"{f}:8: retired_domains[0].domain: bjzutrecht.nl is both owned and retired "
+        "(owned_domains[1], line 5)",
+        f"{f}:9: retired_domains[0].since: '2015-13-01' is not a valid date (expected YYYY-MM-DD)",
+        f"{f}:10: retired_domains[0].successor: successor elders.nl is not an owned domain",
+        f"{f}:11: retired_domains[0].action: 'rejct' is not allowed "
+        "(expected one of: reject, quarantine)",
+        f"{f}:12: retired_domains[0].reply: unknown placeholder {{bogus}}",
+        f"{f}:14: partners[0]: missing required key 'transport'",
+        f"{f}:15: partners[1].domain: utrecht.nl is listed twice (also at partners[0].domain, "
+        "line 14)",
+        f"{f}:17: lookalikes.max_distance: 5 is too large (expected at most 2)",
+        f"{f}:18: outbound.networks[0]: 10.0.0.1/8 has host bits set (did you mean 10.0.0.0/8?)",
+        f"{f}:18: outbound.networks[1]: 'nonsense' does not appear to be an IPv4 or IPv6 network",
+        f"{f}:19: address_literals: 'allow' is not allowed",
+    ]
+    for line in expected:
+        assert any(p.startswith(line) for p in found), f"missing: {line}\ngot:\n" + "\n".join(found)
+    assert len(found) == len(expected)
+
+
+def test_owned_domain_under_a_retired_one_is_refused(write_policy: WritePolicy) -> None:
+    path = write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [new.old.nl, o.nl]
+        retired_domains: [{domain: old.nl}]
+    """)
+    assert problems(path) == [
+        f"{path}:3: owned_domains[0]: owned domain new.old.nl lies under retired domain old.nl: "
+        "whoever holds old.nl controls it (remove one of them)"
+    ]
+
+
+def test_unknown_key_far_from_any_known_one_lists_the_valid_keys(
+    write_policy: WritePolicy,
+) -> None:
+    path = write_policy("version: 1\norganisation: O\nowned_domains: [o.nl]\nzzz: 1\n")
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:4: zzz: unknown key 'zzz' (expected one of: ")
+    assert "retired_domains" in problem
+
+
+def test_duplicate_yaml_key_is_an_error_not_a_silent_override(write_policy: WritePolicy) -> None:
+    path = write_policy(
+        "version: 1\norganisation: O\nowned_domains: [a.nl]\nowned_domains: [b.nl]\n"
+    )
+    assert problems(path) == [
+        f"{path}:4: owned_domains: duplicate key (first at line 3; YAML keeps only one)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("version: 1\nowned_domains: [a.nl\n", ":3: YAML syntax error: "),
+        ("", ":1: the file is empty"),
+        ("- a\n- b\n", ":1: expected a mapping of keys, got a list"),
+        ("version: 1\norganisation: O\nowned_domains: a.nl\n",
+         ":3: owned_domains: expected a list, got text"),
+        ("version: 1\norganisation: O\nowned_domains: []\n",
+         ":3: owned_domains: must list at least 1 item"),
+    ],
+)
+def test_malformed_file_is_reported_with_its_line(
+    write_policy: WritePolicy, text: str, says: str
+) -> None:
+    path = write_policy(text)
+    found = problems(path)
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}{says}")
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.yaml"
+    assert problems(missing) == [f"{missing}: cannot read the file: No such file or directory"]
+
+
+def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"version: 1\norganisation: Caf\xe9\n")
+    assert problems(path) == [f"{path}:2: not UTF-8 text"]
+
+
+def test_example_policy_is_valid() -> None:
+    assert load(EXAMPLE_POLICY).organisation == "Samen Veilig Midden-Nederland"
