@@ -1,0 +1,160 @@
+"""The `postwacht` command: one subcommand per job, one exit code per outcome.
+
+Exit codes: 0 done, 1 the policy is invalid, 2 the command line (or an address on it)
+is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TextIO
+
+from postwacht import __version__
+from postwacht.address import AddressError, parse_recipient
+from postwacht.decide import Envelope, Verdict, decide
+from postwacht.policy import Policy, load
+from postwacht.policyfile import PolicyError
+
+EXIT_OK = 0
+EXIT_POLICY = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used; the message names it."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except UsageError as exc:
+        print(f"postwacht {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postwacht",
+        description="Outbound mail policy filter for Postfix.",
+    )
+    parser.add_argument("--version", action="version", version=f"postwacht {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate a policy file")
+    check.add_argument("policy", metavar="POLICY", help="policy file (YAML)")
+    check.set_defaults(run=_check)
+
+    explain = sub.add_parser(
+        "explain",
+        help="show what the policy decides for an envelope",
+        description=(
+            "Show the verdict for one envelope. Without --client-ip, --authenticated or "
+            "--daemon-name the sender is taken to be internal (outbound mail)."
+        ),
+    )
+    explain.add_argument("--policy", required=True, metavar="POLICY", help="policy file")
+    explain.add_argument("--from", dest="sender", required=True, metavar="ADDR")
+    explain.add_argument("--to", dest="recipients", action="append", required=True,
+                         metavar="ADDR", help="recipient; repeat for more")
+    explain.add_argument("--authenticated", metavar="USER", help="SASL login of the sender")
+    explain.add_argument("--client-ip", metavar="IP", help="address of the SMTP client")
+    explain.add_argument("--daemon-name", metavar="NAME",
+                         help="Postfix milter_macro_daemon_name of the receiving smtpd")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
+    explain.set_defaults(run=_explain)
+    return parser
+
+
+def _load(path: str, out: TextIO) -> Policy | None:
+    try:
+        return load(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=out)
+        count = len(exc.problems)
+        print(f"{path}: invalid policy ({count} problem{'s' if count != 1 else ''})", file=out)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy = _load(args.policy, sys.stderr)
+    if policy is None:
+        return EXIT_POLICY
+    print(f"{args.policy}: valid: {policy.summary()}")
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    recipients = []
+    for raw in args.recipients:
+        try:
+            recipients.append(parse_recipient(raw))
+        except AddressError as exc:
+            raise UsageError(f"--to {raw!r}: {exc}") from None
+    client_ip = None
+    if args.client_ip is not None:
+        try:
+            client_ip = ipaddress.ip_address(args.client_ip)
+        except ValueError:
+            raise UsageError(f"--client-ip {args.client_ip!r} is not an IP address") from None
+    policy = _load(args.policy, sys.stderr)
+    if policy is None:
+        return EXIT_POLICY
+    assumed = client_ip is None and not args.authenticated and not args.daemon_name
+    envelope = Envelope(
+        sender=args.sender,
+        recipients=tuple(recipients),
+        client_ip=client_ip,
+        authenticated=args.authenticated,
+        daemon_name=args.daemon_name,
+        internal=True if assumed else None,
+    )
+    verdict = decide(envelope, policy)
+    sender_reason = (
+        "assumed internal: no --client-ip, --authenticated or --daemon-name given"
+        if assumed else verdict.sender_reason
+    )
+    if args.json:
+        print(json.dumps(_verdict_json(verdict, policy, sender_reason), ensure_ascii=False))
+    else:
+        _print_verdict(verdict, args.sender, sender_reason)
+    return EXIT_OK
+
+
+def _verdict_json(verdict: Verdict, policy: Policy, sender_reason: str) -> dict[str, object]:
+    return {
+        "action": verdict.action.value,
+        "internal": verdict.internal,
+        "sender_reason": sender_reason,
+        "policy": {"file": policy.source, "checksum": policy.checksum},
+        "recipients": [
+            {**asdict(r), "domains": list(r.domains), "action": r.action.value}
+            for r in verdict.recipients
+        ],
+    }
+
+
+def _print_verdict(verdict: Verdict, sender: str, sender_reason: str) -> None:
+    refused = len(verdict.refused)
+    note = f" ({refused} of {len(verdict.recipients)} recipients refused)" if refused else ""
+    print(f"message: {verdict.action.value}{note}")
+    print(f"sender:  {sender or '<>'} ({sender_reason})")
+    for r in verdict.recipients:
+        rule = f"{r.rule} ({r.matched})" if r.matched else r.rule
+        print(f"\n  {r.address}")
+        print(f"    domains: {', '.join(r.domains) or '-'}")
+        print(f"    action:  {r.action.value}")
+        print(f"    rule:    {rule}")
+        print(f"    reason:  {r.reason}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The `postwacht` command as a postmaster runs it: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_POLICY
+
+POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [POSTWACHT, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def explain(*to: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    targets = [a for t in to for a in ("--to", t)]
+    return run(
+        "explain", "--policy", str(EXAMPLE_POLICY), "--from", "jan@samen-veilig.nl",
+        *targets, *extra,
+    )
+
+
+def test_check_accepts_the_example_with_a_summary() -> None:
+    result = run("check", str(EXAMPLE_POLICY))
+    assert result.returncode == 0
+    assert "2 owned, 1 retired, 2 partner domains" in result.stdout
+
+
+def test_check_lists_every_problem_and_exits_1(write_policy: Callable[[str], Path]) -> None:
+    path = write_policy("version: 1\norganisaton: X\nowned_domains: [a..nl]\n")
+    result = run("check", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    unknown = "organisaton: unknown key 'organisaton' (did you mean 'organisation'?)"
+    assert f"{path}:2: {unknown}" in lines
+    assert any(line.startswith(f"{path}:3: owned_domains[0]: 'a..nl'") for line in lines)
+    assert lines[-1] == f"{path}: invalid policy (3 problems)"
+
+
+def test_usage_error_exits_2() -> None:
+    assert run("check").returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_explain_json_has_the_documented_shape() -> None:
+    result = explain("dossier@bjzutrecht.nl", "x@example.org", extra=("--json",))
+    assert result.returncode == 0
+    out = json.loads(result.stdout)
+    assert out["action"] == "accept"
+    [retired, other] = out["recipients"]
+    assert retired == {
+        "address": "dossier@bjzutrecht.nl",
+        "domains": ["bjzutrecht.nl"],
+        "action": "reject",
+        "rule": "retired",
+        "matched": "bjzutrecht.nl",
+        "reason": retired["reason"],
+    }
+    assert "dossier@samen-veilig.nl" in retired["reason"]
+    assert (other["action"], other["rule"]) == ("accept", "default")
+
+
+@pytest.mark.parametrize(
+    ("recipient", "action"),
+    [
+        ("dossier@bjzutrecht.nl", "reject"),
+        ("DOSSIER@BJZUTRECHT.NL.", "reject"),
+        ("x@mail.bjzutrecht.nl", "reject"),
+        ('"a@b"@bjzutrecht.nl', "reject"),
+        ("user%bjzutrecht.nl@relay.example", "reject"),
+        ("x@samen-veiIig.nl", "quarantine"),
+        ("x@bjz-utrecht.nl", "quarantine"),
+        ("x@samen-veilig.nl", "accept"),
+        ("x@example.org", "accept"),
+    ],
+)
+def test_explain_decides_the_cases_of_the_2019_incident(recipient: str, action: str) -> None:
+    result = explain(recipient, extra=("--json",))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["recipients"][0]["action"] == action
+
+
+def test_explain_text_output_names_rule_and_reason() -> None:
+    result = explain("dossier@bjzutrecht.nl")
+    assert result.returncode == 0
+    assert "message: reject" in result.stdout
+    assert "rule:    retired (bjzutrecht.nl)" in result.stdout
+    assert "assumed internal" in result.stdout
+
+
+def test_explain_for_an_outside_client_accepts_untouched() -> None:
+    result = explain("dossier@bjzutrecht.nl", extra=("--client-ip", "203.0.113.7", "--json"))
+    out = json.loads(result.stdout)
+    assert (out["action"], out["internal"]) == ("accept", False)
+
+
+def test_explain_with_an_unparseable_address_exits_2_with_the_reason() -> None:
+    result = explain("x@exa mple.nl")
+    assert result.returncode == 2
+    assert "--to 'x@exa mple.nl'" in result.stderr
+    assert "not a valid domain name" in result.stderr
+
+
+def test_explain_with_an_invalid_policy_exits_1(write_policy: Callable[[str], Path]) -> None:
+    path = write_policy("version: 3\n")
+    result = run("explain", "--policy", str(path), "--from", "a@b.nl", "--to", "c@d.nl")
+    assert result.returncode == 1
+    assert "version: 3 is not supported" in result.stderr
+
+
+def test_explain_with_a_bad_client_ip_exits_2() -> None:
+    assert explain("x@example.org", extra=("--client-ip", "10.0.0.300")).returncode == 2
