@@ -1,0 +1,35 @@
+"""Prometheus metrics. Labels take bounded values only: never an address or a subject."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter(
+    "postwacht_messages_total", "Outbound messages decided, by message action", ["action"]
+)
+RECIPIENTS = Counter(
+    "postwacht_recipients_total", "Recipients decided, by action and rule", ["action", "rule"]
+)
+POLICY_RELOADS = Counter(
+    "postwacht_policy_reloads_total", "Policy reload attempts, by result", ["result"]
+)
+POLICY_INFO = Gauge(
+    "postwacht_policy_info", "The loaded policy (value 1), by checksum", ["checksum"]
+)
+POLICY_LOADED = Gauge(
+    "postwacht_policy_loaded_timestamp_seconds", "When the running policy was loaded"
+)
+ERRORS = Counter("postwacht_errors_total", "Errors, by kind", ["kind"])
+CALLBACK_SECONDS = Histogram(
+    "postwacht_milter_callback_seconds",
+    "Time spent in milter callbacks, by stage",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
+
+def show_policy(checksum: str, loaded_at: float) -> None:
+    """Point the info metric at the running policy only."""
+    POLICY_INFO.clear()
+    POLICY_INFO.labels(checksum=checksum[:12]).set(1)
+    POLICY_LOADED.set(loaded_at)

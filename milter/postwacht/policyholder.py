@@ -1,0 +1,99 @@
+"""The running policy, and how it is replaced without a restart.
+
+A new policy is checked completely before it replaces the running one; a broken file is
+reported (the same messages as `postwacht check`), counted, and the running policy stays.
+Readers take `holder.current` once per message, so one message is never decided by two
+policies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from postwacht import metrics
+from postwacht.policy import Policy, load
+from postwacht.policyfile import PolicyError
+
+log = logging.getLogger("postwacht.policy")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    ok: bool
+    changed: bool
+    summary: str
+    problems: tuple[str, ...] = ()
+
+
+class PolicyHolder:
+    def __init__(self, path: str | Path, policy: Policy) -> None:
+        self.path = Path(path)
+        self._policy = policy
+        self._lock = threading.Lock()
+        self.loaded_at = time.time()
+        metrics.show_policy(policy.checksum, self.loaded_at)
+
+    @property
+    def current(self) -> Policy:
+        return self._policy  # one reference read: atomic under the GIL
+
+    def reload(self) -> ReloadResult:
+        """Load the file again; keep the running policy unless the new one is valid."""
+        with self._lock:
+            try:
+                policy = load(self.path)
+            except PolicyError as exc:
+                problems = tuple(str(p) for p in exc.problems)
+                for problem in problems:
+                    log.error("policy reload rejected: %s", problem)
+                log.error("keeping the running policy %s", self._policy.checksum[:12])
+                metrics.POLICY_RELOADS.labels(result="invalid").inc()
+                return ReloadResult(False, False, self._policy.summary(), problems)
+            changed = policy.checksum != self._policy.checksum
+            if changed:
+                self._policy = policy
+                self.loaded_at = time.time()
+                metrics.show_policy(policy.checksum, self.loaded_at)
+                log.info("policy reloaded: %s", policy.summary())
+            metrics.POLICY_RELOADS.labels(result="ok" if changed else "unchanged").inc()
+            return ReloadResult(True, changed, policy.summary())
+
+
+class PolicyWatcher(threading.Thread):
+    """Reloads the policy when its file changes (checked every `interval` seconds)."""
+
+    def __init__(self, holder: PolicyHolder, interval: float = 2.0) -> None:
+        super().__init__(name="policy-watcher", daemon=True)
+        self._holder = holder
+        self._interval = interval
+        self._stop_event = threading.Event()
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._holder.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            seen = self._signature()
+            if seen is None:
+                if self._seen is not None:
+                    log.error("policy file %s is gone; keeping the running policy",
+                              self._holder.path)
+                    metrics.POLICY_RELOADS.labels(result="invalid").inc()
+                self._seen = None
+                continue
+            if seen != self._seen:
+                self._seen = seen
+                self._holder.reload()
+
+    def stop(self) -> None:
+        self._stop_event.set()
