@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TextIO
 
-from postwacht import __version__
+from postwacht import __version__, cli_daemon, cli_review
 from postwacht.address import AddressError, parse_recipient
 from postwacht.decide import Envelope, Verdict, decide
 from postwacht.policy import Policy, load
@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="Postfix milter_macro_daemon_name of the receiving smtpd")
     explain.add_argument("--json", action="store_true", help="print one JSON object")
     explain.set_defaults(run=_explain)
+    cli_daemon.add_parsers(sub)
+    cli_review.add_parsers(sub)
     return parser
 
 

@@ -108,6 +108,9 @@ class Policy:
     outbound: Outbound
     address_literals: Action
     on_dns_failure: Action
+    local_on_reject: Action
+    """For sendmail(1) mail with a refused recipient: QUARANTINE, or REJECT (a bounce)."""
+    log_local_parts: bool
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -268,6 +271,12 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
             data.get("address_literals"), Action(_default("address_literals"))
         ),
         on_dns_failure=_choice(data.get("on_dns_failure"), Action(_default("on_dns_failure"))),
+        local_on_reject=(
+            Action.REJECT
+            if _mapping(data, "local_submissions").get("on_reject") == "bounce"
+            else Action.QUARANTINE
+        ),
+        log_local_parts=_mapping(data, "logging").get("local_parts") is True,
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
