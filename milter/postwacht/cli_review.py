@@ -1,0 +1,117 @@
+"""`postwacht quarantine list|show|release|delete|audit`: review of held mail."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+from typing import Any
+
+from postwacht import defaults
+from postwacht.quarantine import HeldMessage, Postfix, ReviewError, delete, held_messages, release
+from postwacht.state import StateError, StateStore
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def add_parsers(sub: Any) -> None:
+    quarantine = sub.add_parser("quarantine", help="review held mail")
+    quarantine.add_argument("--state", default=defaults.STATE_DIR, metavar="DIR",
+                            help=f"state directory (default {defaults.STATE_DIR})")
+    quarantine.add_argument("--postfix-config", metavar="DIR",
+                            help="Postfix configuration directory (default: Postfix's own)")
+    actions = quarantine.add_subparsers(dest="review", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="held messages with rule and reason")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="envelope, headers and decision of one message")
+    show.add_argument("queue_id", metavar="ID")
+    show.add_argument("--body", action="store_true", help="also print the body")
+    for name, text in (("release", "deliver a held message"), ("delete", "delete it")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("queue_id", metavar="ID")
+        action.add_argument("--reason", default="", help="why (kept in the audit log)")
+        action.add_argument("--actor", default=_actor(), help="who (default: your login)")
+        if name == "release":
+            action.add_argument("--force", action="store_true",
+                                help="release even when addressed to a retired domain")
+    actions.add_parser("audit", help="every review action: who, when, what, why")
+    quarantine.set_defaults(run=_review)
+
+
+def _actor() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _review(args: argparse.Namespace) -> int:
+    postfix = Postfix(args.postfix_config)
+    try:
+        store = StateStore(args.state)
+        try:
+            return _act(args, store, postfix)
+        finally:
+            store.close()
+    except (ReviewError, StateError) as exc:
+        print(f"postwacht quarantine {args.review}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _act(args: argparse.Namespace, store: StateStore, postfix: Postfix) -> int:
+    match args.review:
+        case "list":
+            held = held_messages(store, postfix)
+            if args.json:
+                print(json.dumps([_held_json(h) for h in held]))
+            else:
+                _print_held(held)
+        case "show":
+            record = store.quarantine_record(args.queue_id)
+            if record is not None:
+                print(f"held:    {record.held_at.isoformat()} ({record.status})")
+                print(f"rule:    {record.rule}\nreason:  {record.reason}")
+                print(f"policy:  {record.policy[:12]}")
+                for r in record.recipients:
+                    print(f"  {r.address}: {r.action.value} ({r.rule}) {r.reason}")
+            else:
+                print("no Postwacht record for this message")
+            print(postfix.show(args.queue_id, args.body), end="")
+        case "release":
+            release(store, postfix, args.queue_id, args.actor, args.reason, args.force)
+            print(f"{args.queue_id}: released")
+        case "delete":
+            delete(store, postfix, args.queue_id, args.actor, args.reason)
+            print(f"{args.queue_id}: deleted")
+        case "audit":
+            for entry in store.audit():
+                print(f"{entry.at.isoformat()} {entry.actor} {entry.action} {entry.queue_id}"
+                      f" {entry.reason!r}")
+    return EXIT_OK
+
+
+def _held_json(h: HeldMessage) -> dict[str, Any]:
+    return {
+        "queue_id": h.queue_id,
+        "arrival": h.arrival.isoformat() if h.arrival else None,
+        "sender": h.sender,
+        "recipients": list(h.recipients),
+        "rule": h.record.rule if h.record else None,
+        "reason": h.record.reason if h.record else None,
+        "in_hold_queue": h.in_hold_queue,
+        "has_record": h.record is not None,
+    }
+
+
+def _print_held(held: list[HeldMessage]) -> None:
+    if not held:
+        print("no held messages")
+        return
+    now = dt.datetime.now(dt.UTC)
+    for h in held:
+        age = f"{(now - h.arrival).total_seconds() / 3600:.1f}h" if h.arrival else "?"
+        rule = h.record.rule if h.record else "-"
+        print(f"{h.queue_id}  age {age}  from {h.sender or '<>'}  to {', '.join(h.recipients)}")
+        print(f"    rule: {rule}  reason: {h.record.reason if h.record else '-'}")
+        if h.note:
+            print(f"    note: {h.note}")
