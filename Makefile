@@ -1,22 +1,30 @@
 # The two commands for a fresh Debian 12 machine, as root:
-#   make run    start the filter with the example policy on loopback
+#   make run    start the filter with the example policy on loopback (milter on
+#               127.0.0.1:8894, metrics on 127.0.0.1:9464, state in ./run-state)
 #   make test   install what the tests need and run the whole suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 POLICY ?= policies/example.yaml
+STATE ?= run-state
 
 # Debian packages: a Python that can make virtual environments and build pymilter
-# against libmilter.
-DEB_PACKAGES := python3 python3-venv python3-dev gcc libmilter-dev
+# against libmilter; the tests also start a real Postfix.
+DEB_RUN := python3 python3-venv python3-dev gcc libmilter-dev
+DEB_TEST := $(DEB_RUN) postfix
+DEB_PACKAGES ?= $(DEB_TEST)
 
-.PHONY: run test lint typecheck unit bench system-packages clean
+.PHONY: run test bench system-packages clean
 
+run: DEB_PACKAGES = $(DEB_RUN)
 run: $(VENV)/.installed
 	$(BIN)/postwacht check $(POLICY)
-	@echo "The policy is valid. 'postwacht explain --policy $(POLICY) --from ADDR --to ADDR' shows its decisions."
+	@echo "Attach Postfix with the lines in deploy/postfix/main.cf (see README, 'Attaching Postfix')."
+	@echo "Review held mail with: $(BIN)/postwacht quarantine --state $(STATE) list"
+	$(BIN)/postwacht serve --policy $(POLICY) --state $(STATE)
 
+test: DEB_PACKAGES = $(DEB_TEST)
 test: $(VENV)/.installed
 	$(BIN)/ruff check milter tests bench
 	$(BIN)/mypy --strict milter
@@ -33,6 +41,7 @@ system-packages:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
@@ -43,4 +52,4 @@ $(VENV)/.installed: pyproject.toml | system-packages
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(STATE) .pytest_cache .mypy_cache .ruff_cache .hypothesis

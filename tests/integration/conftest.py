@@ -1,0 +1,303 @@
+"""A real Postfix on loopback, a real SMTP sink as the outside world, and the daemon.
+
+Postfix is configured from `deploy/postfix/` (the lines a postmaster adds), on top of
+a private instance: its own config, queue, data and log directories, chroot off, smtpd
+listeners on free loopback ports, and every outgoing message relayed to the sink. Needs
+root (Postfix's master runs as root) and Debian's postfix package (`make test` installs
+it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from tests.conftest import EXAMPLE_POLICY, ROOT
+
+DEPLOY = ROOT / "deploy" / "postfix"
+POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
+DEADLINE = 30.0
+
+
+def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Return the condition's first truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        pause.wait(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Delivered:
+    sender: str
+    recipients: list[str]
+    content: bytes
+
+
+class Sink:
+    """The outside world: an SMTP server that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[Delivered] = []
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(
+            Delivered(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        )
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def received(self, recipient: str) -> list[Delivered]:
+        return [m for m in self.messages if recipient in m.recipients]
+
+    def with_marker(self, marker: str) -> list[Delivered]:
+        return [m for m in self.messages if marker.encode() in m.content]
+
+
+def deploy_main_cf(milter_port: int) -> list[str]:
+    """The `name = value` settings of deploy/postfix/main.cf, pointed at `milter_port`."""
+    settings = []
+    for line in (DEPLOY / "main.cf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            settings.append(line.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{milter_port}"))
+    return settings
+
+
+def deploy_master_options() -> list[str]:
+    """The `-o name=value` options deploy/postfix/master.cf adds to submission services."""
+    text = (DEPLOY / "master.cf").read_text()
+    return re.findall(r"^\s+-o\s+(\S+)", text, flags=re.MULTILINE)
+
+
+@dataclass
+class PostfixInstance:
+    root: Path
+    sink_port: int
+    milter_port: int
+    submission_port: int = field(default_factory=free_port)
+    inbound_port: int = field(default_factory=free_port)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def maillog(self) -> Path:
+        return self.root / "log" / "maillog"
+
+    def postconf(self, *args: str) -> None:
+        subprocess.run(["postconf", "-c", str(self.config), *args], check=True)
+
+    def setup(self) -> None:
+        for sub in ("conf", "queue", "data", "log"):
+            (self.root / sub).mkdir(mode=0o755)
+        self.root.chmod(0o755)
+        shutil.chown(self.root / "data", user="postfix")
+        shutil.copy("/etc/postfix/master.cf", self.config / "master.cf")
+        r = self.root
+        (self.config / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {r}/queue
+data_directory = {r}/data
+myhostname = mta.postwacht.test
+mydomain = postwacht.test
+myorigin = $myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+relayhost = [127.0.0.1]:{self.sink_port}
+maillog_file = {r}/log/maillog
+maillog_file_prefixes = {r}/log
+alias_maps =
+alias_database =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+milter_command_timeout = 10s
+""")
+        self.postconf("-e", *deploy_main_cf(self.milter_port))
+        self.postconf("-F", "*/*/chroot = n")
+        self.postconf("-MX", "smtp/inet")
+        for port in (self.submission_port, self.inbound_port):
+            self.postconf("-M", f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd")
+        for option in deploy_master_options():
+            self.postconf("-P", f"127.0.0.1:{self.submission_port}/inet/{option}")
+
+    def start(self) -> None:
+        result = subprocess.run(["postfix", "-c", str(self.config), "start"],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log = self.maillog.read_text() if self.maillog.exists() else "(no log)"
+            pytest.fail(f"postfix did not start: {result.stderr}\n{log}")
+        poll(lambda: port_open(self.submission_port) and port_open(self.inbound_port),
+             "postfix smtpd listeners")
+
+    def stop(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.config), "stop"],
+                       capture_output=True, check=False)
+
+    def queue(self) -> list[dict[str, Any]]:
+        out = subprocess.run(["postqueue", "-c", str(self.config), "-j"],
+                             capture_output=True, text=True, check=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def held(self) -> list[dict[str, Any]]:
+        return [e for e in self.queue() if e["queue_name"] == "hold"]
+
+    def flush(self) -> None:
+        subprocess.run(["postqueue", "-c", str(self.config), "-f"], check=False,
+                       capture_output=True)
+
+    def submit(
+        self, sender: str, recipients: list[str], marker: str, port: int | None = None
+    ) -> dict[str, tuple[int, bytes]]:
+        """Send over SMTP; return the refused recipients (as smtplib reports them)."""
+        message = f"From: <{sender}>\r\nSubject: test {marker}\r\n\r\n{marker}\r\n"
+        with smtplib.SMTP("127.0.0.1", port or self.submission_port, timeout=30) as smtp:
+            try:
+                refused = smtp.sendmail(sender, recipients, message)
+            except smtplib.SMTPRecipientsRefused as exc:
+                return dict(exc.recipients)
+        return dict(refused)
+
+    def sendmail(self, sender: str, recipients: list[str], marker: str) -> None:
+        message = f"From: <{sender}>\nSubject: test {marker}\n\n{marker}\n"
+        subprocess.run(["sendmail", "-C", str(self.config), "-f", sender, *recipients],
+                       input=message, text=True, check=True, timeout=30)
+
+
+class Daemon:
+    """`postwacht serve` as a separate process, the way it runs in production."""
+
+    def __init__(self, root: Path, policy: Path, milter_port: int) -> None:
+        self.root = root
+        self.policy = policy
+        self.milter_port = milter_port
+        self.metrics_port = free_port()
+        self.state = root / "state"
+        self.log = root / "postwacht.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [POSTWACHT, "serve", "--policy", str(self.policy),
+                 "--milter", f"inet:{self.milter_port}@127.0.0.1",
+                 "--metrics", f"127.0.0.1:{self.metrics_port}",
+                 "--state", str(self.state), "--check-interval", "0.2"],
+                stdout=log, stderr=log,
+            )
+        poll(lambda: self.process is not None and (self.process.poll() is not None
+                                                    or port_open(self.milter_port)),
+             "the milter to listen")
+        assert self.process.poll() is None, self.log.read_text()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=DEADLINE)
+        self.process = None
+        return code
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([POSTWACHT, *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+def write_test_policy(path: Path, **changes: Any) -> None:
+    """The example policy, with loopback not counted as internal (so inbound can be
+    tested) and any top-level `changes`."""
+    policy = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    policy["outbound"] = {"authenticated": True, "networks": ["10.0.0.0/8"],
+                          "daemon_names": ["ORIGINATING"]}
+    policy.update(changes)
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+
+
+@dataclass
+class Lab:
+    postfix: PostfixInstance
+    sink: Sink
+    daemon: Daemon
+
+    def quarantine(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.daemon.cli("quarantine", "--state", str(self.daemon.state),
+                               "--postfix-config", str(self.postfix.config), *args)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0 or shutil.which("postfix") is None:
+        pytest.fail("integration tests need root and Debian's postfix package "
+                    "(run them through `make test`)")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    _require_root()
+    root = Path(tempfile.mkdtemp(prefix="postwacht-lab-", dir="/tmp"))
+    sink = Sink()
+    sink.start()
+    milter_port = free_port()
+    policy = root / "policy.yaml"
+    write_test_policy(policy)
+    postfix = PostfixInstance(root, sink.port, milter_port)
+    postfix.setup()
+    daemon = Daemon(root, policy, milter_port)
+    daemon.start()
+    postfix.start()
+    try:
+        yield Lab(postfix, sink, daemon)
+    finally:
+        postfix.stop()
+        if daemon.process is not None:
+            daemon.stop()
+        sink.stop()
+        if os.environ.get("POSTWACHT_KEEP_LAB"):
+            print(f"lab kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)

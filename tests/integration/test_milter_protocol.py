@@ -1,0 +1,145 @@
+"""The milter protocol, driven by a real milter client: exact replies and header changes."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from miltertest import MilterConnection, constants
+from postwacht.state import DB_NAME, StateStore
+
+from tests.integration.conftest import Daemon, free_port, write_test_policy
+
+C = constants
+FINAL = {C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_REPLYCODE, C.SMFIR_DISCARD}
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    root = Path(tempfile.mkdtemp(prefix="postwacht-protocol-"))
+    write_test_policy(root / "policy.yaml")
+    daemon = Daemon(root, root / "policy.yaml", free_port())
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Session:
+    """One MTA-side milter conversation, the way Postfix 3.7 conducts it."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = MilterConnection(socket.create_connection(("127.0.0.1", port), timeout=30))
+        self.actions, self.protocol = self.conn.optneg_mta()
+
+    def _send(self, cmd: str, no_reply_flag: int, **args: Any) -> Any:
+        if self.protocol & no_reply_flag:
+            self.conn._send(cmd, **args)
+            return None
+        return self.conn.recv()
+
+    def connect(self, port: int, daemon_name: str = "ORIGINATING") -> None:
+        self.conn.send_macro(C.SMFIC_CONNECT, **{"{daemon_name}": daemon_name, "j": "mta"})
+        self._send(C.SMFIC_CONNECT, C.SMFIP_NR_CONN, hostname="localhost", family="4",
+                   port=port, address="127.0.0.1")
+
+    def mail(self, sender: str, queue_id: str = "") -> None:
+        self.conn.send_macro(C.SMFIC_MAIL, i=queue_id)
+        self._send(C.SMFIC_MAIL, C.SMFIP_NR_MAIL, args=[sender])
+
+    def rcpt(self, recipient: str) -> Any:
+        return self.conn.send_get(C.SMFIC_RCPT, args=[recipient])
+
+    def eom(self, queue_id: str) -> list[Any]:
+        self.conn.send_macro(C.SMFIC_BODYEOB, i=queue_id)
+        self.conn._send(C.SMFIC_BODYEOB)
+        replies = []
+        while True:
+            reply = self.conn.recv()
+            replies.append(reply)
+            if reply[0] in FINAL:
+                return replies
+
+
+def test_only_envelope_stages_are_negotiated_and_connect_and_mail_need_no_reply(
+    daemon: Daemon,
+) -> None:
+    session = Session(daemon.milter_port)
+    for skipped in (C.SMFIP_NOHELO, C.SMFIP_NOHDRS, C.SMFIP_NOEOH, C.SMFIP_NOBODY,
+                    C.SMFIP_NODATA, C.SMFIP_NOUNKNOWN):
+        assert session.protocol & skipped, hex(skipped)
+    assert session.protocol & C.SMFIP_NR_CONN
+    assert session.protocol & C.SMFIP_NR_MAIL
+    assert not session.protocol & C.SMFIP_NORCPT
+    assert session.actions & C.SMFIF_ADDHDRS
+    assert session.actions & C.SMFIF_QUARANTINE
+
+
+def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
+    daemon: Daemon,
+) -> None:
+    session = Session(daemon.milter_port)
+    session.connect(port=40123)
+    session.mail("<medewerker@samen-veilig.nl>")
+    code, reply = session.rcpt("<dossier@bjzutrecht.nl>")
+    assert code == C.SMFIR_REPLYCODE
+    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.7.1")
+    assert "send to dossier@samen-veilig.nl instead" in reply["text"]
+    assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
+    assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
+
+    replies = session.eom("PROTO1")
+    assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
+    assert replies[0][1]["name"] == "X-Postwacht-Quarantine"
+    assert replies[0][1]["value"].startswith("rule=lookalike; policy=")
+    store = StateStore(daemon.state)
+    record = store.quarantine_record("PROTO1")
+    store.close()
+    assert record is not None
+    assert record.rule == "lookalike"
+    assert [r.address for r in record.recipients] == ["ok@example.org", "x@samen-veiiig.nl"]
+
+
+def test_ordinary_mail_is_accepted_without_changes(daemon: Daemon) -> None:
+    session = Session(daemon.milter_port)
+    session.connect(port=40124)
+    session.mail("<medewerker@samen-veilig.nl>")
+    assert session.rcpt("<a@example.org>")[0] == C.SMFIR_CONTINUE
+    assert [r[0] for r in session.eom("PROTO2")] == [C.SMFIR_ACCEPT]
+
+
+def test_sendmail_submission_is_never_refused_at_rcpt_but_held_at_end(daemon: Daemon) -> None:
+    session = Session(daemon.milter_port)
+    session.connect(port=0, daemon_name="mta.postwacht.test")  # Postfix's pickup stand-in
+    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO3")
+    assert session.rcpt("<dossier@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
+    assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
+    replies = session.eom("PROTO3")
+    assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
+    assert replies[0][1]["value"].startswith("rule=retired;")
+
+
+def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> None:
+    blocker = sqlite3.connect(daemon.state / DB_NAME, timeout=1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        session = Session(daemon.milter_port)
+        session.connect(port=40125)
+        session.mail("<medewerker@samen-veilig.nl>")
+        assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
+        replies = session.eom("PROTO4")
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert [r[0] for r in replies] == [C.SMFIR_REPLYCODE]
+    assert replies[0][1]["smtpcode"] == "451"
+    assert "could not be recorded" in replies[0][1]["text"]
+    assert "tempfailing instead of holding unrecorded" in daemon.log_text()

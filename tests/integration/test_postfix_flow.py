@@ -1,0 +1,174 @@
+"""End to end: mail through a real Postfix with the filter attached, out to a real sink."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import uuid
+
+import pytest
+
+from tests.integration.conftest import Lab, poll, port_open, write_test_policy
+
+SENDER = "medewerker@samen-veilig.nl"
+
+
+def marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def held_for(lab: Lab, recipient: str) -> dict[str, object]:
+    entries = poll(
+        lambda: [e for e in lab.postfix.held()
+                 if any(r["address"].lower() == recipient.lower() for r in e["recipients"])],
+        f"a held message for {recipient}",
+    )
+    assert len(entries) == 1
+    entry: dict[str, object] = entries[0]
+    return entry
+
+
+def test_retired_recipient_is_rejected_at_rcpt_while_the_other_is_delivered(lab: Lab) -> None:
+    m = marker()
+    refused = lab.postfix.submit(SENDER, [f"dossier-{m}@bjzutrecht.nl", f"ok-{m}@example.org"], m)
+    code, text = refused[f"dossier-{m}@bjzutrecht.nl"]
+    assert code == 550
+    assert text.startswith(b"5.7.1 ")
+    assert f"send to dossier-{m}@samen-veilig.nl instead".encode() in text
+    assert list(refused) == [f"dossier-{m}@bjzutrecht.nl"]
+    [delivered] = poll(lambda: lab.sink.with_marker(m), "delivery to the sink")
+    assert delivered.recipients == [f"ok-{m}@example.org"]
+
+
+def test_lookalike_recipient_is_held_and_listed_for_review(lab: Lab) -> None:
+    m = marker()
+    recipient = f"x-{m}@samen-veiIig.nl"
+    assert lab.postfix.submit(SENDER, [recipient, f"ok-{m}@example.org"], m) == {}
+    entry = held_for(lab, recipient)
+    listing = lab.quarantine("list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    [mine] = [h for h in json.loads(listing.stdout) if h["queue_id"] == entry["queue_id"]]
+    assert mine["rule"] == "lookalike"
+    assert "looks like our domain samen-veilig.nl" in mine["reason"]
+    assert (mine["in_hold_queue"], mine["has_record"]) == (True, True)
+    shown = lab.quarantine("show", str(entry["queue_id"]))
+    assert "X-Postwacht-Quarantine: rule=lookalike" in shown.stdout
+    assert m not in shown.stdout.split("Subject")[-1].split("\n", 1)[-1]  # no body by default
+    assert lab.sink.with_marker(m) == []
+
+
+def test_ordinary_outbound_mail_is_delivered(lab: Lab) -> None:
+    m = marker()
+    assert lab.postfix.submit(SENDER, [f"a-{m}@example.org", f"b-{m}@samen-veilig.nl"], m) == {}
+    [delivered] = poll(lambda: lab.sink.with_marker(m), "delivery to the sink")
+    assert sorted(delivered.recipients) == [f"a-{m}@example.org", f"b-{m}@samen-veilig.nl"]
+
+
+def test_mail_from_a_sender_that_is_not_internal_passes_untouched(lab: Lab) -> None:
+    m = marker()
+    refused = lab.postfix.submit("someone@example.net", [f"old-{m}@bjzutrecht.nl"], m,
+                                 port=lab.postfix.inbound_port)
+    assert refused == {}
+    poll(lambda: lab.sink.with_marker(m), "delivery to the sink")
+
+
+def test_sendmail_to_a_retired_address_is_held_and_never_reaches_the_sink(lab: Lab) -> None:
+    m = marker()
+    recipient = f"dossier-{m}@bjzutrecht.nl"
+    lab.postfix.sendmail(SENDER, [recipient, f"ok-{m}@example.org"], m)
+    entry = held_for(lab, recipient)
+    listing = json.loads(lab.quarantine("list", "--json").stdout)
+    [mine] = [h for h in listing if h["queue_id"] == entry["queue_id"]]
+    assert mine["rule"] == "retired"
+    assert lab.sink.with_marker(m) == []
+
+
+def test_release_delivers_and_delete_removes_and_both_are_audited(lab: Lab) -> None:
+    keep, drop = marker(), marker()
+    lab.postfix.submit(SENDER, [f"k-{keep}@samen-vei1ig.nl"], keep)
+    lab.postfix.submit(SENDER, [f"d-{drop}@samen-vei1ig.nl"], drop)
+    kept = held_for(lab, f"k-{keep}@samen-vei1ig.nl")["queue_id"]
+    dropped = held_for(lab, f"d-{drop}@samen-vei1ig.nl")["queue_id"]
+
+    released = lab.quarantine("release", str(kept), "--reason", "checked with sender",
+                              "--actor", "privacy-officer")
+    assert released.returncode == 0, released.stderr
+    poll(lambda: lab.sink.with_marker(keep), "the released message at the sink")
+
+    deleted = lab.quarantine("delete", str(dropped), "--reason", "typo", "--actor", "po")
+    assert deleted.returncode == 0, deleted.stderr
+    assert all(e["queue_id"] != dropped for e in lab.postfix.queue())
+    assert lab.sink.with_marker(drop) == []
+
+    audit = lab.quarantine("audit").stdout
+    assert f"privacy-officer release {kept} 'checked with sender'" in audit
+    assert f"po delete {dropped} 'typo'" in audit
+
+
+def test_releasing_mail_for_a_retired_domain_needs_force(lab: Lab) -> None:
+    m = marker()
+    recipient = f"r-{m}@bjzutrecht.nl"
+    lab.postfix.sendmail(SENDER, [recipient], m)
+    queue_id = str(held_for(lab, recipient)["queue_id"])
+    refused = lab.quarantine("release", queue_id)
+    assert refused.returncode == 1
+    assert "retired domain bjzutrecht.nl" in refused.stderr
+    assert "--force" in refused.stderr
+    assert any(e["queue_id"] == queue_id for e in lab.postfix.held())
+    forced = lab.quarantine("release", queue_id, "--force", "--reason", "domain bought back")
+    assert forced.returncode == 0, forced.stderr
+    poll(lambda: lab.sink.with_marker(m), "the force-released message at the sink")
+
+
+def test_review_of_an_unknown_queue_id_fails_clearly(lab: Lab) -> None:
+    result = lab.quarantine("delete", "ABCDEF123")
+    assert result.returncode == 1
+    assert "ABCDEF123 is not in the hold queue" in result.stderr
+
+
+def test_with_the_filter_stopped_postfix_tempfails_and_nothing_leaves(lab: Lab) -> None:
+    m = marker()
+    assert lab.daemon.stop() == 0
+    try:
+        with pytest.raises(smtplib.SMTPResponseException) as refused:
+            lab.postfix.submit(SENDER, [f"x-{m}@example.org"], m)
+        assert refused.value.smtp_code in (421, 451)
+    finally:
+        lab.daemon.start()
+    assert all(m not in json.dumps(e) for e in lab.postfix.queue())
+    assert lab.sink.with_marker(m) == []
+    poll(lambda: port_open(lab.daemon.milter_port), "the milter to be back")
+
+
+def test_broken_policy_keeps_the_old_one_and_a_fixed_one_is_picked_up(lab: Lab) -> None:
+    policy = lab.daemon.policy
+    original = policy.read_text()
+    state = str(lab.daemon.state)
+    before = json.loads(lab.daemon.cli("status", "--state", state, "--json").stdout)
+    try:
+        policy.write_text(original.replace("organisation:", "organisaton:"))
+        poll(lambda: "policy reload rejected" in lab.daemon.log_text(), "the reload to fail")
+        reload = lab.daemon.cli("reload", "--state", state)
+        assert reload.returncode == 1
+        assert "unknown key 'organisaton' (did you mean 'organisation'?)" in reload.stderr
+        m = marker()
+        refused = lab.postfix.submit(SENDER, [f"still-{m}@bjzutrecht.nl"], m)
+        assert refused[f"still-{m}@bjzutrecht.nl"][0] == 550
+
+        write_test_policy(policy, retired_domains=[
+            {"domain": "bjzutrecht.nl", "successor": "samen-veilig.nl"},
+            {"domain": "oud-team.nl", "since": "2020-01-01"},
+        ])
+
+        def reloaded() -> bool:
+            out = lab.daemon.cli("status", "--state", state, "--json").stdout
+            return bool(json.loads(out)["checksum"] != before["checksum"])
+
+        poll(reloaded, "the fixed policy to be loaded")
+        m = marker()
+        refused = lab.postfix.submit(SENDER, [f"x-{m}@oud-team.nl"], m)
+        assert refused[f"x-{m}@oud-team.nl"][0] == 550
+    finally:
+        policy.write_text(original)
+        poll(lambda: json.loads(lab.daemon.cli("status", "--state", state, "--json").stdout)
+             ["checksum"] == before["checksum"], "the original policy to be back")
