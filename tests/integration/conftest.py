@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,14 @@ class Sink:
         self.port = free_port()
         self.messages: list[Delivered] = []
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("defer-"):
+            return "451 4.3.0 try again later"  # leaves the message in Postfix's queue
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages.append(
@@ -186,8 +195,8 @@ milter_command_timeout = 10s
     def held(self) -> list[dict[str, Any]]:
         return [e for e in self.queue() if e["queue_name"] == "hold"]
 
-    def flush(self) -> None:
-        subprocess.run(["postqueue", "-c", str(self.config), "-f"], check=False,
+    def postsuper(self, *args: str) -> None:
+        subprocess.run(["postsuper", "-c", str(self.config), *args], check=True,
                        capture_output=True)
 
     def submit(
@@ -248,6 +257,16 @@ class Daemon:
     def log_text(self) -> str:
         return self.log.read_text()
 
+    def metric(self, name: str) -> float:
+        """The value of one sample (`name{labels}` as exposed), 0 when absent."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
 
 def write_test_policy(path: Path, **changes: Any) -> None:
     """The example policy, with loopback not counted as internal (so inbound can be
@@ -294,9 +313,10 @@ def lab() -> Iterator[Lab]:
         yield Lab(postfix, sink, daemon)
     finally:
         postfix.stop()
-        if daemon.process is not None:
-            daemon.stop()
+        stopped = daemon.stop() if daemon.process is not None else 0
         sink.stop()
+        assert stopped == 0, "postwacht serve did not stop cleanly on SIGTERM"
+        assert "Traceback" not in daemon.log_text(), daemon.log_text()
         if os.environ.get("POSTWACHT_KEEP_LAB"):
             print(f"lab kept in {root}")
         else:

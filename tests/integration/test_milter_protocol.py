@@ -20,17 +20,27 @@ C = constants
 FINAL = {C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_REPLYCODE, C.SMFIR_DISCARD}
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
+def _daemon(**policy: Any) -> Iterator[Daemon]:
     root = Path(tempfile.mkdtemp(prefix="postwacht-protocol-"))
-    write_test_policy(root / "policy.yaml")
+    write_test_policy(root / "policy.yaml", **policy)
     daemon = Daemon(root, root / "policy.yaml", free_port())
     daemon.start()
     try:
         yield daemon
     finally:
-        daemon.stop()
+        assert daemon.stop() == 0
+        assert "Traceback" not in daemon.log_text()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    yield from _daemon()
+
+
+@pytest.fixture(scope="module")
+def bouncing_daemon() -> Iterator[Daemon]:
+    yield from _daemon(local_submissions={"on_reject": "bounce"})
 
 
 class Session:
@@ -125,6 +135,27 @@ def test_sendmail_submission_is_never_refused_at_rcpt_but_held_at_end(daemon: Da
     replies = session.eom("PROTO3")
     assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
     assert replies[0][1]["value"].startswith("rule=retired;")
+
+
+def test_sendmail_submission_can_be_bounced_by_policy(bouncing_daemon: Daemon) -> None:
+    session = Session(bouncing_daemon.milter_port)
+    session.connect(port=0, daemon_name="mta.postwacht.test")
+    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO5")
+    assert session.rcpt("<dossier@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
+    [(code, reply)] = session.eom("PROTO5")
+    assert code == C.SMFIR_REPLYCODE
+    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.7.1")
+    assert "bjzutrecht.nl was given up" in reply["text"]
+
+
+def test_unparseable_recipient_is_refused_with_the_reason(daemon: Daemon) -> None:
+    session = Session(daemon.milter_port)
+    session.connect(port=40126)
+    session.mail("<medewerker@samen-veilig.nl>")
+    code, reply = session.rcpt("<x@exa mple.nl>")
+    assert code == C.SMFIR_REPLYCODE
+    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.1.3")
+    assert "not a valid domain name" in reply["text"]
 
 
 def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> None:

@@ -120,6 +120,27 @@ def test_releasing_mail_for_a_retired_domain_needs_force(lab: Lab) -> None:
     poll(lambda: lab.sink.with_marker(m), "the force-released message at the sink")
 
 
+def test_review_list_marks_orphans_on_either_side(lab: Lab) -> None:
+    m = marker()
+    # A record whose message Postfix no longer holds (deleted behind Postwacht's back).
+    lab.postfix.submit(SENDER, [f"gone-{m}@samen-vei1ig.nl"], m)
+    gone = str(held_for(lab, f"gone-{m}@samen-vei1ig.nl")["queue_id"])
+    lab.postfix.postsuper("-d", gone, "hold")
+    # A message on hold without a record (put there by hand).
+    lab.postfix.submit(SENDER, [f"defer-{m}@example.org"], m)
+    deferred = poll(lambda: [e for e in lab.postfix.queue() if e["queue_name"] == "deferred"
+                             and e["recipients"][0]["address"] == f"defer-{m}@example.org"],
+                    "the message to be deferred")[0]["queue_id"]
+    lab.postfix.postsuper("-h", deferred)
+    held = {h["queue_id"]: h for h in json.loads(lab.quarantine("list", "--json").stdout)}
+    assert (held[gone]["has_record"], held[gone]["in_hold_queue"]) == (True, False)
+    assert (held[deferred]["has_record"], held[deferred]["in_hold_queue"]) == (False, True)
+    text = lab.quarantine("list").stdout
+    assert "record only: the message is no longer in the hold queue" in text
+    assert "held by Postfix, no Postwacht record" in text
+    lab.postfix.postsuper("-d", deferred)
+
+
 def test_review_of_an_unknown_queue_id_fails_clearly(lab: Lab) -> None:
     result = lab.quarantine("delete", "ABCDEF123")
     assert result.returncode == 1
@@ -145,12 +166,15 @@ def test_broken_policy_keeps_the_old_one_and_a_fixed_one_is_picked_up(lab: Lab) 
     original = policy.read_text()
     state = str(lab.daemon.state)
     before = json.loads(lab.daemon.cli("status", "--state", state, "--json").stdout)
+    invalid = 'postwacht_policy_reloads_total{result="invalid"}'
+    invalid_before = lab.daemon.metric(invalid)
     try:
         policy.write_text(original.replace("organisation:", "organisaton:"))
         poll(lambda: "policy reload rejected" in lab.daemon.log_text(), "the reload to fail")
         reload = lab.daemon.cli("reload", "--state", state)
         assert reload.returncode == 1
         assert "unknown key 'organisaton' (did you mean 'organisation'?)" in reload.stderr
+        assert lab.daemon.metric(invalid) >= invalid_before + 2  # the watcher's and ours
         m = marker()
         refused = lab.postfix.submit(SENDER, [f"still-{m}@bjzutrecht.nl"], m)
         assert refused[f"still-{m}@bjzutrecht.nl"][0] == 550
