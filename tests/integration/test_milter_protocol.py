@@ -79,6 +79,20 @@ class Session:
                 return replies
 
 
+def outbound(daemon: Daemon, port: int) -> Session:
+    """A session from an internal sender over smtpd, up to MAIL FROM."""
+    session = Session(daemon.milter_port)
+    session.connect(port=port)
+    session.mail("<medewerker@samen-veilig.nl>")
+    return session
+
+
+def refusal(reply: Any) -> tuple[str, str]:
+    code, fields = reply
+    assert code == C.SMFIR_REPLYCODE
+    return fields["smtpcode"], fields["text"].split(" ")[0]
+
+
 def test_only_envelope_stages_are_negotiated_and_connect_and_mail_need_no_reply(
     daemon: Daemon,
 ) -> None:
@@ -96,13 +110,10 @@ def test_only_envelope_stages_are_negotiated_and_connect_and_mail_need_no_reply(
 def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
     daemon: Daemon,
 ) -> None:
-    session = Session(daemon.milter_port)
-    session.connect(port=40123)
-    session.mail("<medewerker@samen-veilig.nl>")
-    code, reply = session.rcpt("<dossier@bjzutrecht.nl>")
-    assert code == C.SMFIR_REPLYCODE
-    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.7.1")
-    assert "send to dossier@samen-veilig.nl instead" in reply["text"]
+    session = outbound(daemon, 40123)
+    reply = session.rcpt("<dossier@bjzutrecht.nl>")
+    assert refusal(reply) == ("550", "5.7.1")
+    assert "send to dossier@samen-veilig.nl instead" in reply[1]["text"]
     assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
     assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
 
@@ -119,9 +130,7 @@ def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
 
 
 def test_ordinary_mail_is_accepted_without_changes(daemon: Daemon) -> None:
-    session = Session(daemon.milter_port)
-    session.connect(port=40124)
-    session.mail("<medewerker@samen-veilig.nl>")
+    session = outbound(daemon, 40124)
     assert session.rcpt("<a@example.org>")[0] == C.SMFIR_CONTINUE
     assert [r[0] for r in session.eom("PROTO2")] == [C.SMFIR_ACCEPT]
 
@@ -142,29 +151,23 @@ def test_sendmail_submission_can_be_bounced_by_policy(bouncing_daemon: Daemon) -
     session.connect(port=0, daemon_name="mta.postwacht.test")
     session.mail("<cron@samen-veilig.nl>", queue_id="PROTO5")
     assert session.rcpt("<dossier@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
-    [(code, reply)] = session.eom("PROTO5")
-    assert code == C.SMFIR_REPLYCODE
-    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.7.1")
-    assert "bjzutrecht.nl was given up" in reply["text"]
+    [reply] = session.eom("PROTO5")
+    assert refusal(reply) == ("550", "5.7.1")
+    assert "bjzutrecht.nl was given up" in reply[1]["text"]
 
 
 def test_unparseable_recipient_is_refused_with_the_reason(daemon: Daemon) -> None:
-    session = Session(daemon.milter_port)
-    session.connect(port=40126)
-    session.mail("<medewerker@samen-veilig.nl>")
-    code, reply = session.rcpt("<x@exa mple.nl>")
-    assert code == C.SMFIR_REPLYCODE
-    assert (reply["smtpcode"], reply["text"].split(" ")[0]) == ("550", "5.1.3")
-    assert "not a valid domain name" in reply["text"]
+    session = outbound(daemon, 40126)
+    reply = session.rcpt("<x@exa mple.nl>")
+    assert refusal(reply) == ("550", "5.1.3")
+    assert "not a valid domain name" in reply[1]["text"]
 
 
 def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> None:
     blocker = sqlite3.connect(daemon.state / DB_NAME, timeout=1)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        session = Session(daemon.milter_port)
-        session.connect(port=40125)
-        session.mail("<medewerker@samen-veilig.nl>")
+        session = outbound(daemon, 40125)
         assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
         replies = session.eom("PROTO4")
     finally:
