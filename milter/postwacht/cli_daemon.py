@@ -21,6 +21,9 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--metrics", default=defaults.METRICS_LISTEN, metavar="HOST:PORT",
                        help=f"Prometheus listener, '' for none (default "
                             f"{defaults.METRICS_LISTEN})")
+    serve.add_argument("--socketmap", default=defaults.SOCKETMAP_LISTEN, metavar="HOST:PORT",
+                       help=f"Postfix socketmap tables (transport, tls), '' for none "
+                            f"(default {defaults.SOCKETMAP_LISTEN})")
     serve.add_argument("--state", default=defaults.STATE_DIR, metavar="DIR",
                        help=f"state directory (default {defaults.STATE_DIR})")
     serve.add_argument("--check-interval", type=float, default=defaults.POLICY_CHECK_INTERVAL,
@@ -39,8 +42,8 @@ def add_parsers(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from postwacht.serve import serve  # noqa: PLC0415 - pymilter only where it is needed
 
-    return serve(args.policy, args.milter, args.metrics or None, args.state,
-                 args.check_interval)
+    return serve(args.policy, args.milter, args.metrics or None, args.socketmap or None,
+                 args.state, args.check_interval)
 
 
 def _control(args: argparse.Namespace) -> int:

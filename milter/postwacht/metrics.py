@@ -19,6 +19,10 @@ POLICY_INFO = Gauge(
 POLICY_LOADED = Gauge(
     "postwacht_policy_loaded_timestamp_seconds", "When the running policy was loaded"
 )
+SOCKETMAP = Counter(
+    "postwacht_socketmap_lookups_total", "Socketmap lookups, by table and answer",
+    ["table", "answer"],
+)
 ERRORS = Counter("postwacht_errors_total", "Errors, by kind", ["kind"])
 CALLBACK_SECONDS = Histogram(
     "postwacht_milter_callback_seconds",

@@ -14,6 +14,7 @@ from postwacht.control import SOCKET_NAME, ControlServer
 from postwacht.policy import load
 from postwacht.policyfile import PolicyError
 from postwacht.policyholder import PolicyHolder, PolicyWatcher
+from postwacht.socketmap import SocketmapServer, transport_table
 from postwacht.state import StateError, StateStore
 
 log = logging.getLogger("postwacht")
@@ -28,7 +29,11 @@ def split_listen(spec: str) -> tuple[str, int]:
 
 
 def serve(
-    policy_path: str, milter_socket: str, metrics_listen: str | None, state_dir: str,
+    policy_path: str,
+    milter_socket: str,
+    metrics_listen: str | None,
+    socketmap_listen: str | None,
+    state_dir: str,
     check_interval: float,
 ) -> int:
     logging.basicConfig(
@@ -61,16 +66,29 @@ def serve(
         except (OSError, ValueError) as exc:
             log.error("not starting: metrics on %s: %s", metrics_listen, exc)
             return 1
+    socketmap = None
+    if socketmap_listen:
+        try:
+            socketmap = SocketmapServer(
+                split_listen(socketmap_listen), {"transport": transport_table(holder)}
+            )
+        except (OSError, ValueError) as exc:
+            log.error("not starting: socketmap on %s: %s", socketmap_listen, exc)
+            return 1
+        socketmap.start()
     watcher.start()
     control.start()
 
     def ready() -> None:
-        log.info("serving milter on %s with policy %s (%s); metrics on %s",
-                 milter_socket, policy_path, policy.summary(), metrics_listen or "-")
+        log.info("serving milter on %s, socketmap on %s, metrics on %s; policy %s (%s)",
+                 milter_socket, socketmap_listen or "-", metrics_listen or "-", policy_path,
+                 policy.summary())
 
     try:
         milterd.run(holder, store, milter_socket, ready)
     finally:
+        if socketmap is not None:
+            socketmap.stop()
         watcher.stop()
         control.stop()
         store.close()

@@ -36,6 +36,8 @@ from tests.conftest import EXAMPLE_POLICY, ROOT
 DEPLOY = ROOT / "deploy" / "postfix"
 POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
 DEADLINE = 30.0
+ALIAS = "oldteam@samen-veilig.nl"
+"""A virtual alias that expands to a retired address and an ordinary one."""
 
 
 def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
@@ -106,12 +108,24 @@ class Sink:
         return [m for m in self.messages if marker.encode() in m.content]
 
 
-def deploy_main_cf(milter_port: int) -> list[str]:
-    """The `name = value` settings of deploy/postfix/main.cf, pointed at `milter_port`."""
+@dataclass(frozen=True)
+class Ports:
+    """The daemon's listeners for one test run (the deploy files say 8894 and 8895)."""
+
+    milter: int = field(default_factory=free_port)
+    socketmap: int = field(default_factory=free_port)
+    metrics: int = field(default_factory=free_port)
+
+
+def deploy_main_cf(ports: Ports) -> list[str]:
+    """The `name = value` settings of deploy/postfix/main.cf, pointed at `ports`."""
     settings = []
     for line in (DEPLOY / "main.cf").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            settings.append(line.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{milter_port}"))
+            settings.append(
+                line.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{ports.milter}")
+                .replace("inet:127.0.0.1:8895", f"inet:127.0.0.1:{ports.socketmap}")
+            )
     return settings
 
 
@@ -125,7 +139,7 @@ def deploy_master_options() -> list[str]:
 class PostfixInstance:
     root: Path
     sink_port: int
-    milter_port: int
+    ports: Ports
     submission_port: int = field(default_factory=free_port)
     inbound_port: int = field(default_factory=free_port)
 
@@ -165,8 +179,9 @@ alias_maps =
 alias_database =
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 milter_command_timeout = 10s
+virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.org }} }}
 """)
-        self.postconf("-e", *deploy_main_cf(self.milter_port))
+        self.postconf("-e", *deploy_main_cf(self.ports))
         self.postconf("-F", "*/*/chroot = n")
         self.postconf("-MX", "smtp/inet")
         for port in (self.submission_port, self.inbound_port):
@@ -220,11 +235,12 @@ milter_command_timeout = 10s
 class Daemon:
     """`postwacht serve` as a separate process, the way it runs in production."""
 
-    def __init__(self, root: Path, policy: Path, milter_port: int) -> None:
+    def __init__(self, root: Path, policy: Path, ports: Ports | None = None) -> None:
         self.root = root
         self.policy = policy
-        self.milter_port = milter_port
-        self.metrics_port = free_port()
+        self.ports = ports or Ports()
+        self.milter_port = self.ports.milter
+        self.metrics_port = self.ports.metrics
         self.state = root / "state"
         self.log = root / "postwacht.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -235,6 +251,7 @@ class Daemon:
                 [POSTWACHT, "serve", "--policy", str(self.policy),
                  "--milter", f"inet:{self.milter_port}@127.0.0.1",
                  "--metrics", f"127.0.0.1:{self.metrics_port}",
+                 "--socketmap", f"127.0.0.1:{self.ports.socketmap}",
                  "--state", str(self.state), "--check-interval", "0.2"],
                 stdout=log, stderr=log,
             )
@@ -301,12 +318,12 @@ def lab() -> Iterator[Lab]:
     root = Path(tempfile.mkdtemp(prefix="postwacht-lab-", dir="/tmp"))
     sink = Sink()
     sink.start()
-    milter_port = free_port()
+    ports = Ports()
     policy = root / "policy.yaml"
     write_test_policy(policy)
-    postfix = PostfixInstance(root, sink.port, milter_port)
+    postfix = PostfixInstance(root, sink.port, ports)
     postfix.setup()
-    daemon = Daemon(root, policy, milter_port)
+    daemon = Daemon(root, policy, ports)
     daemon.start()
     postfix.start()
     try:

@@ -14,7 +14,7 @@ import pytest
 from miltertest import MilterConnection, constants
 from postwacht.state import DB_NAME, StateStore
 
-from tests.integration.conftest import Daemon, free_port, write_test_policy
+from tests.integration.conftest import Daemon, write_test_policy
 
 C = constants
 FINAL = {C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_REPLYCODE, C.SMFIR_DISCARD}
@@ -23,7 +23,7 @@ FINAL = {C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_REPLYCODE, C.
 def _daemon(**policy: Any) -> Iterator[Daemon]:
     root = Path(tempfile.mkdtemp(prefix="postwacht-protocol-"))
     write_test_policy(root / "policy.yaml", **policy)
-    daemon = Daemon(root, root / "policy.yaml", free_port())
+    daemon = Daemon(root, root / "policy.yaml")
     daemon.start()
     try:
         yield daemon

@@ -64,12 +64,22 @@ def test_ordinary_outbound_mail_is_delivered(lab: Lab) -> None:
     assert sorted(delivered.recipients) == [f"a-{m}@example.org", f"b-{m}@samen-veilig.nl"]
 
 
-def test_mail_from_a_sender_that_is_not_internal_passes_untouched(lab: Lab) -> None:
+def test_mail_from_a_sender_that_is_not_internal_passes_the_milter_untouched(lab: Lab) -> None:
+    m = marker()
+    refused = lab.postfix.submit("someone@example.net", [f"x-{m}@samen-veiIig.nl"], m,
+                                 port=lab.postfix.inbound_port)
+    assert refused == {}
+    [delivered] = poll(lambda: lab.sink.with_marker(m), "delivery to the sink")
+    assert b"X-Postwacht" not in delivered.content
+
+
+def test_the_transport_backstop_stops_retired_mail_whoever_sends_it(lab: Lab) -> None:
     m = marker()
     refused = lab.postfix.submit("someone@example.net", [f"old-{m}@bjzutrecht.nl"], m,
                                  port=lab.postfix.inbound_port)
-    assert refused == {}
-    poll(lambda: lab.sink.with_marker(m), "delivery to the sink")
+    code, text = refused[f"old-{m}@bjzutrecht.nl"]
+    assert code == 550
+    assert b"bjzutrecht.nl was given up" in text
 
 
 def test_sendmail_to_a_retired_address_is_held_and_never_reaches_the_sink(lab: Lab) -> None:

@@ -1,0 +1,171 @@
+"""Postfix socketmap tables served from the running policy.
+
+Milters see recipients before virtual aliases, aliases(5) and .forward are expanded; qmgr
+asks `transport_maps` for every final recipient. So the `transport` table is the
+backstop: a retired domain (or a look-alike the policy rejects) answers
+`OK error:5.7.1 <reason>` and that recipient bounces instead of leaving.
+
+The protocol (socketmap_table(5)): each request is a netstring `NAME KEY`, each reply a
+netstring `OK data`, `NOTFOUND `, `TEMP reason` or `PERM reason`. A request that is
+malformed or too long gets PERM and the connection goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from postwacht import metrics
+from postwacht.address import AddressError, parse_recipient
+from postwacht.decide import Envelope, decide
+from postwacht.domains import DomainError, to_ascii
+from postwacht.policy import Action
+from postwacht.policyholder import PolicyHolder
+
+log = logging.getLogger("postwacht.socketmap")
+MAX_REQUEST = 100_000
+_LENGTH_DIGITS = 6
+
+Lookup = Callable[[str], str]
+"""A table: key -> reply body (`OK ...`, `NOTFOUND `, `TEMP ...`, `PERM ...`)."""
+
+
+class Stream(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class NetstringError(ValueError):
+    """A request that is not a netstring; `skip` says how many more bytes to discard."""
+
+
+def encode(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return str(len(data)).encode() + b":" + data + b","
+
+
+def read_netstring(stream: Stream, limit: int = MAX_REQUEST) -> bytes | None:
+    """One netstring's payload, None at a clean end of stream; NetstringError if malformed.
+
+    After an error the stream is left after the bad request (at its ',' or its declared
+    end), so the next request can be read.
+    """
+    digits = b""
+    while True:
+        c = stream.read(1)
+        if not c:
+            if digits:
+                raise NetstringError("connection closed inside a request")
+            return None
+        if c == b":":
+            break
+        if not c.isdigit() or len(digits) >= _LENGTH_DIGITS:
+            _discard_to_comma(stream)
+            raise NetstringError("request is not a netstring")
+        digits += c
+    if not digits:
+        _discard_to_comma(stream)
+        raise NetstringError("request has no length")
+    length = int(digits)
+    if length > limit:
+        _discard(stream, length + 1)
+        raise NetstringError(f"request longer than {limit} bytes")
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise NetstringError("connection closed inside a request")
+    if stream.read(1) != b",":
+        raise NetstringError("request does not end with ','")  # that byte stood for it
+    return payload
+
+
+def _discard(stream: Stream, count: int) -> None:
+    while count > 0:
+        chunk = stream.read(min(count, 65536))
+        if not chunk:
+            return
+        count -= len(chunk)
+
+
+def _discard_to_comma(stream: Stream) -> None:
+    while (c := stream.read(1)) and c != b",":
+        pass
+
+
+def transport_table(holder: PolicyHolder) -> Lookup:
+    """Final recipients of retired (and rejected look-alike) domains bounce."""
+
+    def lookup(key: str) -> str:
+        if key == "*" or not key:
+            return "NOTFOUND "
+        try:
+            recipient = parse_recipient(key if "@" in key else f"postmaster@{to_ascii(key)}")
+        except (AddressError, DomainError):
+            return "NOTFOUND "
+        envelope = Envelope("", (recipient,), internal=True)
+        [verdict] = decide(envelope, holder.current).recipients
+        if verdict.action is Action.REJECT and verdict.rule in ("retired", "lookalike"):
+            return f"OK error:5.7.1 {_one_line(verdict.reason)}"
+        return "NOTFOUND "
+
+    return lookup
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.encode("ascii", "replace").decode().split())
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: SocketmapServer
+
+    def handle(self) -> None:
+        while True:
+            try:
+                request = read_netstring(self.rfile)
+            except NetstringError as exc:
+                metrics.SOCKETMAP.labels(table="-", answer="PERM").inc()
+                self._reply(f"PERM {exc}")
+                if "closed" in str(exc):
+                    return
+                continue
+            if request is None:
+                return
+            self._reply(self.server.answer(request))
+
+    def _reply(self, text: str) -> None:
+        self.wfile.write(encode(text))
+        self.wfile.flush()
+
+
+class SocketmapServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], tables: dict[str, Lookup]) -> None:
+        self.tables = tables
+        super().__init__(address, _Handler)
+
+    def answer(self, request: bytes) -> str:
+        name, _, key = request.decode("utf-8", "replace").partition(" ")
+        table = self.tables.get(name)
+        if table is None:
+            metrics.SOCKETMAP.labels(table="-", answer="PERM").inc()
+            return f"PERM unknown table {name[:40]!r}"
+        try:
+            reply = table(key)
+        except Exception:  # a lookup that fails must defer the mail, not drop the connection
+            log.exception("socketmap %s lookup failed", name)
+            metrics.ERRORS.labels(kind="socketmap").inc()
+            reply = "TEMP lookup failed"
+        metrics.SOCKETMAP.labels(table=name, answer=reply.split(" ", 1)[0]).inc()
+        return reply
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="socketmap", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
