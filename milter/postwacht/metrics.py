@@ -23,6 +23,12 @@ SOCKETMAP = Counter(
     "postwacht_socketmap_lookups_total", "Socketmap lookups, by table and answer",
     ["table", "answer"],
 )
+DNS = Counter("postwacht_dns_lookups_total", "DNS lookups, by result", ["result"])
+DNS_SECONDS = Histogram(
+    "postwacht_dns_lookup_seconds", "DNS lookup latency",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CACHE = Counter("postwacht_dns_cache_total", "DNS cache lookups, by result", ["result"])
 ERRORS = Counter("postwacht_errors_total", "Errors, by kind", ["kind"])
 CALLBACK_SECONDS = Histogram(
     "postwacht_milter_callback_seconds",

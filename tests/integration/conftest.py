@@ -15,14 +15,11 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,38 +29,14 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from tests.conftest import EXAMPLE_POLICY, ROOT
+from tests.labs.dns import DnsLab
+from tests.labs.mtasts import StsServer
+from tests.labs.util import DEADLINE, free_port, poll, port_open
 
 DEPLOY = ROOT / "deploy" / "postfix"
 POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
-DEADLINE = 30.0
 ALIAS = "oldteam@samen-veilig.nl"
 """A virtual alias that expands to a retired address and an ordinary one."""
-
-
-def poll(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Return the condition's first truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        pause.wait(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -338,3 +311,25 @@ def lab() -> Iterator[Lab]:
             print(f"lab kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dns_lab() -> Iterator[DnsLab]:
+    lab = DnsLab(Path(tempfile.mkdtemp(prefix="postwacht-dns-")))
+    lab.build()
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+        lab.cleanup()
+
+
+@pytest.fixture(scope="session")
+def sts_server(dns_lab: DnsLab) -> Iterator[StsServer]:
+    server = StsServer(dns_lab.root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

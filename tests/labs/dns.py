@@ -1,0 +1,171 @@
+"""A DNSSEC lab on loopback: nsd serves signed and unsigned test zones, unbound validates.
+
+Every case discovery must tell apart has a name here:
+- `dane.pw.test`: signed, MX with a usable TLSA record (DANE-EE) at `_25._tcp.<mx>`
+- `plain.pw.test`: signed, MX without TLSA
+- `pkix.pw.test`: signed, only a PKIX-EE TLSA record (unusable for SMTP, RFC 7672)
+- `nomx.pw.test`: signed, no MX (the A record is the implicit MX), with TLSA
+- `nullmx.pw.test`: signed null MX (`MX 0 .`)
+- `bogus.pw.test`: signed, but its MX was changed after signing (SERVFAIL when validated)
+- `sts.pw-unsigned.test`: unsigned, with an MTA-STS TXT record and policy host
+- `unsigned.pw-unsigned.test`: unsigned MX, nothing else
+- `missing.pw.test`: does not exist (NXDOMAIN)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+
+from tests.labs.util import free_port, poll
+
+TLSA_DATA = "3 1 1 " + "a1" * 32
+SIGNED = """\
+$ORIGIN pw.test.
+$TTL 300
+@        SOA ns.pw.test. hostmaster.pw.test. 1 3600 600 86400 60
+@        NS  ns
+ns       A   127.0.0.1
+dane     MX  10 mx.dane
+mx.dane  A   127.0.0.1
+_25._tcp.mx.dane TLSA {tlsa}
+plain    MX  10 mx.plain
+mx.plain A   127.0.0.1
+pkix     MX  10 mx.pkix
+mx.pkix  A   127.0.0.1
+_25._tcp.mx.pkix TLSA 1 1 1 {hex}
+nomx     A   127.0.0.1
+_25._tcp.nomx TLSA {tlsa}
+nullmx   MX  0 .
+bogus    MX  10 mx.bogus
+mx.bogus A   127.0.0.1
+sts      MX  10 mx.sts
+mx.sts   A   127.0.0.1
+""".format(tlsa=TLSA_DATA, hex="b2" * 32)
+UNSIGNED = """\
+$ORIGIN pw-unsigned.test.
+$TTL 300
+@          SOA ns.pw-unsigned.test. hostmaster.pw-unsigned.test. 1 3600 600 86400 60
+@          NS  ns
+ns         A   127.0.0.1
+sts        MX  10 mx.sts
+mx.sts     A   127.0.0.1
+_mta-sts.sts TXT "v=STSv1; id=20261122T1;"
+mta-sts.sts  A 127.0.0.1
+stsbad     MX  10 mx.stsbad
+mx.stsbad  A   127.0.0.1
+_mta-sts.stsbad TXT "v=STSv1; id=1;"
+mta-sts.stsbad  A 127.0.0.1
+unsigned   MX  10 mx.unsigned
+mx.unsigned A  127.0.0.1
+"""
+
+
+class DnsLab:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nsd_port = free_port()
+        self.port = free_port()
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def _run(self, *args: str) -> str:
+        return subprocess.run(args, cwd=self.root, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def build(self) -> None:
+        (self.root / "pw.test.zone").write_text(SIGNED)
+        (self.root / "pw-unsigned.test.zone").write_text(UNSIGNED)
+        ksk = self._run("ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "pw.test")
+        zsk = self._run("ldns-keygen", "-a", "ECDSAP256SHA256", "pw.test")
+        self._run("ldns-signzone", "-n", "-f", "pw.test.signed", "pw.test.zone", ksk, zsk)
+        signed = (self.root / "pw.test.signed").read_text()
+        bogus = signed.replace("bogus.pw.test.\t300\tIN\tMX\t10 mx.bogus.pw.test.",
+                               "bogus.pw.test.\t300\tIN\tMX\t20 mx.bogus.pw.test.")
+        assert bogus != signed, "the bogus case was not made"
+        (self.root / "pw.test.signed").write_text(bogus)
+        anchor = (self.root / f"{ksk}.key").read_text()
+        (self.root / "anchor.key").write_text(anchor)
+        (self.root / "nsd.conf").write_text(f"""\
+server:
+  ip-address: 127.0.0.1@{self.nsd_port}
+  username: ""
+  chroot: ""
+  database: ""
+  zonesdir: "{self.root}"
+  pidfile: "{self.root}/nsd.pid"
+  xfrdfile: "{self.root}/xfrd.state"
+  zonelistfile: "{self.root}/zone.list"
+  logfile: "{self.root}/nsd.log"
+  verbosity: 1
+remote-control:
+  control-enable: no
+zone:
+  name: pw.test
+  zonefile: pw.test.signed
+zone:
+  name: pw-unsigned.test
+  zonefile: pw-unsigned.test.zone
+""")
+        (self.root / "unbound.conf").write_text(f"""\
+server:
+  interface: 127.0.0.1@{self.port}
+  port: {self.port}
+  username: ""
+  chroot: ""
+  directory: "{self.root}"
+  pidfile: "{self.root}/unbound.pid"
+  do-daemonize: no
+  use-syslog: no
+  logfile: "{self.root}/unbound.log"
+  verbosity: 1
+  do-not-query-localhost: no
+  local-zone: "test." nodefault
+  access-control: 127.0.0.0/8 allow
+  trust-anchor-file: "{self.root}/anchor.key"
+  module-config: "validator iterator"
+  val-log-level: 2
+remote-control:
+  control-enable: no
+stub-zone:
+  name: "pw.test."
+  stub-addr: 127.0.0.1@{self.nsd_port}
+stub-zone:
+  name: "pw-unsigned.test."
+  stub-addr: 127.0.0.1@{self.nsd_port}
+""")
+
+    def start(self) -> None:
+        for command in (["nsd", "-d", "-c", "nsd.conf"], ["unbound", "-d", "-c", "unbound.conf"]):
+            log = (self.root / f"{command[0]}.stderr").open("wb")
+            self._processes.append(subprocess.Popen(command, cwd=self.root, stdout=log,
+                                                    stderr=log))
+        poll(lambda: self._answers(self.nsd_port, "ns.pw.test.", recurse=False), "nsd")
+        poll(lambda: self._answers(self.port, "ns.pw.test."), "unbound")
+
+    def _answers(self, port: int, name: str, recurse: bool = True) -> bool:
+        for process in self._processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[0]} exited: see {self.root}")
+        query = dns.message.make_query(name, "A", want_dnssec=True)
+        if not recurse:
+            query.flags &= ~dns.flags.RD
+        try:
+            response = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
+        except (OSError, dns.exception.Timeout):
+            return False
+        return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
+
+    def stop(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            process.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
