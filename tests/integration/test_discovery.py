@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from postwacht.discovery import Discovery
 from postwacht.dnscache import DnsCache, ResolverConfig
 from postwacht.mtasts import StsFetcher
+
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer
 from tests.labs.util import free_port

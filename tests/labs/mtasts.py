@@ -24,7 +24,7 @@ POLICIES = {
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
         status, body = POLICIES.get(host, (404, ""))
         if self.path != "/.well-known/mta-sts.txt":
@@ -37,7 +37,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body.encode())
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
