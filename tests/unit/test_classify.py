@@ -1,0 +1,113 @@
+"""Sensitive-mail classification: the BSN detector, markers, senders, streaming and caps."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+from postwacht.classify import (
+    Classifier,
+    Marker,
+    SenderGroup,
+    Sensitivity,
+    find_bsn,
+    passes_eleven_test,
+)
+
+BSN_RULES = Sensitivity(default_sensitive=False, detectors=("bsn",))
+
+
+@pytest.mark.parametrize("number", ["111222333", "123456782"])
+def test_valid_numbers_pass_the_eleven_test(number: str) -> None:
+    assert passes_eleven_test(number)
+
+
+@pytest.mark.parametrize("number", ["123456789", "000000000", "12345678", "1234567890"])
+def test_other_numbers_fail_the_eleven_test(number: str) -> None:
+    assert not passes_eleven_test(number)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "BSN: 123456782",
+        "Burgerservicenummer 1234.56.782 van de client",
+        "het bsn van het kind is 111 222 333.",
+        "sofinummer 111-222-333",
+        "Client 123456782 (BSN) is aangemeld",
+    ],
+)
+def test_bsn_near_a_context_word_is_found(text: str) -> None:
+    assert find_bsn(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bel 0612345678 of 06-12345678 voor de BSN-aanvraag",  # phone numbers
+        "BSN-aanvraag, IBAN NL91ABNA0417164300",  # account number
+        "BSN aanvraag van 2019-04-01",  # a date
+        "Ordernummer 123456782, factuur 2024-001",  # passes 11-test, no context word
+        "BSN: 123456789",  # fails the 11-test
+        "BSN 1234567825",  # ten digits
+        "bedrag 123.456.782,00 euro; bsn volgt",  # a money amount
+    ],
+)
+def test_usual_false_positives_are_not_found(text: str) -> None:
+    assert not find_bsn(text.encode())
+
+
+def classify(rules: Sensitivity, body: list[bytes], headers: dict[str, str] | None = None,
+             sender: str = "a@samen-veilig.nl") -> tuple[bool, str]:
+    classifier = Classifier(rules, sender)
+    for name, value in (headers or {}).items():
+        classifier.header(name, value)
+    for chunk in body:
+        classifier.body(chunk)
+    result = classifier.result()
+    return result.sensitive, result.reason
+
+
+def test_a_bsn_split_across_chunks_is_still_found() -> None:
+    assert classify(BSN_RULES, [b"Het BSN is 1234", b"56782.\r\n"]) == (True, "detector bsn")
+
+
+def test_a_bsn_in_a_base64_text_attachment_is_found() -> None:
+    attachment = base64.encodebytes(b"Verslag\nBSN: 123456782\n")
+    body = (b"--XyZ\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n--XyZ\r\n"
+            b"Content-Type: text/plain; name=verslag.txt\r\nContent-Transfer-Encoding: base64\r\n"
+            b"\r\n" + attachment + b"--XyZ--\r\n")
+    headers = {"Content-Type": 'multipart/mixed; boundary="XyZ"'}
+    assert classify(BSN_RULES, [body[:50], body[50:]], headers) == (True, "detector bsn")
+
+
+def test_scanning_stops_at_the_cap() -> None:
+    rules = Sensitivity(default_sensitive=False, detectors=("bsn",), max_scan_bytes=1000)
+    body = [b"x" * 999 + b"\n", b"BSN: 123456782\n"]
+    assert classify(rules, body) == (False, "not sensitive by default")
+
+
+def test_the_reason_never_contains_the_number() -> None:
+    _, reason = classify(BSN_RULES, [b"BSN: 123456782\n"])
+    assert "123456782" not in reason
+
+
+NOT_SENSITIVE = Marker(False, re.compile(r"(?i)^\[(open|niet vertrouwelijk)\]"), "subject",
+                       "subject [open]")
+
+
+def test_a_not_sensitive_marker_applies_when_no_detector_fires() -> None:
+    rules = Sensitivity(markers=(NOT_SENSITIVE,), detectors=("bsn",))
+    subject = {"Subject": "[niet vertrouwelijk] rooster"}
+    assert classify(rules, [b"tot morgen\n"], subject) == (False, "marker subject [open]")
+    assert classify(rules, [b"BSN 123456782\n"], subject) == (True, "detector bsn")
+
+
+def test_sender_group_and_default_decide_last() -> None:
+    group = SenderGroup(False, frozenset(), frozenset({"nieuwsbrief.samen-veilig.nl"}),
+                        "newsletters")
+    rules = Sensitivity(senders=(group,))
+    assert classify(rules, [], sender="x@nieuwsbrief.samen-veilig.nl") == (
+        False, "sender group newsletters")
+    assert classify(rules, []) == (True, "sensitive by default")
