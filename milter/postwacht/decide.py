@@ -7,9 +7,12 @@ cannot disagree about what a policy means.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from postwacht.address import Recipient
+from postwacht.classify import Classification
+from postwacht.discovery import TransportFacts
 from postwacht.domains import to_unicode
 from postwacht.policy import Action, OwnedDomain, Partner, Policy, RetiredDomain
 
@@ -33,7 +36,12 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """What was learnt by I/O before deciding (DNS, domain control); the decision does none."""
+    """What was learnt before deciding (content, DNS); the decision itself does no I/O."""
+
+    classification: Classification | None = None
+    """None until the message content was seen: transport rules then wait."""
+    transport: Mapping[str, TransportFacts] = field(default_factory=dict)
+    """Discovery results for the domains `transport_domains` named."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +51,8 @@ class RecipientVerdict:
     action: Action
     rule: str
     """Bounded rule kind: retired, lookalike, address-literal, owned, partner, local,
-    default or inbound. Safe as a metric label."""
+    default, inbound, secure-transport, insecure-transport or dns-failure. Safe as a
+    metric label."""
     reason: str
     matched: str | None = None
     """The policy domain the rule matched, if any."""
@@ -68,10 +77,9 @@ _REFUSED = (Action.REJECT, Action.TEMPFAIL)
 
 def decide(envelope: Envelope, policy: Policy, facts: Facts | None = None) -> Verdict:
     """Decide what happens to every recipient of `envelope`, and so to the message."""
-    del facts  # no rule reads DNS facts yet; the parameter keeps every caller's shape
     internal, why = sender_is_internal(envelope, policy)
     if internal:
-        verdicts = tuple(decide_recipient(r, policy) for r in envelope.recipients)
+        verdicts = tuple(decide_recipient(r, policy, facts) for r in envelope.recipients)
     else:
         verdicts = tuple(
             RecipientVerdict(
@@ -109,7 +117,9 @@ def sender_is_internal(envelope: Envelope, policy: Policy) -> tuple[bool, str]:
     return False, "not authenticated, not from an outbound network or daemon"
 
 
-def decide_recipient(recipient: Recipient, policy: Policy) -> RecipientVerdict:
+def decide_recipient(
+    recipient: Recipient, policy: Policy, facts: Facts | None = None
+) -> RecipientVerdict:
     """The strictest answer over every domain the recipient could reach."""
     address, domains = recipient.address, recipient.domains
     if recipient.literal is not None:
@@ -126,7 +136,61 @@ def decide_recipient(recipient: Recipient, policy: Policy) -> RecipientVerdict:
         if best is None or verdict.action.severity > best.action.severity:
             best = verdict
     assert best is not None
+    if _needs_secure_transport(best, policy) and facts and facts.classification:
+        return _secure_transport(recipient, best, policy, facts, facts.classification)
     return best
+
+
+def transport_domains(verdict: Verdict, policy: Policy) -> set[str]:
+    """Domains whose transport facts the secure-transport rule would need."""
+    if not verdict.internal:
+        return set()
+    return {r.domains[0] for r in verdict.recipients
+            if r.domains and _needs_secure_transport(r, policy)}
+
+
+def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy) -> bool:
+    rules = policy.secure_transport
+    if rules is None or verdict.action is not Action.ACCEPT:
+        return False
+    return verdict.rule == "default" or (verdict.rule == "partner"
+                                         and "partner" not in rules.accept)
+
+
+def _secure_transport(
+    recipient: Recipient,
+    verdict: RecipientVerdict,
+    policy: Policy,
+    facts: Facts,
+    classification: Classification,
+) -> RecipientVerdict:
+    rules = policy.secure_transport
+    assert rules is not None
+    if not classification.sensitive:
+        return verdict
+    address, domains = recipient.address, recipient.domains
+    domain = domains[0]
+    found = facts.transport.get(domain)
+    why = f"this message is sensitive ({classification.reason})"
+    if found is None or found.method == "failure":
+        detail = found.detail if found else "no transport facts were gathered"
+        return RecipientVerdict(
+            address, domains, policy.on_dns_failure, "dns-failure",
+            f"{why}; whether {_show(domain)} takes mail securely is unknown ({detail}); "
+            "try again later",
+        )
+    if found.verified and found.method in rules.accept:
+        return RecipientVerdict(address, domains, Action.ACCEPT, "secure-transport",
+                                f"{why}; {found.method}: {found.detail}")
+    tail = {
+        Action.REJECT: rules.reply or "send it through a secure mail service instead",
+        Action.QUARANTINE: "held for review",
+        Action.ROUTE: f"sent through {rules.route}",
+    }.get(rules.otherwise, "")
+    return RecipientVerdict(
+        address, domains, rules.otherwise, "insecure-transport",
+        f"{why} and {_show(domain)} offers no verified TLS ({found.detail}); {tail}",
+    )
 
 
 def _decide_domain(recipient: Recipient, domain: str, policy: Policy) -> RecipientVerdict:

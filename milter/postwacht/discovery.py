@@ -8,10 +8,12 @@ MTA-STS. A lookup failure is reported as a failure, never as "nothing offered".
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-from postwacht.dnscache import DnsAnswer, DnsCache, DnsLookupError
+from postwacht.dnscache import DnsAnswer, DnsCache, DnsLookupError, ResolverConfig
 from postwacht.mtasts import StsError, StsFetcher, StsPolicy, txt_id
+from postwacht.policy import DnsSettings, Partner, Policy
 
 USABLE_TLSA = {"usage": {2, 3}, "selector": {0, 1}, "mtype": {0, 1, 2}}
 
@@ -117,3 +119,50 @@ def _usable_tlsa(record: str) -> bool:
         return False
     return (usage in USABLE_TLSA["usage"] and selector in USABLE_TLSA["selector"]
             and mtype in USABLE_TLSA["mtype"])
+
+
+_pool: dict[DnsSettings, Discovery] = {}
+_pool_lock = threading.Lock()
+
+
+def discovery_for(settings: DnsSettings) -> Discovery:
+    """One Discovery (and so one cache) per resolver setting, kept across policy reloads."""
+    with _pool_lock:
+        found = _pool.get(settings)
+        if found is None:
+            dns = DnsCache(ResolverConfig(settings.resolvers, settings.timeout))
+            found = _pool[settings] = Discovery(dns, StsFetcher(dns, port=settings.mta_sts_port))
+        return found
+
+
+def tls_policy(domain: str, policy: Policy, facts: TransportFacts | None) -> str | None:
+    """The smtp_tls_policy_maps value for next hop `domain`, or None for Postfix's default.
+
+    Never weaker than what the milter relied on when it let sensitive mail through.
+    """
+    rules = policy.secure_transport
+    if rules is None:
+        return None
+    protocols = f"protocols={rules.protocols}"
+    rule = policy.rule_for(domain)
+    if isinstance(rule, Partner) and "partner" in rules.accept:
+        return {
+            "dane": f"dane-only {protocols}",
+            "mta-sts": _sts_policy(facts, protocols) or f"secure {protocols}",
+            "verify": f"verify {protocols}",
+            "encrypt": f"encrypt {protocols}",
+        }[rule.transport]
+    if facts is None or not facts.verified or facts.method not in rules.accept:
+        return None
+    if facts.method == "dane":
+        return f"dane-only {protocols}"
+    return _sts_policy(facts, protocols)
+
+
+def _sts_policy(facts: TransportFacts | None, protocols: str) -> str | None:
+    if facts is None or facts.sts is None or facts.method != "mta-sts":
+        return None
+    # MTA-STS "*.example.net" matches one label; Postfix ".example.net" matches any
+    # depth below it: slightly wider, never weaker than certificate verification.
+    patterns = [p[1:] if p.startswith("*.") else p for p in facts.sts.mx]
+    return f"secure match={':'.join(patterns)} {protocols}"

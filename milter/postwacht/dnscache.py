@@ -9,6 +9,7 @@ a failure is never cached and never turns into "no record".
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -136,11 +137,14 @@ def _negative_ttl(response: dns.message.Message | None) -> int:
 
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
-    """`127.0.0.1`, `127.0.0.1:5354` or `[::1]:53` -> (address, port)."""
+    """`127.0.0.1`, `127.0.0.1:5354` or `[::1]:53` -> (address, port); ValueError if not."""
+    host, port = spec, "53"
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 53
-    if spec.count(":") == 1:
+        port = rest[1:] if rest.startswith(":") else "53"
+    elif spec.count(":") == 1:
         host, port = spec.split(":")
-        return host, int(port)
-    return spec, 53
+    ipaddress.ip_address(host)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad port {port!r}")
+    return host, int(port)

@@ -25,14 +25,25 @@ import Milter
 
 import milter as libmilter
 from postwacht import metrics
-from postwacht.address import AddressError, parse_recipient
-from postwacht.decide import Envelope, IPAddress, RecipientVerdict, decide, message_action
+from postwacht.address import AddressError, Recipient, parse_recipient
+from postwacht.classify import Classifier
+from postwacht.decide import (
+    Envelope,
+    Facts,
+    IPAddress,
+    RecipientVerdict,
+    decide,
+    message_action,
+    transport_domains,
+)
+from postwacht.discovery import discovery_for
 from postwacht.policy import Action, Policy
 from postwacht.policyholder import PolicyHolder
 from postwacht.state import StateError, StateStore
 
 log = logging.getLogger("postwacht.milter")
 QUARANTINE_HEADER = "X-Postwacht-Quarantine"
+ROUTE_HEADER = "X-Postwacht-Route"
 _connections = itertools.count(1)
 
 
@@ -60,9 +71,24 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._auth: str | None = None
         self._daemon: str | None = None
         self._verdicts: list[RecipientVerdict] = []
+        self._recipients: list[Recipient] = []
         self._internal = False
         self._unparseable: list[str] = []
+        self._classifier: Classifier | None = None
 
+    def negotiate(self, opts: list[int]) -> int:
+        """Ask for headers and body only when the running policy reads them."""
+        offered = opts[1]  # the P_NO* steps the MTA can leave out
+        result = int(super().negotiate(opts))
+        sensitivity = self.holder.current.sensitivity
+        transport = self.holder.current.secure_transport is not None
+        skip = 0
+        if not (transport and sensitivity.reads_headers):
+            skip |= Milter.P_NOHDRS | Milter.P_NOEOH
+        if not (transport and sensitivity.reads_body):
+            skip |= Milter.P_NOBODY
+        opts[1] = self._protocol = opts[1] | (skip & offered)
+        return result
     @Milter.noreply  # type: ignore[untyped-decorator]
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         if family in (socket.AF_INET, socket.AF_INET6) and isinstance(hostaddr, tuple):
@@ -78,6 +104,20 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._sender = mailfrom.strip().removeprefix("<").removesuffix(">")
         self._auth = self.getsymval("{auth_authen}") or None
         self._daemon = self.getsymval("{daemon_name}") or None
+        if self._policy.secure_transport is not None:
+            self._classifier = Classifier(self._policy.sensitivity, self._sender)
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def header(self, name: str, value: str) -> int:
+        if self._classifier is not None:
+            self._classifier.header(name, value)
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def body(self, chunk: bytes) -> int:
+        if self._classifier is not None:
+            self._classifier.body(chunk)
         return Milter.CONTINUE  # type: ignore[no-any-return]
 
     def envrcpt(self, to: str, *params: str) -> int:
@@ -116,6 +156,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             self.setreply("451", "4.7.1", smtp_text(result.reason))
             return Milter.TEMPFAIL  # type: ignore[no-any-return]
         self._verdicts.append(result)
+        self._recipients.append(recipient)
         return Milter.CONTINUE  # type: ignore[no-any-return]
 
     def eom(self) -> int:
@@ -124,8 +165,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
 
     def _eom(self) -> int:
         policy = self._policy or self.holder.current
-        verdicts = tuple(self._verdicts)
         queue_id = self.getsymval("i") or ""
+        verdicts = self._with_content_and_transport(policy)
         if self._unparseable:
             reason = f"a recipient address could not be read: {self._unparseable[0]}"
             return self._hold(queue_id, policy, verdicts, "bad-address", reason)
@@ -140,11 +181,38 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if action is Action.QUARANTINE:
             return self._hold(queue_id, policy, verdicts, strictest.rule, strictest.reason)
         self._log("eom", action.value, strictest.rule, self._who(strictest), queue_id)
+        if action is Action.ROUTE:
+            route = policy.secure_transport.route if policy.secure_transport else None
+            if not route:
+                raise RuntimeError("a route verdict without a route in the policy")
+            self.addheader(ROUTE_HEADER, route)  # milter_header_checks maps it to FILTER
+            return Milter.ACCEPT  # type: ignore[no-any-return]
         if action is Action.TEMPFAIL:
             self.setreply("451", "4.7.1", smtp_text(strictest.reason))
             return Milter.TEMPFAIL  # type: ignore[no-any-return]
         self.setreply("550", "5.7.1", smtp_text(strictest.reason))
         return Milter.REJECT  # type: ignore[no-any-return]
+
+    def _with_content_and_transport(self, policy: Policy) -> tuple[RecipientVerdict, ...]:
+        """Decide again now that the content is known: the secure-transport rule."""
+        if self._classifier is None or not self._recipients or not self._internal:
+            return tuple(self._verdicts)
+        envelope = Envelope(
+            sender=self._sender, recipients=tuple(self._recipients), client_ip=self._client_ip,
+            authenticated=self._auth, daemon_name=self._daemon,
+            internal=True if self._local else None,
+        )
+        first = decide(envelope, policy)
+        discovery = discovery_for(policy.dns)
+        facts = Facts(
+            classification=self._classifier.result(),
+            transport={d: discovery.facts(d) for d in transport_domains(first, policy)},
+        )
+        verdicts = decide(envelope, policy, facts).recipients
+        for verdict in verdicts:
+            if verdict.rule in ("secure-transport", "insecure-transport", "dns-failure"):
+                metrics.RECIPIENTS.labels(action=verdict.action.value, rule=verdict.rule).inc()
+        return verdicts
 
     def _message_action(self, verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> Action:
         if not self._local:
@@ -152,9 +220,10 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         actions = {v.action for v in verdicts}
         if Action.REJECT in actions:
             return policy.local_on_reject
-        if Action.TEMPFAIL in actions:
-            return Action.TEMPFAIL
-        return Action.QUARANTINE if Action.QUARANTINE in actions else Action.ACCEPT
+        for action in (Action.TEMPFAIL, Action.QUARANTINE, Action.ROUTE):
+            if action in actions:
+                return action
+        return Action.ACCEPT
 
     def _hold(
         self,

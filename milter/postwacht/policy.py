@@ -13,6 +13,7 @@ import datetime as dt
 import gc
 import hashlib
 import ipaddress
+import re
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from postwacht.classify import Marker, SenderGroup, Sensitivity
+from postwacht.dnscache import parse_nameserver
 from postwacht.domains import DomainError, parents, to_ascii
 from postwacht.lookalike import LookalikeIndex, LookalikeMatch
 from postwacht.policyfile import (
@@ -41,6 +44,8 @@ class Action(StrEnum):
     """What happens to a recipient or a message; ordered from mildest to strictest."""
 
     ACCEPT = "accept"
+    ROUTE = "route"
+    """Accept, but deliver through the policy's secure route (a secure-mail provider)."""
     TEMPFAIL = "tempfail"
     QUARANTINE = "quarantine"
     REJECT = "reject"
@@ -94,6 +99,27 @@ class Outbound:
     daemon_names: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class SecureTransport:
+    accept: frozenset[str]
+    min_tls: str
+    otherwise: Action
+    route: str | None
+    reply: str | None
+
+    @property
+    def protocols(self) -> str:
+        """Postfix smtp_tls_policy_maps `protocols=` value for `min_tls`."""
+        return f">=TLSv{self.min_tls}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    resolvers: tuple[tuple[str, int], ...]
+    timeout: float
+    mta_sts_port: int
+
+
 @dataclass(frozen=True)
 class Policy:
     """A checked, compiled policy. Never changes after `load()` returns it."""
@@ -111,6 +137,10 @@ class Policy:
     local_on_reject: Action
     """For sendmail(1) mail with a refused recipient: QUARANTINE, or REJECT (a bounce)."""
     log_local_parts: bool
+    sensitivity: Sensitivity
+    secure_transport: SecureTransport | None
+    """None: the policy does not enforce secure transport."""
+    dns: DnsSettings
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -277,6 +307,9 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
             else Action.QUARANTINE
         ),
         log_local_parts=_mapping(data, "logging").get("local_parts") is True,
+        sensitivity=_sensitivity(c, _mapping(data, "sensitive")),
+        secure_transport=_secure_transport(c, data.get("secure_transport")),
+        dns=_dns(c, _mapping(data, "dns")),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
@@ -389,4 +422,90 @@ def _outbound(c: _Compiler, data: dict[str, Any]) -> Outbound:
         authenticated=authenticated is True,
         networks=tuple(networks),
         daemon_names=frozenset(str(n) for n in _list(data, "daemon_names")),
+    )
+
+
+def _sensitivity(c: _Compiler, data: dict[str, Any]) -> Sensitivity:
+    markers: list[Marker] = []
+    for i, entry in _entries(data, "markers"):
+        path: KeyPath = ("sensitive", "markers", i)
+        means = entry.get("means") == "sensitive"
+        if "subject" in entry and "header" not in entry and "pattern" not in entry:
+            header, pattern = "subject", entry["subject"]
+            label = f"subject /{pattern}/"
+        elif "header" in entry and "pattern" in entry and "subject" not in entry:
+            header, pattern = str(entry["header"]).lower(), entry["pattern"]
+            label = f"header {header} /{pattern}/"
+        else:
+            c.report(path, "a marker needs 'subject', or 'header' and 'pattern'")
+            continue
+        try:
+            compiled = re.compile(str(pattern))
+        except re.error as exc:
+            c.report(path, f"{pattern!r} is not a valid regular expression: {exc}")
+            continue
+        markers.append(Marker(means, compiled, header, label))
+    senders: list[SenderGroup] = []
+    for i, entry in _entries(data, "senders"):
+        addresses: set[str] = set()
+        domains: set[str] = set()
+        for j, value in enumerate(_list(entry, "addresses")):
+            path = ("sensitive", "senders", i, "addresses", j)
+            local, at, domain = str(value).rpartition("@")
+            name = c.domain(domain, path) if at else None
+            if name is None:
+                if not at:
+                    c.report(path, f"{value!r} is neither an address nor an @domain")
+                continue
+            if local:
+                addresses.add(f"{local.lower()}@{name}")
+            else:
+                domains.add(name)
+        senders.append(SenderGroup(entry.get("means") == "sensitive", frozenset(addresses),
+                                   frozenset(domains), str(entry.get("name", i))))
+    scan = data.get("max_scan_bytes")
+    return Sensitivity(
+        default_sensitive=data.get("default", "sensitive") == "sensitive",
+        markers=tuple(markers),
+        senders=tuple(senders),
+        detectors=tuple(str(d) for d in _list(data, "detectors")),
+        max_scan_bytes=scan if isinstance(scan, int) and scan >= 1024 else 10 * 1024 * 1024,
+    )
+
+
+def _secure_transport(c: _Compiler, data: Any) -> SecureTransport | None:
+    if not isinstance(data, dict):
+        return None
+    accept = _list(data, "accept") or ["dane", "mta-sts", "partner"]
+    otherwise = _choice(data.get("otherwise"), Action.QUARANTINE)
+    route = data.get("route")
+    if otherwise is Action.ROUTE and not isinstance(route, str):
+        c.report(("secure_transport", "otherwise"),
+                 "otherwise: route needs a 'route' next hop (e.g. relay:[securemail.example]:587)")
+    reply = data.get("reply")
+    return SecureTransport(
+        accept=frozenset(str(a) for a in accept),
+        min_tls=str(data.get("min_tls", "1.2")),
+        otherwise=otherwise,
+        route=route if isinstance(route, str) else None,
+        reply=reply if isinstance(reply, str) else None,
+    )
+
+
+def _dns(c: _Compiler, data: dict[str, Any]) -> DnsSettings:
+    resolvers: list[tuple[str, int]] = []
+    for i, value in enumerate(_list(data, "resolvers")):
+        try:
+            host, port = parse_nameserver(str(value))
+        except ValueError:
+            c.report(("dns", "resolvers", i),
+                     f"{value!r} is not ADDRESS or ADDRESS:PORT (e.g. 127.0.0.1:53)")
+            continue
+        resolvers.append((host, port))
+    timeout = data.get("timeout", 5)
+    port = data.get("mta_sts_port", 443)
+    return DnsSettings(
+        resolvers=tuple(resolvers),
+        timeout=float(timeout) if isinstance(timeout, int | float) else 5.0,
+        mta_sts_port=port if isinstance(port, int) else 443,
     )

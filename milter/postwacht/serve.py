@@ -14,7 +14,7 @@ from postwacht.control import SOCKET_NAME, ControlServer
 from postwacht.policy import load
 from postwacht.policyfile import PolicyError
 from postwacht.policyholder import PolicyHolder, PolicyWatcher
-from postwacht.socketmap import SocketmapServer, transport_table
+from postwacht.socketmap import SocketmapServer, tls_table, transport_table
 from postwacht.state import StateError, StateStore
 
 log = logging.getLogger("postwacht")
@@ -70,7 +70,8 @@ def serve(
     if socketmap_listen:
         try:
             socketmap = SocketmapServer(
-                split_listen(socketmap_listen), {"transport": transport_table(holder)}
+                split_listen(socketmap_listen),
+                {"transport": transport_table(holder), "tls": tls_table(holder)},
             )
         except (OSError, ValueError) as exc:
             log.error("not starting: socketmap on %s: %s", socketmap_listen, exc)

@@ -21,8 +21,9 @@ from typing import Protocol
 from postwacht import metrics
 from postwacht.address import AddressError, parse_recipient
 from postwacht.decide import Envelope, decide
+from postwacht.discovery import discovery_for, tls_policy
 from postwacht.domains import DomainError, to_ascii
-from postwacht.policy import Action
+from postwacht.policy import Action, OwnedDomain, Partner, RetiredDomain
 from postwacht.policyholder import PolicyHolder
 
 log = logging.getLogger("postwacht.socketmap")
@@ -108,6 +109,33 @@ def transport_table(holder: PolicyHolder) -> Lookup:
         if verdict.action is Action.REJECT and verdict.rule in ("retired", "lookalike"):
             return f"OK error:5.7.1 {_one_line(verdict.reason)}"
         return "NOTFOUND "
+
+    return lookup
+
+
+def tls_table(holder: PolicyHolder) -> Lookup:
+    """Per next-hop TLS policy (smtp_tls_policy_maps) from partners and discovery."""
+
+    def lookup(key: str) -> str:
+        if key == "*" or not key or key.startswith("["):
+            return "NOTFOUND "
+        try:
+            domain = to_ascii(key)
+        except DomainError:
+            return "NOTFOUND "
+        policy = holder.current
+        rules = policy.secure_transport
+        rule = policy.rule_for(domain)
+        if rules is None or isinstance(rule, OwnedDomain | RetiredDomain):
+            return "NOTFOUND "
+        agreed = isinstance(rule, Partner) and "partner" in rules.accept
+        facts = None
+        if not (agreed and isinstance(rule, Partner) and rule.transport != "mta-sts"):
+            facts = discovery_for(policy.dns).facts(domain)
+            if facts.method == "failure":
+                return f"TEMP {_one_line(facts.detail)}"  # defer rather than guess
+        found = tls_policy(domain, policy, facts)
+        return f"OK {found}" if found else "NOTFOUND "
 
     return lookup
 
