@@ -98,6 +98,7 @@ def deploy_main_cf(ports: Ports) -> list[str]:
             settings.append(
                 line.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{ports.milter}")
                 .replace("inet:127.0.0.1:8895", f"inet:127.0.0.1:{ports.socketmap}")
+                .replace("/etc/postfix/postwacht_header_checks", str(DEPLOY / "header_checks"))
             )
     return settings
 
@@ -208,8 +209,12 @@ virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.o
 class Daemon:
     """`postwacht serve` as a separate process, the way it runs in production."""
 
-    def __init__(self, root: Path, policy: Path, ports: Ports | None = None) -> None:
+    def __init__(self, root: Path, policy: Path, ports: Ports | None = None,
+                 cafile: Path | None = None) -> None:
         self.root = root
+        self.env = dict(os.environ)
+        if cafile is not None:
+            self.env["SSL_CERT_FILE"] = str(cafile)  # trust the MTA-STS lab's test CA
         self.policy = policy
         self.ports = ports or Ports()
         self.milter_port = self.ports.milter
@@ -226,7 +231,7 @@ class Daemon:
                  "--metrics", f"127.0.0.1:{self.metrics_port}",
                  "--socketmap", f"127.0.0.1:{self.ports.socketmap}",
                  "--state", str(self.state), "--check-interval", "0.2"],
-                stdout=log, stderr=log,
+                stdout=log, stderr=log, env=self.env,
             )
         poll(lambda: self.process is not None and (self.process.poll() is not None
                                                     or port_open(self.milter_port)),
@@ -282,6 +287,18 @@ class Lab:
                                "--postfix-config", str(self.postfix.config), *args)
 
 
+def held_for(lab: Lab, recipient: str) -> dict[str, object]:
+    entries = poll(
+        lambda: [e for e in lab.postfix.held()
+                 if any(r["address"].lower() == recipient.lower() for r in e["recipients"])],
+        f"a held message for {recipient}",
+    )
+    assert len(entries) == 1
+    entry: dict[str, object] = entries[0]
+    return entry
+
+
+
 def _require_root() -> None:
     if os.geteuid() != 0 or shutil.which("postfix") is None:
         pytest.fail("integration tests need root and Debian's postfix package "
@@ -289,7 +306,7 @@ def _require_root() -> None:
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+def lab(sts_server: StsServer) -> Iterator[Lab]:
     _require_root()
     root = Path(tempfile.mkdtemp(prefix="postwacht-lab-", dir="/tmp"))
     sink = Sink()
@@ -299,7 +316,7 @@ def lab() -> Iterator[Lab]:
     write_test_policy(policy)
     postfix = PostfixInstance(root, sink.port, ports)
     postfix.setup()
-    daemon = Daemon(root, policy, ports)
+    daemon = Daemon(root, policy, ports, cafile=sts_server.cafile)
     daemon.start()
     postfix.start()
     try:

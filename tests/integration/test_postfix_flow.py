@@ -8,24 +8,13 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import Lab, poll, port_open, write_test_policy
+from tests.integration.conftest import Lab, held_for, poll, port_open, write_test_policy
 
 SENDER = "medewerker@samen-veilig.nl"
 
 
 def marker() -> str:
     return uuid.uuid4().hex[:12]
-
-
-def held_for(lab: Lab, recipient: str) -> dict[str, object]:
-    entries = poll(
-        lambda: [e for e in lab.postfix.held()
-                 if any(r["address"].lower() == recipient.lower() for r in e["recipients"])],
-        f"a held message for {recipient}",
-    )
-    assert len(entries) == 1
-    entry: dict[str, object] = entries[0]
-    return entry
 
 
 def test_retired_recipient_is_rejected_at_rcpt_while_the_other_is_delivered(lab: Lab) -> None:
