@@ -16,7 +16,10 @@ from typing import TextIO
 
 from postwacht import __version__, cli_daemon, cli_review
 from postwacht.address import AddressError, parse_recipient
-from postwacht.decide import Envelope, Verdict, decide
+from postwacht.classify import Classification, Classifier
+from postwacht.decide import Envelope, Facts, Verdict, decide, transport_domains
+from postwacht.discovery import TransportFacts, discovery_for, tls_policy
+from postwacht.domains import DomainError, to_ascii
 from postwacht.policy import Policy, load
 from postwacht.policyfile import PolicyError
 
@@ -68,8 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--client-ip", metavar="IP", help="address of the SMTP client")
     explain.add_argument("--daemon-name", metavar="NAME",
                          help="Postfix milter_macro_daemon_name of the receiving smtpd")
+    explain.add_argument("--subject", help="Subject, for sensitivity markers")
+    explain.add_argument("--body-file", metavar="FILE",
+                         help="message body, for sensitivity detectors")
+    explain.add_argument("--content", action="store_true",
+                         help="apply the content rules (sensitivity, secure transport) even "
+                              "without --subject or --body-file: an empty message")
     explain.add_argument("--json", action="store_true", help="print one JSON object")
     explain.set_defaults(run=_explain)
+
+    tls = sub.add_parser("tls", help="what discovery finds for one recipient domain")
+    tls.add_argument("domain", metavar="DOMAIN")
+    tls.add_argument("--policy", required=True, metavar="POLICY",
+                     help="policy file (its dns settings and partners are used)")
+    tls.add_argument("--json", action="store_true", help="print one JSON object")
+    tls.set_defaults(run=_tls)
     cli_daemon.add_parsers(sub)
     cli_review.add_parsers(sub)
     return parser
@@ -120,27 +136,103 @@ def _explain(args: argparse.Namespace) -> int:
         internal=True if assumed else None,
     )
     verdict = decide(envelope, policy)
+    classification, transport = None, {}
+    with_content = args.content or args.subject is not None or args.body_file is not None
+    if policy.secure_transport is not None and with_content:
+        classification = _classify(policy, args.sender, args.subject, args.body_file)
+        discovery = discovery_for(policy.dns)
+        transport = {d: discovery.facts(d) for d in transport_domains(verdict, policy)}
+        verdict = decide(envelope, policy, Facts(classification, transport))
     sender_reason = (
         "assumed internal: no --client-ip, --authenticated or --daemon-name given"
         if assumed else verdict.sender_reason
     )
     if args.json:
-        print(json.dumps(_verdict_json(verdict, policy, sender_reason), ensure_ascii=False))
+        out = _verdict_json(verdict, policy, sender_reason, transport)
+        if classification is not None:
+            out["classification"] = asdict(classification)
+        print(json.dumps(out, ensure_ascii=False))
     else:
         _print_verdict(verdict, args.sender, sender_reason)
+        if classification is not None:
+            kind = "sensitive" if classification.sensitive else "not sensitive"
+            print(f"\nclassification: {kind} ({classification.reason})")
+            for domain, found in sorted(transport.items()):
+                print(f"transport {domain}: {found.method} ({found.detail})")
+        elif policy.secure_transport is not None:
+            print("\nsecure transport: not evaluated; it depends on the content "
+                  "(give --subject, --body-file or --content)")
     return EXIT_OK
 
 
-def _verdict_json(verdict: Verdict, policy: Policy, sender_reason: str) -> dict[str, object]:
+def _classify(policy: Policy, sender: str, subject: str | None, body_file: str | None
+              ) -> Classification:
+    classifier = Classifier(policy.sensitivity, sender)
+    if subject is not None:
+        classifier.header("Subject", subject)
+    if body_file is not None:
+        try:
+            with open(body_file, "rb") as body:
+                while chunk := body.read(65536):
+                    classifier.body(chunk)
+        except OSError as exc:
+            raise UsageError(f"--body-file {body_file!r}: {exc.strerror}") from None
+    return classifier.result()
+
+
+def _facts_json(facts: TransportFacts) -> dict[str, object]:
+    return {
+        "domain": facts.domain, "method": facts.method, "verified": facts.verified,
+        "detail": facts.detail, "mx": list(facts.mx), "dnssec": facts.dnssec,
+        "mta_sts": None if facts.sts is None else {
+            "mode": facts.sts.mode, "mx": list(facts.sts.mx), "max_age": facts.sts.max_age,
+            "id": facts.sts.policy_id},
+    }
+
+
+def _tls(args: argparse.Namespace) -> int:
+    try:
+        domain = to_ascii(args.domain)
+    except DomainError as exc:
+        raise UsageError(str(exc)) from None
+    policy = _load(args.policy, sys.stderr)
+    if policy is None:
+        return EXIT_POLICY
+    facts = discovery_for(policy.dns).facts(domain)
+    table = tls_policy(domain, policy, facts)
+    if args.json:
+        print(json.dumps({**_facts_json(facts), "tls_policy": table}))
+        return EXIT_OK
+    print(f"{domain}: {facts.method}{' (verified)' if facts.verified else ''}")
+    print(f"  {facts.detail}")
+    if facts.mx:
+        print(f"  mx: {', '.join(facts.mx)} (DNSSEC: {'yes' if facts.dnssec else 'no'})")
+    if facts.sts is not None:
+        print(f"  MTA-STS: mode {facts.sts.mode}, mx {', '.join(facts.sts.mx)}, "
+              f"max_age {facts.sts.max_age}")
+    print(f"  Postfix TLS policy: {table or 'none served (Postfix default)'}")
+    return EXIT_OK
+
+
+def _verdict_json(
+    verdict: Verdict, policy: Policy, sender_reason: str,
+    transport: dict[str, TransportFacts] | None = None,
+) -> dict[str, object]:
+    transport = transport or {}
+    recipients = []
+    for r in verdict.recipients:
+        row: dict[str, object] = {**asdict(r), "domains": list(r.domains),
+                                  "action": r.action.value}
+        found = transport.get(r.domains[0]) if r.domains else None
+        if found is not None:
+            row["transport"] = _facts_json(found)
+        recipients.append(row)
     return {
         "action": verdict.action.value,
         "internal": verdict.internal,
         "sender_reason": sender_reason,
         "policy": {"file": policy.source, "checksum": policy.checksum},
-        "recipients": [
-            {**asdict(r), "domains": list(r.domains), "action": r.action.value}
-            for r in verdict.recipients
-        ],
+        "recipients": recipients,
     }
 
 
