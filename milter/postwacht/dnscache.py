@@ -57,6 +57,8 @@ class DnsCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], tuple[float, DnsAnswer]] = {}
+        self.hits = 0
+        self.misses = 0
 
     def _resolver(self, port: int, nameserver: str | None) -> dns.resolver.Resolver:
         if nameserver is None:
@@ -78,8 +80,10 @@ class DnsCache:
         with self._lock:
             cached = self._entries.get(key)
         if cached is not None and cached[0] > now:
+            self.hits += 1
             metrics.CACHE.labels(result="hit").inc()
             return cached[1]
+        self.misses += 1
         metrics.CACHE.labels(result="miss").inc()
         answer = self._query(key[0], rdtype)
         with self._lock:
