@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from postwacht.discovery import Discovery  # noqa: E402
-from postwacht.dnscache import DnsCache, ResolverConfig  # noqa: E402
-from postwacht.mtasts import StsFetcher  # noqa: E402
-from tests.labs.dns import DnsLab  # noqa: E402
-from tests.labs.mtasts import StsServer  # noqa: E402
+from postwacht.discovery import Discovery
+from postwacht.dnscache import DnsCache, ResolverConfig
+from postwacht.mtasts import StsFetcher
+
+from tests.labs.dns import DnsLab
+from tests.labs.mtasts import StsServer
 
 DOMAINS = ["dane.pw.test", "plain.pw.test", "sts.pw-unsigned.test", "nullmx.pw.test"]
 
