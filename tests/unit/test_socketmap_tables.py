@@ -1,0 +1,54 @@
+"""The socketmap tables as functions of the running policy (no DNS needed for these)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from postwacht.policy import load
+from postwacht.policyholder import PolicyHolder
+from postwacht.socketmap import tls_table, transport_table
+
+from tests.conftest import EXAMPLE_POLICY
+
+
+def test_transport_answers_the_probe_and_unknown_keys_with_notfound() -> None:
+    lookup = transport_table(PolicyHolder(EXAMPLE_POLICY, load(EXAMPLE_POLICY)))
+    assert lookup("*") == "NOTFOUND "
+    assert lookup("") == "NOTFOUND "
+    assert lookup("not an address@@") == "NOTFOUND "
+    assert lookup("bjzutrecht.nl").startswith("OK error:5.7.1 ")
+    assert lookup("a@samen-veiIig.nl") == "NOTFOUND "  # look-alikes are held, not bounced
+
+
+def test_transport_bounces_lookalikes_when_the_policy_rejects_them(
+    write_policy: Callable[[str], Path],
+) -> None:
+    path = write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        lookalikes: {action: reject}
+    """)
+    lookup = transport_table(PolicyHolder(path, load(path)))
+    answer = lookup("a@samen-veiIig.nl")
+    assert answer.startswith("OK error:5.7.1 samen-veiiig.nl looks like our domain")
+
+
+def test_tls_answers_without_dns_for_probes_literals_own_domains_and_agreed_partners(
+    write_policy: Callable[[str], Path],
+) -> None:
+    path = write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        partners: [{domain: utrecht.nl, transport: encrypt}]
+        secure_transport: {min_tls: "1.3"}
+        dns: {resolvers: ["127.0.0.1:9"], timeout: 0.2}
+    """)
+    lookup = tls_table(PolicyHolder(path, load(path)))
+    assert lookup("*") == "NOTFOUND "
+    assert lookup("[10.0.0.1]:25") == "NOTFOUND "
+    assert lookup("samen-veilig.nl") == "NOTFOUND "
+    assert lookup("UTRECHT.NL") == "OK encrypt protocols=>=TLSv1.3"
+    assert lookup("example.org").startswith("TEMP ")  # no resolver: defer, never guess
