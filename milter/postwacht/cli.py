@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TextIO
 
-from postwacht import __version__, cli_daemon, cli_review
+from postwacht import __version__, cli_daemon, cli_domains, cli_review
 from postwacht.address import AddressError, parse_recipient
 from postwacht.classify import Classification, Classifier
 from postwacht.decide import Envelope, Facts, Verdict, decide, transport_domains
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument("--json", action="store_true", help="print one JSON object")
     tls.set_defaults(run=_tls)
     cli_daemon.add_parsers(sub)
+    cli_domains.add_parsers(sub)
     cli_review.add_parsers(sub)
     return parser
 

@@ -40,6 +40,44 @@ def add_parsers(sub: Any) -> None:
     actions.add_parser("audit", help="every review action: who, when, what, why")
     quarantine.set_defaults(run=_review)
 
+    report = sub.add_parser("report", help="reports from Postwacht's records")
+    reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    retired = reports.add_parser(
+        "retired", help="who and what still mails retired domains, most frequent first")
+    retired.add_argument("--since", type=float, default=30.0, metavar="DAYS",
+                         help="look back this many days (default 30)")
+    retired.add_argument("--state", default=defaults.STATE_DIR, metavar="DIR",
+                         help=f"state directory (default {defaults.STATE_DIR})")
+    retired.add_argument("--json", action="store_true")
+    retired.set_defaults(run=_report_retired)
+
+
+def _report_retired(args: argparse.Namespace) -> int:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.since)
+    try:
+        store = StateStore(args.state)
+        try:
+            rows = store.retired_attempts(since)
+        finally:
+            store.close()
+    except StateError as exc:
+        print(f"postwacht report retired: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps([
+            {"sender": r.sender, "client": r.client, "domain": r.domain,
+             "attempts": r.attempts, "first": r.first.isoformat(), "last": r.last.isoformat()}
+            for r in rows]))
+        return EXIT_OK
+    if not rows:
+        print(f"no attempts to mail a retired domain in the last {args.since:g} days")
+        return EXIT_OK
+    print(f"attempts to mail retired domains, last {args.since:g} days (most frequent first):")
+    for r in rows:
+        print(f"{r.attempts:6d}  {r.domain}  from {r.sender} via {r.client}  "
+              f"(first {r.first:%Y-%m-%d %H:%M}, last {r.last:%Y-%m-%d %H:%M} UTC)")
+    return EXIT_OK
+
 
 def _actor() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()

@@ -42,6 +42,8 @@ class Facts:
     """None until the message content was seen: transport rules then wait."""
     transport: Mapping[str, TransportFacts] = field(default_factory=dict)
     """Discovery results for the domains `transport_domains` named."""
+    control_lost: Mapping[str, str] = field(default_factory=dict)
+    """Owned domains whose domain-watch check failed, with what failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,8 @@ class RecipientVerdict:
     action: Action
     rule: str
     """Bounded rule kind: retired, lookalike, address-literal, owned, partner, local,
-    default, inbound, secure-transport, insecure-transport or dns-failure. Safe as a
-    metric label."""
+    default, inbound, secure-transport, insecure-transport, dns-failure or
+    control-lost. Safe as a metric label."""
     reason: str
     matched: str | None = None
     """The policy domain the rule matched, if any."""
@@ -132,7 +134,7 @@ def decide_recipient(
         return RecipientVerdict(address, domains, Action.ACCEPT, "local", "local delivery")
     best: RecipientVerdict | None = None
     for domain in domains:
-        verdict = _decide_domain(recipient, domain, policy)
+        verdict = _decide_domain(recipient, domain, policy, facts)
         if best is None or verdict.action.severity > best.action.severity:
             best = verdict
     assert best is not None
@@ -193,7 +195,9 @@ def _secure_transport(
     )
 
 
-def _decide_domain(recipient: Recipient, domain: str, policy: Policy) -> RecipientVerdict:
+def _decide_domain(
+    recipient: Recipient, domain: str, policy: Policy, facts: Facts | None
+) -> RecipientVerdict:
     address, domains = recipient.address, recipient.domains
     rule = policy.rule_for(domain)
     if isinstance(rule, RetiredDomain):
@@ -201,6 +205,15 @@ def _decide_domain(recipient: Recipient, domain: str, policy: Policy) -> Recipie
             address, domains, rule.action, "retired",
             _retired_reason(recipient, domain, rule, policy), rule.domain,
         )
+    if isinstance(rule, OwnedDomain) and facts and rule.domain in facts.control_lost:
+        watch = policy.domain_watch
+        if watch is not None and watch.hold_on_control_loss:
+            return RecipientVerdict(
+                address, domains, Action.QUARANTINE, "control-lost",
+                f"control of {_show(rule.domain)} is in doubt "
+                f"({facts.control_lost[rule.domain]}): held until a person looks",
+                rule.domain,
+            )
     if isinstance(rule, OwnedDomain):
         return RecipientVerdict(
             address, domains, Action.ACCEPT, "owned", f"{_show(domain)} is our own domain",

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from postwacht.state import StateStore
 
 MESSAGES = Counter(
     "postwacht_messages_total", "Outbound messages decided, by message action", ["action"]
@@ -29,6 +38,23 @@ DNS_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 CACHE = Counter("postwacht_dns_cache_total", "DNS cache lookups, by result", ["result"])
+RETIRED_ATTEMPTS = Counter(
+    "postwacht_retired_attempts_total",
+    "Attempts to mail a retired domain, by retired domain (a bounded list from the policy)",
+    ["domain"],
+)
+DOMAIN_EXPIRY = Gauge(
+    "postwacht_domain_expiry_timestamp_seconds",
+    "When the registration of a watched domain expires (RDAP)", ["domain"],
+)
+DOMAIN_CONTROL = Gauge(
+    "postwacht_domain_control_ok",
+    "Domain watch check: 1 ok, 0 failed (control lost or a new holder), -1 unknown",
+    ["domain", "check"],
+)
+DOMAIN_AUDIT = Gauge(
+    "postwacht_domain_audit_timestamp_seconds", "When the domain watch last ran"
+)
 ERRORS = Counter("postwacht_errors_total", "Errors, by kind", ["kind"])
 CALLBACK_SECONDS = Histogram(
     "postwacht_milter_callback_seconds",
@@ -43,3 +69,24 @@ def show_policy(checksum: str, loaded_at: float) -> None:
     POLICY_INFO.clear()
     POLICY_INFO.labels(checksum=checksum[:12]).set(1)
     POLICY_LOADED.set(loaded_at)
+
+
+class QuarantineCollector(Collector):
+    """Held messages and the age of the oldest, read from the records at each scrape."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from postwacht.state import StateError  # noqa: PLC0415 - state imports metrics' users
+
+        try:
+            count, oldest = self._store.held_summary()
+        except StateError:
+            ERRORS.labels(kind="state-store").inc()
+            return
+        age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily("postwacht_quarantine_messages",
+                                "Messages held for review (Postwacht's records)", value=count)
+        yield GaugeMetricFamily("postwacht_quarantine_oldest_age_seconds",
+                                "Age of the oldest held message (0 when none)", value=age)

@@ -37,6 +37,7 @@ from postwacht.decide import (
     transport_domains,
 )
 from postwacht.discovery import discovery_for
+from postwacht.domainwatch import DomainWatcher
 from postwacht.policy import Action, Policy
 from postwacht.policyholder import PolicyHolder
 from postwacht.state import StateError, StateStore
@@ -58,6 +59,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
 
     holder: ClassVar[PolicyHolder]
     store: ClassVar[StateStore]
+    watcher: ClassVar[DomainWatcher | None] = None
 
     def __init__(self) -> None:
         self._conn_id = next(_connections)
@@ -144,10 +146,12 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             daemon_name=self._daemon,
             internal=True if self._local else None,
         )
-        verdict = decide(envelope, policy)
+        verdict = decide(envelope, policy, self._watch_facts())
         self._internal = verdict.internal
         [result] = verdict.recipients
         metrics.RECIPIENTS.labels(action=result.action.value, rule=result.rule).inc()
+        if result.rule == "retired" and result.matched:
+            self._record_retired_attempt(result.matched)
         if not self._local and result.action in (Action.REJECT, Action.TEMPFAIL):
             self._log("rcpt", result.action.value, result.rule, self._who(result))
             if result.action is Action.REJECT:
@@ -158,6 +162,25 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._verdicts.append(result)
         self._recipients.append(recipient)
         return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    def _watch_facts(self) -> Facts | None:
+        watcher = self.watcher
+        return Facts(control_lost=watcher.control_lost) if watcher else None
+
+    def _record_retired_attempt(self, domain: str) -> None:
+        """For `postwacht report retired`: which systems still mail retired domains."""
+        metrics.RETIRED_ATTEMPTS.labels(domain=domain).inc()
+        if self._local:
+            client = "sendmail(1) on the MTA host"
+        else:
+            client = f"smtp from {self._client_ip or 'unknown'}"
+            if self._auth:
+                client += f" as {self._auth}"
+        try:
+            self.store.record_retired_attempt(self._sender or "<>", client, domain)
+        except StateError as exc:  # the recipient is refused anyway; the report misses one
+            metrics.ERRORS.labels(kind="state-store").inc()
+            log.error("cannot record a retired-domain attempt: %s", exc)
 
     def eom(self) -> int:
         with metrics.CALLBACK_SECONDS.labels(stage="eom").time():
@@ -202,11 +225,12 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             authenticated=self._auth, daemon_name=self._daemon,
             internal=True if self._local else None,
         )
-        first = decide(envelope, policy)
+        first = decide(envelope, policy, self._watch_facts())
         discovery = discovery_for(policy.dns)
         facts = Facts(
             classification=self._classifier.result(),
             transport={d: discovery.facts(d) for d in transport_domains(first, policy)},
+            control_lost=self.watcher.control_lost if self.watcher else {},
         )
         verdicts = decide(envelope, policy, facts).recipients
         for verdict in verdicts:
@@ -268,11 +292,16 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
 
 
 def run(
-    holder: PolicyHolder, store: StateStore, socketspec: str, on_ready: Callable[[], None]
+    holder: PolicyHolder,
+    store: StateStore,
+    watcher: DomainWatcher | None,
+    socketspec: str,
+    on_ready: Callable[[], None],
 ) -> None:
     """Serve milter connections until libmilter is told to stop (SIGTERM, SIGHUP)."""
     PostwachtMilter.holder = holder
     PostwachtMilter.store = store
+    PostwachtMilter.watcher = watcher
     Milter.factory = PostwachtMilter
     libmilter.set_exception_policy(libmilter.TEMPFAIL)
     libmilter.set_flags(libmilter.ADDHDRS | libmilter.QUARANTINE)

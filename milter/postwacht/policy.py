@@ -61,6 +61,10 @@ _SEVERITY = {a: i for i, a in enumerate(Action)}
 @dataclass(frozen=True, slots=True)
 class OwnedDomain:
     domain: str
+    nameservers: frozenset[str] = frozenset()
+    """Name servers the domain watch expects; empty: not checked."""
+    mx: frozenset[str] = frozenset()
+    """MX hosts the domain watch expects; empty: not checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,16 @@ class DnsSettings:
     mta_sts_port: int
 
 
+@dataclass(frozen=True, slots=True)
+class DomainWatch:
+    rdap_base_url: str | None = None
+    bootstrap_file: str | None = None
+    rdap_timeout: float = 10.0
+    interval: int = 3600
+    expiry_warning_days: int = 30
+    hold_on_control_loss: bool = False
+
+
 @dataclass(frozen=True)
 class Policy:
     """A checked, compiled policy. Never changes after `load()` returns it."""
@@ -141,6 +155,8 @@ class Policy:
     secure_transport: SecureTransport | None
     """None: the policy does not enforce secure transport."""
     dns: DnsSettings
+    domain_watch: DomainWatch | None
+    """None: the daemon does not watch the domains (`postwacht domains audit` still can)."""
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -270,10 +286,16 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
 
     owned: list[str] = []
     for i, value in enumerate(_list(data, "owned_domains")):
-        name = c.domain(value, ("owned_domains", i))
-        if name and c.listed(name, ("owned_domains", i), "owned_domains"):
+        path: KeyPath = ("owned_domains", i)
+        entry = value if isinstance(value, dict) else {"domain": value}
+        name = c.domain(entry.get("domain"), (*path, "domain") if value is entry else path)
+        if name and c.listed(name, path, "owned_domains"):
             owned.append(name)
-            table[name] = OwnedDomain(name)
+            table[name] = OwnedDomain(
+                name,
+                _hosts(c, entry, "nameservers", path),
+                _hosts(c, entry, "mx", path),
+            )
     retired = [_retired(c, i, entry, owned) for i, entry in _entries(data, "retired_domains")]
     partners = [_partner(c, i, entry) for i, entry in _entries(data, "partners")]
     for rule in (*retired, *partners):
@@ -310,6 +332,8 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         sensitivity=_sensitivity(c, _mapping(data, "sensitive")),
         secure_transport=_secure_transport(c, data.get("secure_transport")),
         dns=_dns(c, _mapping(data, "dns")),
+        domain_watch=(_domain_watch(_mapping(data, "domain_watch"))
+                      if isinstance(data.get("domain_watch"), dict) else None),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
@@ -347,6 +371,15 @@ def _partner(c: _Compiler, i: int, entry: dict[str, Any]) -> Partner | None:
     if not name or not c.listed(name, path, "partners"):
         return None
     return Partner(name, str(entry.get("transport", "")))
+
+
+def _hosts(c: _Compiler, entry: dict[str, Any], key: str, path: KeyPath) -> frozenset[str]:
+    hosts = set()
+    for j, value in enumerate(_list(entry, key)):
+        name = c.domain(value, (*path, key, j))
+        if name:
+            hosts.add(name)
+    return frozenset(hosts)
 
 
 def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
@@ -508,4 +541,19 @@ def _dns(c: _Compiler, data: dict[str, Any]) -> DnsSettings:
         resolvers=tuple(resolvers),
         timeout=float(timeout) if isinstance(timeout, int | float) else 5.0,
         mta_sts_port=port if isinstance(port, int) else 443,
+    )
+
+
+def _domain_watch(data: dict[str, Any]) -> DomainWatch:
+    rdap = _mapping(data, "rdap")
+    base, bootstrap, timeout = (rdap.get("base_url"), rdap.get("bootstrap_file"),
+                                rdap.get("timeout", 10))
+    interval, warning = data.get("interval", 3600), data.get("expiry_warning_days", 30)
+    return DomainWatch(
+        rdap_base_url=base if isinstance(base, str) else None,
+        bootstrap_file=bootstrap if isinstance(bootstrap, str) else None,
+        rdap_timeout=float(timeout) if isinstance(timeout, int | float) else 10.0,
+        interval=interval if isinstance(interval, int) else 3600,
+        expiry_warning_days=warning if isinstance(warning, int) else 30,
+        hold_on_control_loss=data.get("hold_on_control_loss") is True,
     )

@@ -283,6 +283,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
             return f"{value!r} is too small (expected at least {expected})"
         case "maximum":
             return f"{value!r} is too large (expected at most {expected})"
+        case "anyOf":
+            return (f"expected a domain name, or a mapping with domain, nameservers and mx; "
+                    f"got {_type_of(value)}")
         case "uniqueItems":
             return "lists the same item twice (expected each once)"
         case _:

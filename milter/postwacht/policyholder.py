@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,13 @@ class PolicyHolder:
         self.path = Path(path)
         self._policy = policy
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[Policy], None]] = []
         self.loaded_at = time.time()
         metrics.show_policy(policy.checksum, self.loaded_at)
+
+    def on_change(self, listener: Callable[[Policy], None]) -> None:
+        """Call `listener` with each new policy after it replaced the running one."""
+        self._listeners.append(listener)
 
     @property
     def current(self) -> Policy:
@@ -60,6 +66,8 @@ class PolicyHolder:
                 self.loaded_at = time.time()
                 metrics.show_policy(policy.checksum, self.loaded_at)
                 log.info("policy reloaded: %s", policy.summary())
+                for listener in self._listeners:
+                    listener(policy)
             metrics.POLICY_RELOADS.labels(result="ok" if changed else "unchanged").inc()
             return ReloadResult(True, changed, policy.summary())
 

@@ -7,10 +7,12 @@ import signal
 import sys
 from pathlib import Path
 
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from postwacht import milterd
 from postwacht.control import SOCKET_NAME, ControlServer
+from postwacht.domainwatch import DomainWatcher
+from postwacht.metrics import QuarantineCollector
 from postwacht.policy import load
 from postwacht.policyfile import PolicyError
 from postwacht.policyholder import PolicyHolder, PolicyWatcher
@@ -79,6 +81,9 @@ def serve(
         socketmap.start()
     watcher.start()
     control.start()
+    domains = DomainWatcher(holder)
+    domains.start()
+    REGISTRY.register(QuarantineCollector(store))
 
     def ready() -> None:
         log.info("serving milter on %s, socketmap on %s, metrics on %s; policy %s (%s)",
@@ -86,8 +91,9 @@ def serve(
                  policy.summary())
 
     try:
-        milterd.run(holder, store, milter_socket, ready)
+        milterd.run(holder, store, domains, milter_socket, ready)
     finally:
+        domains.stop()
         if socketmap is not None:
             socketmap.stop()
         watcher.stop()

@@ -95,7 +95,11 @@ def _discard_to_comma(stream: Stream) -> None:
 
 
 def transport_table(holder: PolicyHolder) -> Lookup:
-    """Final recipients of retired (and rejected look-alike) domains bounce."""
+    """Final recipients of retired (and rejected look-alike) domains bounce.
+
+    Postfix asks this for direct recipients too (smtpd and qmgr), so these answers are
+    not counted as retired-domain attempts: the milter counts those, once each.
+    """
 
     def lookup(key: str) -> str:
         if key == "*" or not key:

@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS audit (
     queue_id TEXT NOT NULL,
     reason   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS retired_attempts (
+    at       TEXT NOT NULL,
+    sender   TEXT NOT NULL,
+    client   TEXT NOT NULL,
+    domain   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS retired_attempts_at ON retired_attempts (at);
 """
 
 
@@ -67,6 +74,16 @@ class AuditRecord:
     action: str
     queue_id: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredSender:
+    sender: str
+    client: str
+    domain: str
+    attempts: int
+    first: dt.datetime
+    last: dt.datetime
 
 
 class StateStore:
@@ -144,6 +161,32 @@ class StateStore:
                 "INSERT INTO audit (at, actor, action, queue_id, reason) VALUES (?, ?, ?, ?, ?)",
                 (_now(), actor, action, queue_id, reason),
             )
+
+    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None:
+        """One attempt to mail a retired domain: who and from where, never the content."""
+        with self._transaction("write a retired-domain attempt") as db:
+            db.execute("INSERT INTO retired_attempts (at, sender, client, domain) "
+                       "VALUES (?, ?, ?, ?)", (_now(), sender, client, domain))
+
+    def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]:
+        """Who still mails retired domains since `since`, most frequent first."""
+        with self._transaction("read retired-domain attempts") as db:
+            rows = db.execute(
+                "SELECT sender, client, domain, COUNT(*), MIN(at), MAX(at) "
+                "FROM retired_attempts WHERE at >= ? GROUP BY sender, client, domain "
+                "ORDER BY COUNT(*) DESC, MAX(at) DESC",
+                (since.isoformat(timespec="seconds"),),
+            ).fetchall()
+        return [RetiredSender(r[0], r[1], r[2], r[3], dt.datetime.fromisoformat(r[4]),
+                              dt.datetime.fromisoformat(r[5])) for r in rows]
+
+    def held_summary(self) -> tuple[int, dt.datetime | None]:
+        """How many messages are held by Postwacht's records, and since when the oldest."""
+        with self._transaction("read quarantine records") as db:
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(held_at) FROM quarantine WHERE status = 'held'"
+            ).fetchone()
+        return int(count), dt.datetime.fromisoformat(oldest) if oldest else None
 
     def audit(self) -> list[AuditRecord]:
         with self._transaction("read the audit log") as db:

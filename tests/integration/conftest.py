@@ -31,6 +31,7 @@ from aiosmtpd.controller import Controller
 from tests.conftest import EXAMPLE_POLICY, ROOT
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer
+from tests.labs.rdap import RdapServer
 from tests.labs.util import DEADLINE, free_port, poll, port_open
 
 DEPLOY = ROOT / "deploy" / "postfix"
@@ -353,3 +354,11 @@ def sts_server(dns_lab: DnsLab) -> Iterator[StsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def rdap_server() -> Iterator[RdapServer]:
+    server = RdapServer()
+    server.start()
+    yield server
+    server.stop()

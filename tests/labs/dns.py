@@ -67,6 +67,32 @@ mx.unsigned A  127.0.0.1
 """
 
 
+def _zone(name: str, ns: list[str], mx: list[str]) -> str:
+    lines = [f"$ORIGIN {name}.", "$TTL 300",
+             f"@ SOA {ns[0]}. hostmaster.{name}. 1 3600 600 86400 60"]
+    lines += [f"@ NS {host}." for host in ns]
+    lines += [f"@ MX 10 {host}." for host in mx]
+    return "\n".join(lines) + "\n"
+
+
+OUR_NS = ["ns1.samen-veilig.test", "ns2.samen-veilig.test"]
+OUR_MX = ["mx.samen-veilig.test"]
+WATCH_ZONES = {
+    # owned, as the policy expects it
+    "samen-veilig.test": _zone("samen-veilig.test", OUR_NS, OUR_MX),
+    # owned, registration about to lapse (see the RDAP lab)
+    "expiring.test": _zone("expiring.test", OUR_NS, OUR_MX),
+    # owned, but delegated elsewhere
+    "moved.test": _zone("moved.test", ["ns.registrar-parking.example"], OUR_MX),
+    # owned, but its mail goes elsewhere
+    "mxmoved.test": _zone("mxmoved.test", OUR_NS, ["mail.elsewhere.example"]),
+    # retired, and someone else has it now
+    "bjz-old.test": _zone("bjz-old.test", ["ns.parking.example"], ["mx.parking.example"]),
+    # a zone whose names below do not exist: gone.nx.test is a retired, unregistered name
+    "nx.test": _zone("nx.test", OUR_NS, []),
+}
+
+
 class DnsLab:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -81,6 +107,8 @@ class DnsLab:
     def build(self) -> None:
         (self.root / "pw.test.zone").write_text(SIGNED)
         (self.root / "pw-unsigned.test.zone").write_text(UNSIGNED)
+        for zone, text in WATCH_ZONES.items():
+            (self.root / f"{zone}.zone").write_text(text)
         ksk = self._run("ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "pw.test")
         zsk = self._run("ldns-keygen", "-a", "ECDSAP256SHA256", "pw.test")
         self._run("ldns-signzone", "-n", "-f", "pw.test.signed", "pw.test.zone", ksk, zsk)
@@ -111,7 +139,7 @@ zone:
 zone:
   name: pw-unsigned.test
   zonefile: pw-unsigned.test.zone
-""")
+""" + "".join(f"zone:\n  name: {z}\n  zonefile: {z}.zone\n" for z in WATCH_ZONES))
         (self.root / "unbound.conf").write_text(f"""\
 server:
   interface: 127.0.0.1@{self.port}
@@ -138,7 +166,8 @@ stub-zone:
 stub-zone:
   name: "pw-unsigned.test."
   stub-addr: 127.0.0.1@{self.nsd_port}
-""")
+""" + "".join(f'stub-zone:\n  name: "{z}."\n  stub-addr: 127.0.0.1@{self.nsd_port}\n'
+              for z in WATCH_ZONES))
 
     def start(self) -> None:
         for command in (["nsd", "-d", "-c", "nsd.conf"], ["unbound", "-d", "-c", "unbound.conf"]):
