@@ -1,0 +1,35 @@
+"""RDAP server selection from IANA's bootstrap file (RFC 9224)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from postwacht.domainwatch import RdapClient, RdapError
+from postwacht.policy import DomainWatch
+
+
+def test_the_bootstrap_file_names_the_server_per_top_level_domain(tmp_path: Path) -> None:
+    bootstrap = tmp_path / "dns.json"
+    bootstrap.write_text(json.dumps({"version": "1.0", "services": [
+        [["nl"], ["http://rdap.example.nl/", "https://rdap.example.nl/"]],
+        [["com", "net"], ["https://rdap.example.com/"]],
+    ]}))
+    client = RdapClient(DomainWatch(bootstrap_file=str(bootstrap)))
+    assert client.base_for("samen-veilig.nl") == "https://rdap.example.nl/"
+    assert client.base_for("example.net") == "https://rdap.example.com/"
+    assert client.base_for("example.org") is None
+    with pytest.raises(RdapError, match="no RDAP server configured"):
+        client.lookup("example.org")
+
+
+def test_a_configured_base_url_wins(tmp_path: Path) -> None:
+    assert RdapClient(DomainWatch(rdap_base_url="https://rdap.test/")).base_for("a.nl") == (
+        "https://rdap.test/")
+
+
+def test_an_unreadable_bootstrap_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RdapError, match="cannot read RDAP bootstrap file"):
+        RdapClient(DomainWatch(bootstrap_file=str(tmp_path / "missing.json")))
