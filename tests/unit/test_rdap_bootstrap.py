@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from postwacht.domainwatch import RdapClient, RdapError
 from postwacht.policy import DomainWatch
 
