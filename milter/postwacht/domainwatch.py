@@ -288,10 +288,11 @@ class DomainWatcher(threading.Thread):
             for r in reports if r.kind == "owned" and r.control_ok is False
         }
         for report in reports:
-            if report.control_ok is not True or report.expiring_soon:
-                problems = "; ".join(f"{c.name}: {c.detail}" for c in report.checks
-                                     if c.ok is not True or report.expiring_soon)
-                log.warning("domain watch: %s %s: %s", report.kind, report.domain, problems)
+            noted = [c for c in report.checks if c.ok is not True
+                     or (report.expiring_soon and c.name == "registration")]
+            if noted:
+                log.warning("domain watch: %s %s: %s", report.kind, report.domain,
+                            "; ".join(f"{c.name}: {c.detail}" for c in noted))
         return reports
 
     def stop(self) -> None:
