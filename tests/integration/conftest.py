@@ -253,15 +253,16 @@ class Daemon:
     def log_text(self) -> str:
         return self.log.read_text()
 
-    def metric(self, name: str) -> float:
-        """The value of one sample (`name{labels}` as exposed), 0 when absent."""
+    def metric(self, name: str, absent: float | None = 0.0) -> float | None:
+        """The value of one sample (`name{labels}` as exposed); `absent` when missing
+        (0 suits counters that were never incremented)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=10) as response:
             text = response.read().decode()
         for line in text.splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[-1])
-        return 0.0
+        return absent
 
 
 def write_test_policy(path: Path, **changes: Any) -> None:

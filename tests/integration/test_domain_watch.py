@@ -136,10 +136,12 @@ def test_the_daemon_exports_the_audit_and_holds_mail_to_a_domain_out_of_control(
     lab = watched_lab
     daemon = lab.daemon
     moved = 'postwacht_domain_control_ok{check="delegation",domain="moved.test"}'
-    poll(lambda: daemon.metric(moved) == 0 or None, "the audit of moved.test")
+    poll(lambda: daemon.metric(moved, absent=None) == 0, "the audit of moved.test")
     assert daemon.metric(
         'postwacht_domain_control_ok{check="registration",domain="samen-veilig.test"}') == 1
-    expiry = daemon.metric('postwacht_domain_expiry_timestamp_seconds{domain="expiring.test"}')
+    expiry = daemon.metric('postwacht_domain_expiry_timestamp_seconds{domain="expiring.test"}',
+                           absent=None)
+    assert expiry is not None
     assert expiry > 0
     lab.postfix.submit("medewerker@samen-veilig.test", ["team@moved.test"], "controlcheck")
     held_for(lab, "team@moved.test")
