@@ -222,6 +222,8 @@ class DomainAuditor:
             found = self._hosts(domain, rdtype)
         except DnsLookupError as exc:
             return Check(name, None, f"unknown: {exc}")
+        if found is None:
+            return Check(name, True, f"{domain} does not exist in DNS")
         if not found:
             return Check(name, True, f"no {rdtype} records")
         foreign = sorted(found - ours)
