@@ -11,10 +11,10 @@ import logging
 import os
 import socket
 import socketserver
-import threading
 from pathlib import Path
 from typing import Any
 
+from postwacht.background import BackgroundServer
 from postwacht.policyholder import PolicyHolder
 
 SOCKET_NAME = "control.sock"
@@ -45,8 +45,9 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
 
-class ControlServer(socketserver.ThreadingUnixStreamServer):
+class ControlServer(BackgroundServer, socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    thread_name = "control"
 
     def __init__(self, path: Path, holder: PolicyHolder) -> None:
         self.holder = holder
@@ -59,14 +60,8 @@ class ControlServer(socketserver.ThreadingUnixStreamServer):
             os.umask(old_umask)
         self.path = path
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="control", daemon=True)
-        thread.start()
-        return thread
-
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        super().stop()
         self.path.unlink(missing_ok=True)
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import socketserver
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
 from postwacht import metrics
 from postwacht.address import AddressError, parse_recipient
+from postwacht.background import BackgroundServer
 from postwacht.decide import Envelope, decide
 from postwacht.discovery import discovery_for, tls_policy
 from postwacht.domains import DomainError, to_ascii
@@ -170,9 +170,10 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
 
-class SocketmapServer(socketserver.ThreadingTCPServer):
+class SocketmapServer(BackgroundServer, socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    thread_name = "socketmap"
 
     def __init__(self, address: tuple[str, int], tables: dict[str, Lookup]) -> None:
         self.tables = tables
@@ -192,12 +193,3 @@ class SocketmapServer(socketserver.ThreadingTCPServer):
             reply = "TEMP lookup failed"
         metrics.SOCKETMAP.labels(table=name, answer=reply.split(" ", 1)[0]).inc()
         return reply
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="socketmap", daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
