@@ -33,7 +33,6 @@ from postwacht.decide import (
     IPAddress,
     RecipientVerdict,
     decide,
-    message_action,
     transport_domains,
 )
 from postwacht.discovery import discovery_for
@@ -239,11 +238,14 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         return verdicts
 
     def _message_action(self, verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> Action:
-        if not self._local:
-            return message_action(verdicts)  # refused recipients were refused at RCPT
+        """The whole message's fate at end of message.
+
+        Recipients refused at RCPT are gone already; a refusal decided now (the content
+        made it sensitive, sendmail(1) mail) can only refuse, or hold, the whole message.
+        """
         actions = {v.action for v in verdicts}
         if Action.REJECT in actions:
-            return policy.local_on_reject
+            return policy.local_on_reject if self._local else Action.REJECT
         for action in (Action.TEMPFAIL, Action.QUARANTINE, Action.ROUTE):
             if action in actions:
                 return action

@@ -119,6 +119,19 @@ def test_refusal_tells_the_sender_how_to_send_securely(
     assert lab.sink.with_marker(m) == []
 
 
+def test_one_recipient_without_verified_tls_refuses_the_whole_message(
+    lab: Lab, use_policy: Callable[[str], None]
+) -> None:
+    use_policy("reject")
+    m = uuid.uuid4().hex[:12]
+    message = f"From: <{SENDER}>\r\nSubject: verslag {m}\r\n\r\n{BSN_BODY}"
+    with smtplib.SMTP("127.0.0.1", lab.postfix.submission_port, timeout=30) as smtp, \
+            pytest.raises(smtplib.SMTPDataError) as refused:
+        smtp.sendmail(SENDER, ["arts@dane.pw.test", "jeugdarts@plain.pw.test"], message)
+    assert refused.value.smtp_code == 550
+    assert lab.sink.with_marker(m) == []
+
+
 def test_route_sends_the_message_to_the_secure_provider_only(
     lab: Lab, use_policy: Callable[[str], None], secure_sink: Sink
 ) -> None:
