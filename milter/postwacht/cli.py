@@ -11,18 +11,27 @@ import ipaddress
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TextIO
 
 from postwacht import __version__, cli_daemon, cli_domains, cli_review
 from postwacht.address import AddressError, parse_recipient
 from postwacht.classify import Classification, Classifier
-from postwacht.decide import Envelope, Facts, Verdict, decide, transport_domains
+from postwacht.decide import (
+    Envelope,
+    Facts,
+    Verdict,
+    decide,
+    end_of_message_action,
+    transport_domains,
+)
 from postwacht.discovery import TransportFacts, discovery_for, tls_policy
 from postwacht.domains import DomainError, to_ascii
-from postwacht.policy import Policy, load
+from postwacht.policy import Action, Policy, load
 from postwacht.policyfile import PolicyError
 
+_CONTENT_RULES = ("insecure-transport", "dns-failure")
+"""Rules decided at end of message: their refusals refuse the whole message."""
 EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_USAGE = 2
@@ -144,6 +153,9 @@ def _explain(args: argparse.Namespace) -> int:
         discovery = discovery_for(policy.dns)
         transport = {d: discovery.facts(d) for d in transport_domains(verdict, policy)}
         verdict = decide(envelope, policy, Facts(classification, transport))
+        kept = tuple(r for r in verdict.recipients if r.rule in _CONTENT_RULES
+                     or r.action not in (Action.REJECT, Action.TEMPFAIL))
+        verdict = replace(verdict, action=end_of_message_action(kept, policy, local=False))
     sender_reason = (
         "assumed internal: no --client-ip, --authenticated or --daemon-name given"
         if assumed else verdict.sender_reason

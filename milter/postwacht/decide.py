@@ -102,6 +102,24 @@ def message_action(verdicts: tuple[RecipientVerdict, ...]) -> Action:
     return max(remaining, key=lambda a: a.severity)
 
 
+def end_of_message_action(
+    verdicts: tuple[RecipientVerdict, ...], policy: Policy, local: bool
+) -> Action:
+    """The whole message's fate at end of message, for the recipients still in it.
+
+    Recipients refused at RCPT are gone already; a refusal decided now (the content made
+    the mail sensitive, or sendmail(1) mail that cannot be refused per recipient) can
+    only refuse, or hold, the whole message.
+    """
+    actions = {v.action for v in verdicts}
+    if Action.REJECT in actions:
+        return policy.local_on_reject if local else Action.REJECT
+    for action in (Action.TEMPFAIL, Action.QUARANTINE, Action.ROUTE):
+        if action in actions:
+            return action
+    return Action.ACCEPT
+
+
 def sender_is_internal(envelope: Envelope, policy: Policy) -> tuple[bool, str]:
     """Whether the policy treats the sender as internal, and why."""
     outbound = policy.outbound

@@ -33,6 +33,7 @@ from postwacht.decide import (
     IPAddress,
     RecipientVerdict,
     decide,
+    end_of_message_action,
     transport_domains,
 )
 from postwacht.discovery import discovery_for
@@ -192,7 +193,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if self._unparseable:
             reason = f"a recipient address could not be read: {self._unparseable[0]}"
             return self._hold(queue_id, policy, verdicts, "bad-address", reason)
-        action = self._message_action(verdicts, policy)
+        action = end_of_message_action(verdicts, policy, self._local)
         metrics.MESSAGES.labels(action=action.value).inc()
         strictest = max(verdicts, key=lambda v: v.action.severity, default=None)
         if action is Action.ACCEPT or strictest is None:
@@ -236,20 +237,6 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             if verdict.rule in ("secure-transport", "insecure-transport", "dns-failure"):
                 metrics.RECIPIENTS.labels(action=verdict.action.value, rule=verdict.rule).inc()
         return verdicts
-
-    def _message_action(self, verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> Action:
-        """The whole message's fate at end of message.
-
-        Recipients refused at RCPT are gone already; a refusal decided now (the content
-        made it sensitive, sendmail(1) mail) can only refuse, or hold, the whole message.
-        """
-        actions = {v.action for v in verdicts}
-        if Action.REJECT in actions:
-            return policy.local_on_reject if self._local else Action.REJECT
-        for action in (Action.TEMPFAIL, Action.QUARANTINE, Action.ROUTE):
-            if action in actions:
-                return action
-        return Action.ACCEPT
 
     def _hold(
         self,
