@@ -151,7 +151,7 @@ def _explain(args: argparse.Namespace) -> int:
     if policy.secure_transport is not None and with_content:
         classification = _classify(policy, args.sender, args.subject, args.body_file)
         discovery = discovery_for(policy.dns)
-        transport = {d: discovery.facts(d) for d in transport_domains(verdict, policy)}
+        transport = {d: discovery.facts(d) for d in transport_domains(envelope, policy)}
         verdict = decide(envelope, policy, Facts(classification, transport))
         kept = tuple(r for r in verdict.recipients if r.rule in _CONTENT_RULES
                      or r.action not in (Action.REJECT, Action.TEMPFAIL))

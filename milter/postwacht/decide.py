@@ -142,31 +142,41 @@ def decide_recipient(
 ) -> RecipientVerdict:
     """The strictest answer over every domain the recipient could reach."""
     address, domains = recipient.address, recipient.domains
+    classification = facts.classification if facts else None
     if recipient.literal is not None:
-        return RecipientVerdict(
+        literal = RecipientVerdict(
             address, domains, policy.address_literals, "address-literal",
             f"[{recipient.literal}] is an address literal: no domain rule can vouch for it; "
             "use the recipient's domain name",
         )
+        if (literal.action is Action.ACCEPT and policy.secure_transport and classification
+                and classification.sensitive):
+            return _insecure(literal, policy, classification,
+                             f"[{recipient.literal}] has no verifiable TLS")
+        return literal
     if not domains:
         return RecipientVerdict(address, domains, Action.ACCEPT, "local", "local delivery")
-    best: RecipientVerdict | None = None
-    for domain in domains:
-        verdict = _decide_domain(recipient, domain, policy, facts)
-        if best is None or verdict.action.severity > best.action.severity:
-            best = verdict
-    assert best is not None
-    if _needs_secure_transport(best, policy) and facts and facts.classification:
-        return _secure_transport(recipient, best, policy, facts, facts.classification)
-    return best
+    verdicts = [_decide_domain(recipient, d, policy, facts) for d in domains]
+    if facts and classification:
+        # Every domain the mail could reach must be safe, not only the one that decided;
+        # listed first, so that of equal verdicts the transport one is shown.
+        verdicts = [_secure_transport(recipient, d, v, policy, facts, classification)
+                    for d, v in zip(domains, verdicts, strict=True)
+                    if _needs_secure_transport(v, policy)] + verdicts
+    return max(verdicts, key=lambda v: v.action.severity)  # the first of equals wins
 
 
-def transport_domains(verdict: Verdict, policy: Policy) -> set[str]:
+def transport_domains(envelope: Envelope, policy: Policy) -> set[str]:
     """Domains whose transport facts the secure-transport rule would need."""
-    if not verdict.internal:
+    internal, _ = sender_is_internal(envelope, policy)
+    if not internal or policy.secure_transport is None:
         return set()
-    return {r.domains[0] for r in verdict.recipients
-            if r.domains and _needs_secure_transport(r, policy)}
+    return {
+        domain
+        for recipient in envelope.recipients if recipient.literal is None
+        for domain in recipient.domains
+        if _needs_secure_transport(_decide_domain(recipient, domain, policy, None), policy)
+    }
 
 
 def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy) -> bool:
@@ -179,6 +189,7 @@ def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy) -> bool:
 
 def _secure_transport(
     recipient: Recipient,
+    domain: str,
     verdict: RecipientVerdict,
     policy: Policy,
     facts: Facts,
@@ -189,7 +200,6 @@ def _secure_transport(
     if not classification.sensitive:
         return verdict
     address, domains = recipient.address, recipient.domains
-    domain = domains[0]
     found = facts.transport.get(domain)
     why = f"this message is sensitive ({classification.reason})"
     if found is None or found.method == "failure":
@@ -202,14 +212,24 @@ def _secure_transport(
     if found.verified and found.method in rules.accept:
         return RecipientVerdict(address, domains, Action.ACCEPT, "secure-transport",
                                 f"{why}; {found.method}: {found.detail}")
+    return _insecure(verdict, policy, classification,
+                     f"{_show(domain)} offers no verified TLS ({found.detail})")
+
+
+def _insecure(
+    verdict: RecipientVerdict, policy: Policy, classification: Classification, what: str
+) -> RecipientVerdict:
+    """Sensitive mail that would leave without verified TLS: the policy's `otherwise`."""
+    rules = policy.secure_transport
+    assert rules is not None
     tail = {
         Action.REJECT: rules.reply or "send it through a secure mail service instead",
         Action.QUARANTINE: "held for review",
         Action.ROUTE: f"sent through {rules.route}",
     }.get(rules.otherwise, "")
     return RecipientVerdict(
-        address, domains, rules.otherwise, "insecure-transport",
-        f"{why} and {_show(domain)} offers no verified TLS ({found.detail}); {tail}",
+        verdict.address, verdict.domains, rules.otherwise, "insecure-transport",
+        f"this message is sensitive ({classification.reason}) and {what}; {tail}",
     )
 
 

@@ -225,11 +225,10 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             authenticated=self._auth, daemon_name=self._daemon,
             internal=True if self._local else None,
         )
-        first = decide(envelope, policy, self._watch_facts())
         discovery = discovery_for(policy.dns)
         facts = Facts(
             classification=self._classifier.result(),
-            transport={d: discovery.facts(d) for d in transport_domains(first, policy)},
+            transport={d: discovery.facts(d) for d in transport_domains(envelope, policy)},
             control_lost=self.watcher.control_lost if self.watcher else {},
         )
         verdicts = decide(envelope, policy, facts).recipients

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from postwacht import metrics
-from postwacht.address import AddressError, parse_recipient
+from postwacht.address import AddressError, Recipient, parse_recipient
 from postwacht.background import BackgroundServer
 from postwacht.decide import Envelope, decide
 from postwacht.discovery import discovery_for, tls_policy
@@ -104,17 +104,37 @@ def transport_table(holder: PolicyHolder) -> Lookup:
     def lookup(key: str) -> str:
         if key == "*" or not key:
             return "NOTFOUND "
-        try:
-            recipient = parse_recipient(key if "@" in key else f"postmaster@{to_ascii(key)}")
-        except (AddressError, DomainError):
-            return "NOTFOUND "
+        recipient = _table_recipient(key)
+        if recipient is None:
+            return "TEMP cannot read this address; deferring rather than guessing"
         envelope = Envelope("", (recipient,), internal=True)
         [verdict] = decide(envelope, holder.current).recipients
-        if verdict.action is Action.REJECT and verdict.rule in ("retired", "lookalike"):
+        # A retired domain bounces here whatever its milter action: a quarantine cannot
+        # happen at delivery, and mail expanded to it must never leave.
+        if verdict.rule == "retired" or (
+            verdict.rule == "lookalike" and verdict.action is Action.REJECT
+        ):
             return f"OK error:5.7.1 {_one_line(verdict.reason)}"
         return "NOTFOUND "
 
     return lookup
+
+
+def _table_recipient(key: str) -> Recipient | None:
+    """Postfix passes addresses in internal form (unquoted: `john doe@example.org`)."""
+    try:
+        return parse_recipient(key if "@" in key else f"postmaster@{to_ascii(key)}")
+    except (AddressError, DomainError):
+        pass
+    local, _, domain = key.rpartition("@")
+    try:
+        return parse_recipient(f'"{_quote(local)}"@{domain}') if local else None
+    except AddressError:
+        return None
+
+
+def _quote(local: str) -> str:
+    return local.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def tls_table(holder: PolicyHolder) -> Lookup:

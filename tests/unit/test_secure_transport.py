@@ -88,7 +88,33 @@ def test_partners_and_own_domains_need_no_discovery(policy: Callable[[str], Poli
     assert verdict(policy(), "x@samen-veilig.nl", SENSITIVE).rule == "owned"
     envelope = Envelope("a@samen-veilig.nl", tuple(parse_recipient(a) for a in
                         ("x@utrecht.nl", "y@samen-veilig.nl", "z@plain.example")), internal=True)
-    assert transport_domains(decide(envelope, policy()), policy()) == {"plain.example"}
+    assert transport_domains(envelope, policy()) == {"plain.example"}
+
+
+@pytest.mark.parametrize("to", ["x%plain.example@samen-veilig.nl",
+                                "plain.example!x@samen-veilig.nl",
+                                "x%plain.example@utrecht.nl"])
+def test_a_domain_hidden_in_the_local_part_is_checked_too(
+    policy: Callable[[str], Policy], to: str
+) -> None:
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient(to),), internal=True)
+    assert transport_domains(envelope, policy()) == {"plain.example"}
+    result = verdict(policy(), to, SENSITIVE)
+    assert (result.action, result.rule) == (Action.QUARANTINE, "insecure-transport")
+
+
+def test_an_accepted_address_literal_is_not_a_way_around_secure_transport(
+    write_policy: Callable[[str], Path],
+) -> None:
+    p = load(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        address_literals: accept
+        secure_transport: {otherwise: reject}
+    """))
+    assert verdict(p, "x@[192.0.2.1]", SENSITIVE).rule == "insecure-transport"
+    assert verdict(p, "x@[192.0.2.1]", OPEN).action is Action.ACCEPT
 
 
 def test_tls_policies_are_never_weaker_than_what_the_milter_relied_on(

@@ -16,9 +16,25 @@ def test_transport_answers_the_probe_and_unknown_keys_with_notfound() -> None:
     lookup = transport_table(PolicyHolder(EXAMPLE_POLICY, load(EXAMPLE_POLICY)))
     assert lookup("*") == "NOTFOUND "
     assert lookup("") == "NOTFOUND "
-    assert lookup("not an address@@") == "NOTFOUND "
+    assert lookup("not an address@@").startswith("TEMP ")
     assert lookup("bjzutrecht.nl").startswith("OK error:5.7.1 ")
     assert lookup("a@samen-veiIig.nl") == "NOTFOUND "  # look-alikes are held, not bounced
+
+
+def test_transport_bounces_a_retired_domain_whatever_its_milter_action(
+    write_policy: Callable[[str], Path],
+) -> None:
+    path = write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [new.nl]
+        retired_domains: [{domain: old.nl, action: quarantine}]
+    """)
+    lookup = transport_table(PolicyHolder(path, load(path)))
+    assert lookup("worker@old.nl").startswith("OK error:5.7.1 old.nl was given up")
+    assert lookup("john doe@old.nl").startswith("OK error:5.7.1 ")  # internal form, unquoted
+    assert lookup("a(b)@mail.old.nl").startswith("OK error:5.7.1 ")
+    assert lookup("x@exa mple.nl").startswith("TEMP ")  # unreadable: defer, never pass
 
 
 def test_transport_bounces_lookalikes_when_the_policy_rejects_them(
