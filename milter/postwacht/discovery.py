@@ -81,13 +81,17 @@ class Discovery:
         txt = self.dns.lookup(f"_mta-sts.{domain}", "TXT")
         policy_id = txt_id(txt.records)
         if policy_id is None:
-            return TransportFacts(domain, "none", f"{why_not_dane}; no MTA-STS record",
-                                  hosts, dnssec)
-        try:
-            policy = self.sts.policy(domain, policy_id)
-        except StsError as exc:
-            return TransportFacts(domain, "none", f"{why_not_dane}; MTA-STS policy unusable: "
-                                  f"{exc}", hosts, dnssec)
+            cached = self.sts.cached(domain)
+            if cached is None:
+                return TransportFacts(domain, "none", f"{why_not_dane}; no MTA-STS record",
+                                      hosts, dnssec)
+            policy = cached  # the record may be gone (or stripped); the policy is not
+        else:
+            try:
+                policy = self.sts.policy(domain, policy_id)
+            except StsError as exc:
+                return TransportFacts(domain, "none", f"{why_not_dane}; MTA-STS policy "
+                                      f"unusable: {exc}", hosts, dnssec)
         if policy.mode != "enforce":
             return TransportFacts(domain, "none", f"{why_not_dane}; MTA-STS in mode "
                                   f"{policy.mode}, not enforce", hosts, dnssec, policy)

@@ -99,12 +99,23 @@ class StsFetcher:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, StsPolicy]] = {}
 
-    def policy(self, domain: str, policy_id: str) -> StsPolicy:
+    def cached(self, domain: str) -> StsPolicy | None:
+        """The last policy fetched for `domain`, while its max_age lasts (RFC 8461 5.1:
+        a missing TXT record or a failed fetch does not end a cached policy)."""
         with self._lock:
-            cached = self._cache.get(domain)
-        if cached and cached[1].policy_id == policy_id and cached[0] > self._clock():
-            return cached[1]
-        policy = parse_policy(self._fetch(domain), policy_id)
+            found = self._cache.get(domain)
+        return found[1] if found and found[0] > self._clock() else None
+
+    def policy(self, domain: str, policy_id: str) -> StsPolicy:
+        cached = self.cached(domain)
+        if cached is not None and cached.policy_id == policy_id:
+            return cached
+        try:
+            policy = parse_policy(self._fetch(domain), policy_id)
+        except StsError:
+            if cached is not None:
+                return cached
+            raise
         with self._lock:
             self._cache[domain] = (self._clock() + policy.max_age, policy)
         return policy

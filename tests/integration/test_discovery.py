@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from postwacht.discovery import Discovery
 from postwacht.dnscache import DnsCache, ResolverConfig
-from postwacht.mtasts import StsFetcher
+from postwacht.mtasts import StsError, StsFetcher
 
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer
@@ -53,3 +55,18 @@ def test_a_resolver_that_does_not_answer_is_a_failure_not_no_policy() -> None:
     facts = Discovery(cache, StsFetcher(cache)).facts("dane.pw.test")
     assert facts.method == "failure"
     assert not facts.verified
+
+
+def test_a_cached_mta_sts_policy_outlives_a_failed_fetch(
+    dns_lab: DnsLab, tmp_path: Path
+) -> None:
+    server = StsServer(tmp_path)
+    server.start()
+    cache = DnsCache(ResolverConfig((("127.0.0.1", dns_lab.port),), timeout=3))
+    fetcher = StsFetcher(cache, port=server.port, cafile=str(server.cafile))
+    first = fetcher.policy("sts.pw-unsigned.test", "id1")
+    server.stop()
+    assert fetcher.policy("sts.pw-unsigned.test", "id2") == first  # the new one failed
+    assert fetcher.cached("sts.pw-unsigned.test") == first
+    with pytest.raises(StsError, match="cannot fetch"):
+        fetcher.policy("stsbad.pw-unsigned.test", "x")
