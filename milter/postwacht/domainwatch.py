@@ -103,7 +103,10 @@ class RdapClient:
             data = json.loads(body)
         except ValueError:
             raise RdapError(f"{url} sent no JSON") from None
-        events = {e.get("eventAction"): e.get("eventDate") for e in data.get("events", [])
+        raw_events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(raw_events, list):
+            raise RdapError(f"{url} sent no RDAP domain object with events")
+        events = {e.get("eventAction"): e.get("eventDate") for e in raw_events
                   if isinstance(e, dict)}
         return Registration(True, _date(events.get("registration")),
                             _date(events.get("expiration")))
@@ -116,10 +119,13 @@ def _read_bootstrap(path: Path) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise RdapError(f"cannot read RDAP bootstrap file {path}: {exc}") from None
     out: dict[str, str] = {}
-    for tlds, urls in data.get("services", []):
-        https = [u for u in urls if u.startswith("https://")] or urls
-        for tld in tlds:
-            out[tld.lower()] = https[0]
+    try:
+        for tlds, urls in data["services"]:
+            https = [u for u in urls if u.startswith("https://")] or list(urls)
+            for tld in tlds:
+                out[str(tld).lower()] = str(https[0])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        raise RdapError(f"RDAP bootstrap file {path} is not in the IANA format") from None
     return out
 
 
@@ -280,9 +286,9 @@ class DomainWatcher(threading.Thread):
     def run_once(self, policy: Policy) -> list[DomainReport]:
         try:
             reports = DomainAuditor(policy, discovery_for(policy.dns).dns).audit()
-        except RdapError as exc:
+        except Exception:  # a bad answer must not end the watch: the next run may do
             metrics.ERRORS.labels(kind="domain-watch").inc()
-            log.error("domain watch could not run: %s", exc)
+            log.exception("domain watch could not run; keeping the last results")
             return []
         export(reports)
         self.control_lost = {

@@ -409,6 +409,11 @@ def _check_reply(c: _Compiler, reply: str, path: KeyPath) -> None:
         if name not in REPLY_FIELDS:
             allowed = ", ".join("{" + f + "}" for f in REPLY_FIELDS)
             c.report(path, f"unknown placeholder {{{name}}} (expected one of {allowed})")
+            return
+    try:
+        reply.format(**dict.fromkeys(REPLY_FIELDS, "example"))
+    except (ValueError, IndexError, KeyError) as exc:
+        c.report(path, f"reply cannot be filled in: {exc} (write placeholders as {{domain}})")
 
 
 def _lookalike_rule(c: _Compiler, data: dict[str, Any]) -> LookalikeRule:

@@ -126,10 +126,23 @@ def read(path: str | Path) -> PolicyDocument:
     problems: list[Problem] = []
     lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
     builder = _Builder(name, lines, problems)
-    data = builder.build(node, ())
+    try:
+        data = builder.build(node, ())
+    except (RecursionError, _TooLargeError) as exc:
+        what = ("YAML aliases refer to themselves" if isinstance(exc, RecursionError)
+                else f"the policy expands to more than {MAX_NODES} values (YAML aliases?)")
+        raise PolicyError([Problem(name, 1, "", what)]) from None
     document = PolicyDocument(name, data, lines, raw, ())
     problems.extend(_schema_problems(document))
     return PolicyDocument(name, data, lines, raw, tuple(problems))
+
+
+MAX_NODES = 2_000_000
+"""Far above a 100,000-domain policy; stops alias bombs that expand exponentially."""
+
+
+class _TooLargeError(Exception):
+    pass
 
 
 class _Builder:
@@ -140,8 +153,12 @@ class _Builder:
         self._lines = lines
         self._problems = problems
         self._constructor = yaml.SafeLoader("")
+        self._count = 0
 
     def build(self, node: Node, path: KeyPath) -> Any:
+        self._count += 1
+        if self._count > MAX_NODES:
+            raise _TooLargeError
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):

@@ -53,8 +53,9 @@ class PolicyHolder:
         with self._lock:
             try:
                 policy = load(self.path)
-            except PolicyError as exc:
-                problems = tuple(str(p) for p in exc.problems)
+            except Exception as exc:  # noqa: BLE001 - no file may stop reloads for good
+                problems = (tuple(str(p) for p in exc.problems) if isinstance(exc, PolicyError)
+                            else (f"{self.path}: cannot load: {exc!r}",))
                 for problem in problems:
                     log.error("policy reload rejected: %s", problem)
                 log.error("keeping the running policy %s", self._policy.checksum[:12])
@@ -90,6 +91,7 @@ class PolicyWatcher(threading.Thread):
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def run(self) -> None:
+        changing: tuple[int, int, int] | None = None
         while not self._stop_event.wait(self._interval):
             seen = self._signature()
             if seen is None:
@@ -99,9 +101,13 @@ class PolicyWatcher(threading.Thread):
                     metrics.POLICY_RELOADS.labels(result="invalid").inc()
                 self._seen = None
                 continue
-            if seen != self._seen:
-                self._seen = seen
-                self._holder.reload()
+            if seen == self._seen:
+                continue
+            if seen != changing:
+                changing = seen  # still being written? load it once it held still a beat
+                continue
+            self._seen, changing = seen, None
+            self._holder.reload()
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postwacht.domainwatch import RdapClient, RdapError
+from postwacht.policy import DomainWatch
 
 from tests.integration.conftest import Lab, held_for, write_test_policy
 from tests.labs.dns import OUR_MX, OUR_NS, DnsLab
@@ -148,3 +150,12 @@ def test_the_daemon_exports_the_audit_and_holds_mail_to_a_domain_out_of_control(
     listing = json.loads(lab.quarantine("list", "--json").stdout)
     assert any(h["rule"] == "control-lost" and "team@moved.test" in h["recipients"]
                for h in listing)
+
+
+def test_an_rdap_answer_of_the_wrong_shape_is_unknown_not_a_crash(
+    rdap_server: RdapServer,
+) -> None:
+    client = RdapClient(DomainWatch(rdap_base_url=rdap_server.url, rdap_timeout=3))
+    with pytest.raises(RdapError, match="no RDAP domain object"):
+        client.lookup("badshape.test")
+    assert client.lookup("unknown.test").registered is False

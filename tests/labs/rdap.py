@@ -17,7 +17,7 @@ def _events(created: dt.datetime, expires: dt.datetime) -> dict[str, object]:
     ]}
 
 
-def registrations(now: dt.datetime) -> dict[str, dict[str, object]]:
+def registrations(now: dt.datetime) -> dict[str, object]:
     year = dt.timedelta(days=365)
     old = dt.datetime(2010, 3, 1, tzinfo=dt.UTC)
     return {
@@ -26,6 +26,7 @@ def registrations(now: dt.datetime) -> dict[str, dict[str, object]]:
         "mxmoved.test": _events(old, now + year),
         "expiring.test": _events(old, now + dt.timedelta(days=9)),
         "bjz-old.test": _events(dt.datetime(2023, 5, 1, tzinfo=dt.UTC), now + year),
+        "badshape.test": [],  # JSON, but not an RDAP domain object
     }
 
 
@@ -37,9 +38,9 @@ class RdapServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 name = self.path.rsplit("/", 1)[-1]
-                found = data.get(name) if self.path.startswith("/domain/") else None
-                body = json.dumps(found or {"errorCode": 404}).encode()
-                self.send_response(200 if found else 404)
+                known = self.path.startswith("/domain/") and name in data
+                body = json.dumps(data[name] if known else {"errorCode": 404}).encode()
+                self.send_response(200 if known else 404)
                 self.send_header("Content-Type", "application/rdap+json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

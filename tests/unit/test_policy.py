@@ -171,3 +171,31 @@ def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
 
 def test_example_policy_is_valid() -> None:
     assert load(EXAMPLE_POLICY).organisation == "Samen Veilig Midden-Nederland"
+
+
+def test_yaml_aliases_that_refer_to_themselves_are_an_error(
+    write_policy: WritePolicy,
+) -> None:
+    path = write_policy("version: 1\norganisation: O\nowned_domains: [a.nl]\nx: &a [*a]\n")
+    assert problems(path) == [f"{path}:1: YAML aliases refer to themselves"]
+
+
+def test_an_alias_bomb_is_stopped(write_policy: WritePolicy, monkeypatch: pytest.MonkeyPatch
+                                  ) -> None:
+    monkeypatch.setattr("postwacht.policyfile.MAX_NODES", 10_000)
+    lines = ["version: 1", "organisation: O", "owned_domains: [a.nl]", "a0: &a0 [x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 4)}]" for i in range(1, 9)]
+    path = write_policy("\n".join(lines) + "\n")
+    [problem] = problems(path)
+    assert "expands to more than 10000 values" in problem
+
+
+def test_a_reply_that_cannot_be_filled_in_is_refused_at_load(write_policy: WritePolicy) -> None:
+    path = write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [new.nl]
+        retired_domains: [{domain: old.nl, reply: "{domain:d} is gone"}]
+    """)
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:4: retired_domains[0].reply: reply cannot be filled in")

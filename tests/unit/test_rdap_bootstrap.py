@@ -32,3 +32,11 @@ def test_a_configured_base_url_wins(tmp_path: Path) -> None:
 def test_an_unreadable_bootstrap_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RdapError, match="cannot read RDAP bootstrap file"):
         RdapClient(DomainWatch(bootstrap_file=str(tmp_path / "missing.json")))
+
+
+@pytest.mark.parametrize("content", ['{"services": [["nl"]]}', '{"services": 3}', "[]"])
+def test_a_bootstrap_file_in_another_shape_is_an_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "dns.json"
+    path.write_text(content)
+    with pytest.raises(RdapError, match="not in the IANA format"):
+        RdapClient(DomainWatch(bootstrap_file=str(path)))
