@@ -24,8 +24,10 @@ from postwacht.domains import to_unicode
 _PSL = PublicSuffixList()
 
 # Characters that render (nearly) alike in common fonts, folded to one representative.
-# Sources: Unicode confusables (UTS #39) for Cyrillic and Greek; digit/letter swaps seen
-# in phishing domains (0/o, 1/l/i, 3/e, 5/s).
+# Sources: Unicode confusables (UTS #39) for Cyrillic, Greek, Armenian and Latin
+# look-alikes (dotless i, iota, script g); digit/letter swaps seen in phishing domains
+# (0/o, 1/l/i, 3/e, 5/s). Compatibility forms (fullwidth, mathematical, circled) are
+# folded by NFKD first.
 _FOLD = str.maketrans(
     {
         "а": "a", "в": "b", "е": "e", "і": "l", "ј": "j", "к": "k", "о": "o", "р": "p",
@@ -33,6 +35,8 @@ _FOLD = str.maketrans(
         "ӏ": "l", "п": "n", "г": "r", "т": "t", "м": "m", "н": "h",
         "α": "a", "β": "b", "ε": "e", "ι": "l", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
         "τ": "t", "υ": "u", "χ": "x", "ω": "w", "μ": "u",
+        "ı": "l", "ɩ": "l", "ɡ": "g", "ս": "u", "հ": "h", "օ": "o", "ո": "n", "ց": "g",
+        "ᴏ": "o", "ʀ": "r",
         "0": "o", "1": "l", "i": "l", "3": "e", "5": "s",
         "-": None, "_": None,
     }
@@ -121,6 +125,9 @@ class LookalikeIndex:
         self._min_length = min_length
         self._names: list[_Protected] = []
         self._keys: dict[str, list[int]] = {}
+        self._labels: dict[str, int] = {}
+        """Skeletons of protected names, and of whole registrable names without dots
+        (`bjzutrechtnl`), for names hidden as one label of another domain."""
         self._exact: frozenset[str] = frozenset()
         exact: set[str] = set()
         for domain in protected:
@@ -131,6 +138,9 @@ class LookalikeIndex:
             folded = skeleton(to_unicode(base.split(".", 1)[0]))
             index = len(self._names)
             self._names.append(_Protected(domain, base, folded))
+            if len(folded) >= min_length:
+                self._labels.setdefault(folded, index)
+                self._labels.setdefault(skeleton(to_unicode(base)).replace(".", ""), index)
             depth = max_distance if len(folded) >= min_length else 0
             for key in _neighbourhood(folded, depth):
                 self._keys.setdefault(key, []).append(index)
@@ -169,9 +179,17 @@ class LookalikeIndex:
                     continue
                 if best is None or (distance, index) < best:
                     best = (distance, index)
-        if best is None:
-            return None
-        return LookalikeMatch(self._names[best[1]].domain, "similar", best[0])
+        if best is not None:
+            return LookalikeMatch(self._names[best[1]].domain, "similar", best[0])
+        return self._hidden_in_a_label(domain, base)
+
+    def _hidden_in_a_label(self, domain: str, base: str) -> LookalikeMatch | None:
+        """`bjzutrecht.example.com`, `bjzutrecht-nl.example`: the name as one label."""
+        for label in domain.split(".")[:-1]:
+            index = self._labels.get(skeleton(to_unicode(label)))
+            if index is not None and self._names[index].registrable != base:
+                return LookalikeMatch(self._names[index].domain, "embedded")
+        return None
 
     def _embedded(self, domain: str) -> LookalikeMatch | None:
         """`samen-veilig.nl.example.com`: a protected name followed by foreign labels."""

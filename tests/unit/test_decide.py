@@ -79,6 +79,11 @@ def test_policy_reply_text_is_used_with_its_placeholders(
         ("x@bjzutrecht.com", "bjzutrecht.nl"),
         ("x@utrech.nl", "utrecht.nl"),  # partner
         ("x@samen-veilig.nl.example.com", "samen-veilig.nl"),  # embedded
+        ("x@samen-veılıg.nl", "samen-veilig.nl"),  # dotless i
+        ("x@bjzսtrecհt.nl", "bjzutrecht.nl"),  # Armenian letters
+        ("x@ѕamen-veiɩiɡ.nl", "samen-veilig.nl"),  # three different scripts
+        ("x@bjzutrecht-nl.com", "bjzutrecht.nl"),  # the whole name in one label
+        ("x@bjzutrecht.example.com", "bjzutrecht.nl"),  # the name as a subdomain label
     ],
 )
 def test_lookalike_is_quarantined(example_policy: Policy, recipient: str, protected: str) -> None:
