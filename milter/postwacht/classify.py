@@ -22,10 +22,14 @@ CONTEXT = re.compile(
     rb"(?i)(?<![a-z])(bsn|burger\s?service\s?nummer|burgerservice-nummer|sofi-?nummer)(?![a-z])"
 )
 NINE_DIGITS = re.compile(
-    rb"(?<![\d.,-])(\d{9}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{4}[ .-]\d{2}[ .-]\d{3})(?![\d]|[.,-]\d)"
+    rb"(?<![\d.,])(?<!\d-)"  # not the tail of a longer number; "BSN-123456782" is fine
+    rb"(\d{8,9}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{4}[ .-]\d{2}[ .-]\d{3})"
+    rb"(?![\d]|[.,-]\d)"
 )
-CONTEXT_WINDOW = 60
-CARRY = 128
+SPACES = re.compile(rb"\xc2\xa0|\xa0|&nbsp;|&#160;|&#xa0;", re.IGNORECASE)
+CONTEXT_WINDOW = 120
+"""Bytes either side of a number searched for a context word (a table header row)."""
+CARRY = 256
 
 
 def passes_eleven_test(digits: str) -> bool:
@@ -37,9 +41,13 @@ def passes_eleven_test(digits: str) -> bool:
 
 
 def find_bsn(text: bytes) -> bool:
-    """A number passing the 11-test with a BSN context word near it."""
+    """A number passing the 11-test with a BSN context word near it.
+
+    Eight digits count too: spreadsheets drop a BSN's leading zero.
+    """
+    text = SPACES.sub(b" ", text)
     for match in NINE_DIGITS.finditer(text):
-        digits = re.sub(rb"\D", b"", match.group(1)).decode()
+        digits = re.sub(rb"\D", b"", match.group(1)).decode().rjust(9, "0")
         if not passes_eleven_test(digits):
             continue
         window = text[max(0, match.start() - CONTEXT_WINDOW) : match.end() + CONTEXT_WINDOW]
@@ -157,7 +165,8 @@ _BOUNDARY = re.compile(rb'(?i)boundary\s*=\s*"?([^";\s]+)"?')
 
 
 class _MimeScanner:
-    """Feeds body text to `scan`, decoding base64 text parts line by line.
+    """Feeds body text to `scan`, decoding base64 parts line by line and joining
+    quoted-printable soft line breaks.
 
     Only what is needed to find the text is parsed: boundaries, and each part's
     Content-Type and Content-Transfer-Encoding. Memory stays one line plus a few bytes.
@@ -168,6 +177,7 @@ class _MimeScanner:
         self._line = b""
         self._boundaries: set[bytes] = set()
         self._base64 = False
+        self._qp = False
         self._in_headers = False
         self._header = b""
         self._part_type = b""
@@ -178,6 +188,7 @@ class _MimeScanner:
         raw = value.encode("utf-8", "replace")
         if name == "content-transfer-encoding":
             self._base64 = raw.strip().lower() == b"base64"
+            self._qp = raw.strip().lower() == b"quoted-printable"
         elif name == "content-type":
             self._note_boundary(raw)
 
@@ -197,14 +208,17 @@ class _MimeScanner:
 
     def _take(self, line: bytes) -> None:
         if line.startswith(b"--") and line[2:].rstrip().removesuffix(b"--") in self._boundaries:
-            self._in_headers, self._base64, self._pending = True, False, b""
+            self._in_headers, self._base64, self._qp, self._pending = True, False, False, b""
             self._header = self._part_type = self._part_encoding = b""
             return
         if self._in_headers:
             self._part_header(line)
             return
         if not self._base64:
-            self._scan(line + b"\n")
+            if self._qp and line.endswith(b"="):
+                self._scan(line[:-1])  # a soft line break: the text goes on
+            else:
+                self._scan(line + b"\n")
             return
         self._pending += line.strip()
         usable = len(self._pending) - len(self._pending) % 4
@@ -219,8 +233,12 @@ class _MimeScanner:
         if not line:
             self._in_headers = False
             self._note_boundary(self._part_type)
+            # Text, spreadsheets and documents: decode; pictures and sound carry no BSN
+            # worth the cost and the false matches.
+            media = self._part_type.lower()
             self._base64 = (self._part_encoding == b"base64"
-                            and self._part_type.lower().startswith(b"text/"))
+                            and not media.startswith((b"image/", b"audio/", b"video/")))
+            self._qp = self._part_encoding == b"quoted-printable"
             return
         if line[:1] in (b" ", b"\t"):
             line = self._header + b" " + line.strip()

@@ -36,6 +36,10 @@ def test_other_numbers_fail_the_eleven_test(number: str) -> None:
         "het bsn van het kind is 111 222 333.",
         "sofinummer 111-222-333",
         "Client 123456782 (BSN) is aangemeld",
+        "BSN-123456782",
+        "BSN:\u00a0123\u00a0456\u00a0782",  # non-breaking spaces
+        "bsn&nbsp;123&nbsp;456&nbsp;782",
+        "BSN 12345672",  # a spreadsheet dropped the leading zero of 012345672
     ],
 )
 def test_bsn_near_a_context_word_is_found(text: str) -> None:
@@ -111,3 +115,18 @@ def test_sender_group_and_default_decide_last() -> None:
     assert classify(rules, [], sender="x@nieuwsbrief.samen-veilig.nl") == (
         False, "sender group newsletters")
     assert classify(rules, []) == (True, "sensitive by default")
+
+
+def test_a_bsn_split_by_a_quoted_printable_soft_line_break_is_found() -> None:
+    headers = {"Content-Transfer-Encoding": "quoted-printable"}
+    assert classify(BSN_RULES, [b"Het BSN is 12345=\r\n6782.\r\n"], headers) == (
+        True, "detector bsn")
+
+
+def test_a_bsn_in_a_base64_spreadsheet_attachment_is_found() -> None:
+    sheet = base64.encodebytes(b"BSN;Naam\r\n123456782;J. Jansen\r\n")
+    body = (b"--b1\r\nContent-Type: text/plain\r\n\r\nZie bijlage.\r\n--b1\r\n"
+            b"Content-Type: application/vnd.ms-excel\r\nContent-Transfer-Encoding: base64\r\n"
+            b"\r\n" + sheet + b"--b1--\r\n")
+    headers = {"Content-Type": "multipart/mixed; boundary=b1"}
+    assert classify(BSN_RULES, [body], headers) == (True, "detector bsn")
