@@ -10,11 +10,13 @@ one first. A string that is not an address raises `AddressError`; it is never "a
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from postwacht.domains import DomainError, to_ascii
 
 MAX_ADDRESS_LENGTH = 1024
+_ROUTING = re.compile(r"([@%!])")
 _SPECIALS_UNQUOTED = frozenset('<>()[]\\,;:"')
 
 
@@ -171,17 +173,12 @@ def _domains_in_local_part(local: str) -> list[str]:
 
     Only names that are valid domains count; `100%pure` is not a route worth refusing on.
     """
-    text = _unquote(local)
+    parts = _ROUTING.split(_unquote(local))
+    tokens, separators = parts[0::2], parts[1::2]
     candidates: list[str] = []
-    if "@" in text:
-        text, _, after = text.rpartition("@")
-        candidates.append(after)
-    if "%" in text:
-        parts = text.split("%")
-        text = parts[0]
-        candidates.extend(reversed(parts[1:]))
-    if "!" in text:
-        candidates.extend(text.split("!")[:-1])
+    for i, separator in enumerate(separators):
+        # `host!user` names the host before the '!'; `user@host`, `user%host` after.
+        candidates.append(tokens[i] if separator == "!" else tokens[i + 1])
     out: list[str] = []
     for candidate in candidates:
         try:

@@ -25,6 +25,8 @@ import dns.resolver
 from postwacht import metrics
 
 NEGATIVE_TTL_DEFAULT = 60
+MAX_ENTRIES = 100_000
+"""The cache stays bounded however many domains are mailed."""
 MAX_TTL = 86400
 
 
@@ -87,6 +89,11 @@ class DnsCache:
         metrics.CACHE.labels(result="miss").inc()
         answer = self._query(key[0], rdtype)
         with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:  # drop what expired; then the oldest half
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= MAX_ENTRIES:
+                    ordered = sorted(self._entries.items(), key=lambda item: item[1][0])
+                    self._entries = dict(ordered[len(ordered) // 2:])
             self._entries[key] = (now + answer.ttl, answer)
         return answer
 
