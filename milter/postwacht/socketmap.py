@@ -12,6 +12,7 @@ malformed or too long gets PERM and the connection goes on.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socketserver
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from postwacht.background import BackgroundServer
 from postwacht.decide import Envelope, decide
 from postwacht.discovery import discovery_for, tls_policy
 from postwacht.domains import DomainError, to_ascii
-from postwacht.policy import Action, OwnedDomain, Partner, RetiredDomain
+from postwacht.policy import Action, OwnedDomain, Partner, Policy, RetiredDomain
 from postwacht.policyholder import PolicyHolder
 
 log = logging.getLogger("postwacht.socketmap")
@@ -141,8 +142,10 @@ def tls_table(holder: PolicyHolder) -> Lookup:
     """Per next-hop TLS policy (smtp_tls_policy_maps) from partners and discovery."""
 
     def lookup(key: str) -> str:
-        if key == "*" or not key or key.startswith("["):
+        if key == "*" or not key:
             return "NOTFOUND "
+        if key.startswith("["):
+            return _route_tls(holder.current, key)
         try:
             domain = to_ascii(key)
         except DomainError:
@@ -162,6 +165,21 @@ def tls_table(holder: PolicyHolder) -> Lookup:
         return f"OK {found}" if found else "NOTFOUND "
 
     return lookup
+
+
+def _route_tls(policy: Policy, key: str) -> str:
+    """The secure-mail provider of `otherwise: route` is reached over verified TLS too."""
+    rules = policy.secure_transport
+    if rules is None or rules.route is None or rules.route.partition(":")[2] != key:
+        return "NOTFOUND "
+    host = key[1:].partition("]")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"OK secure protocols={rules.protocols}"
+    # Postfix verifies certificate names, never addresses: for [192.0.2.1] the most it
+    # can demand is TLS itself.
+    return f"OK encrypt protocols={rules.protocols}"
 
 
 def _one_line(text: str) -> str:

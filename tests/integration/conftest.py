@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import smtplib
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,10 +51,11 @@ class Delivered:
 class Sink:
     """The outside world: an SMTP server that keeps what it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
         self.messages: list[Delivered] = []
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port,
+                                      tls_context=tls, require_starttls=tls is not None)
 
     async def handle_RCPT(  # noqa: N802
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

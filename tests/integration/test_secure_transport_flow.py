@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import smtplib
+import ssl
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 
 from tests.integration.conftest import Lab, Sink, held_for, write_test_policy
 from tests.labs.dns import DnsLab
@@ -22,8 +24,11 @@ BSN_BODY = "Verslag van het gesprek.\r\nBSN: 123456782\r\n"
 
 @pytest.fixture(scope="module")
 def secure_sink() -> Iterator[Sink]:
-    """The secure-mail provider that `otherwise: route` sends to."""
-    sink = Sink()
+    """The secure-mail provider that `otherwise: route` sends to. It offers only
+    STARTTLS: the tls table makes Postfix demand TLS on the way there."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+    sink = Sink(tls=context)
     sink.start()
     yield sink
     sink.stop()

@@ -59,12 +59,14 @@ def test_tls_answers_without_dns_for_probes_literals_own_domains_and_agreed_part
         organisation: O
         owned_domains: [samen-veilig.nl]
         partners: [{domain: utrecht.nl, transport: encrypt}]
-        secure_transport: {min_tls: "1.3"}
+        secure_transport: {min_tls: "1.3", otherwise: route,
+                           route: "relay:[securemail.example]:587"}
         dns: {resolvers: ["127.0.0.1:9"], timeout: 0.2}
     """)
     lookup = tls_table(PolicyHolder(path, load(path)))
     assert lookup("*") == "NOTFOUND "
     assert lookup("[10.0.0.1]:25") == "NOTFOUND "
+    assert lookup("[securemail.example]:587") == "OK secure protocols=>=TLSv1.3"
     assert lookup("samen-veilig.nl") == "NOTFOUND "
     assert lookup("UTRECHT.NL") == "OK encrypt protocols=>=TLSv1.3"
     assert lookup("example.org").startswith("TEMP ")  # no resolver: defer, never guess
