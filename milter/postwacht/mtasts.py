@@ -125,6 +125,7 @@ class StsFetcher:
         addresses = self._dns.lookup(host, "A").records
         if not addresses:
             raise StsError(f"{host} has no address")
+        deadline = time.monotonic() + self._timeout  # for the whole fetch, not per read
         context = ssl.create_default_context(cafile=self._cafile)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
@@ -140,9 +141,21 @@ class StsFetcher:
                 content_type = response.getheader("Content-Type", "")
                 if not content_type.lower().startswith("text/plain"):
                     raise StsError(f"policy has Content-Type {content_type!r}, not text/plain")
-                body = response.read(MAX_POLICY_BYTES + 1)
+                body = self._read_by(response, deadline)
         except (OSError, http.client.HTTPException) as exc:
             raise StsError(f"cannot fetch https://{host}{WELL_KNOWN}: {exc}") from None
         if len(body) > MAX_POLICY_BYTES:
             raise StsError(f"policy is larger than {MAX_POLICY_BYTES} bytes")
         return body.decode("utf-8", "replace")
+
+    def _read_by(self, response: http.client.HTTPResponse, deadline: float) -> bytes:
+        """The body, up to one byte over the cap; a server that trickles is cut off."""
+        body = b""
+        while len(body) <= MAX_POLICY_BYTES:
+            chunk = response.read(4096)
+            if not chunk:
+                break
+            body += chunk
+            if time.monotonic() > deadline:
+                raise StsError(f"policy fetch took longer than {self._timeout:g} s")
+        return body
