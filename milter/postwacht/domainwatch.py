@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,17 +166,25 @@ class DomainAuditor:
         checks.append(registration)
         return DomainReport(owned.domain, "owned", tuple(checks), expires, soon)
 
-    def _expect(self, domain: str, rdtype: str, name: str, expected: frozenset[str]) -> Check:
+    def _host_check(self, domain: str, rdtype: str, name: str,
+                    judge: Callable[[frozenset[str] | None], Check]) -> Check:
+        """Look up NS or MX hosts and let `judge` rule; a failed lookup is unknown."""
         try:
             found = self._hosts(domain, rdtype)
         except DnsLookupError as exc:
             return Check(name, None, f"unknown: {exc}")
-        if found is None:
-            return Check(name, False, f"{domain} does not exist in DNS (lapsed?)")
-        if found == expected:
-            return Check(name, True, f"{rdtype} {', '.join(sorted(found))} as expected")
-        return Check(name, False, f"{rdtype} is {', '.join(sorted(found)) or 'empty'}; "
-                     f"expected {', '.join(sorted(expected))}")
+        return judge(found)
+
+    def _expect(self, domain: str, rdtype: str, name: str, expected: frozenset[str]) -> Check:
+        def judge(found: frozenset[str] | None) -> Check:
+            if found is None:
+                return Check(name, False, f"{domain} does not exist in DNS (lapsed?)")
+            if found == expected:
+                return Check(name, True, f"{rdtype} {', '.join(sorted(found))} as expected")
+            return Check(name, False, f"{rdtype} is {', '.join(sorted(found)) or 'empty'}; "
+                         f"expected {', '.join(sorted(expected))}")
+
+        return self._host_check(domain, rdtype, name, judge)
 
     def _hosts(self, domain: str, rdtype: str) -> frozenset[str] | None:
         """NS or MX host names; None for NXDOMAIN."""
@@ -224,18 +232,17 @@ class DomainAuditor:
 
     def _foreign(self, domain: str, rdtype: str, name: str, ours: frozenset[str],
                  problem: str) -> Check:
-        try:
-            found = self._hosts(domain, rdtype)
-        except DnsLookupError as exc:
-            return Check(name, None, f"unknown: {exc}")
-        if found is None:
-            return Check(name, True, f"{domain} does not exist in DNS")
-        if not found:
-            return Check(name, True, f"no {rdtype} records")
-        foreign = sorted(found - ours)
-        if foreign:
-            return Check(name, False, f"{problem}: {', '.join(foreign)}")
-        return Check(name, True, f"{rdtype} only at the organisation's hosts")
+        def judge(found: frozenset[str] | None) -> Check:
+            if found is None:
+                return Check(name, True, f"{domain} does not exist in DNS")
+            if not found:
+                return Check(name, True, f"no {rdtype} records")
+            foreign = sorted(found - ours)
+            if foreign:
+                return Check(name, False, f"{problem}: {', '.join(foreign)}")
+            return Check(name, True, f"{rdtype} only at the organisation's hosts")
+
+        return self._host_check(domain, rdtype, name, judge)
 
     @staticmethod
     def _new_holder(retired: RetiredDomain, reg: Registration) -> Check:
