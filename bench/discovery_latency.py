@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from postwacht.discovery import Discovery
-from postwacht.dnscache import DnsCache, ResolverConfig
-from postwacht.mtasts import StsFetcher
+from postwacht.facts.discovery import Discovery
+from postwacht.facts.dnscache import DnsCache, ResolverConfig
+from postwacht.facts.mtasts import StsFetcher
 
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer

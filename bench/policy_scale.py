@@ -14,9 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from postwacht.address import parse_recipient
-from postwacht.decide import Envelope, decide
-from postwacht.policy import Policy, load
+from postwacht.config.compiler import load
+from postwacht.core.address import parse_recipient
+from postwacht.core.decide import Envelope, decide
+from postwacht.core.policy import Policy
 
 WORDS = [
     "zorg", "jeugd", "veilig", "thuis", "samen", "wijk", "team", "kind", "gezin", "hulp",

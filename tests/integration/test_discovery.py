@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from postwacht.discovery import Discovery
-from postwacht.dnscache import DnsCache, ResolverConfig
-from postwacht.mtasts import StsError, StsFetcher
+from postwacht.facts.discovery import Discovery
+from postwacht.facts.dnscache import DnsCache, ResolverConfig
+from postwacht.facts.mtasts import StsError, StsFetcher
 
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer

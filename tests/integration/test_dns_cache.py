@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from postwacht.dnscache import DnsCache, DnsLookupError, ResolverConfig
+from postwacht.facts.dnscache import DnsCache, DnsLookupError, ResolverConfig
 
 from tests.labs.dns import DnsLab
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postwacht.domainwatch import RdapClient, RdapError
-from postwacht.policy import DomainWatch
+from postwacht.facts.rdap import RdapClient, RdapError
 
 from tests.integration.conftest import Lab, held_for, write_test_policy
 from tests.labs.dns import OUR_MX, OUR_NS, DnsLab
 from tests.labs.rdap import RdapServer
 from tests.labs.util import free_port, poll
+from tests.unit.test_rdap_bootstrap import settings
 
 POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
 
@@ -155,7 +155,7 @@ def test_the_daemon_exports_the_audit_and_holds_mail_to_a_domain_out_of_control(
 def test_an_rdap_answer_of_the_wrong_shape_is_unknown_not_a_crash(
     rdap_server: RdapServer,
 ) -> None:
-    client = RdapClient(DomainWatch(rdap_base_url=rdap_server.url, rdap_timeout=3))
+    client = RdapClient(settings(rdap_base_url=rdap_server.url, rdap_timeout=3))
     with pytest.raises(RdapError, match="no RDAP domain object"):
         client.lookup("badshape.test")
     assert client.lookup("unknown.test").registered is False

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from miltertest import MilterConnection, constants
-from postwacht.state import DB_NAME, StateStore
+from postwacht.records.sqlite import DB_NAME, SqliteRecords
 
 from tests.integration.conftest import Daemon, write_test_policy
+from tests.labs.util import free_port
 
 C = constants
 FINAL = {C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_REPLYCODE, C.SMFIR_DISCARD}
@@ -121,7 +122,7 @@ def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
     assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
     assert replies[0][1]["name"] == "X-Postwacht-Quarantine"
     assert replies[0][1]["value"].startswith("rule=lookalike; policy=")
-    store = StateStore(daemon.state)
+    store = SqliteRecords(daemon.state)
     record = store.quarantine_record("PROTO1")
     store.close()
     assert record is not None
@@ -177,3 +178,59 @@ def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> N
     assert replies[0][1]["smtpcode"] == "451"
     assert "could not be recorded" in replies[0][1]["text"]
     assert "tempfailing instead of holding unrecorded" in daemon.log_text()
+
+
+def test_an_unreadable_sendmail_recipient_holds_the_message_and_counts_as_held(
+    daemon: Daemon,
+) -> None:
+    def sample(labels: str) -> float:
+        value = daemon.metric(f"postwacht_{labels}")
+        assert value is not None
+        return value
+
+    held_rcpt = 'recipients_total{action="quarantine",rule="bad-address"}'
+    refused_rcpt = 'recipients_total{action="reject",rule="bad-address"}'
+    held_msg = 'messages_total{action="quarantine"}'
+    before = [sample(held_rcpt), sample(refused_rcpt), sample(held_msg)]
+    session = Session(daemon.milter_port)
+    session.connect(port=0, daemon_name="mta.postwacht.test")
+    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO6")
+    assert session.rcpt("<x@exa mple.nl>")[0] == C.SMFIR_CONTINUE
+    assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
+    replies = session.eom("PROTO6")
+    assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
+    assert replies[0][1]["value"].startswith("rule=bad-address;")
+    after = [sample(held_rcpt), sample(refused_rcpt), sample(held_msg)]
+    # The recipient is held with its message, not refused; the hold is a held message.
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 0, 1]
+
+
+def test_a_connection_opened_before_a_reload_treats_unseen_content_as_sensitive() -> None:
+    root = Path(tempfile.mkdtemp(prefix="postwacht-protocol-"))
+    policy = root / "policy.yaml"
+    write_test_policy(policy)  # no content rules: the connection skips headers and body
+    daemon = Daemon(root, policy)
+    daemon.start()
+    try:
+        old = Session(daemon.milter_port)
+        assert old.protocol & C.SMFIP_NOBODY
+        write_test_policy(
+            policy, sensitive={"default": "not-sensitive", "detectors": ["bsn"]},
+            secure_transport={"otherwise": "quarantine"},
+            dns={"resolvers": [f"127.0.0.1:{free_port()}"], "timeout": 0.3},
+        )
+        reloaded = daemon.cli("reload", "--state", str(daemon.state))
+        assert reloaded.returncode == 0, reloaded.stderr
+        assert not Session(daemon.milter_port).protocol & C.SMFIP_NOBODY  # new connections
+
+        old.connect(port=40127)
+        old.mail("<medewerker@samen-veilig.nl>")
+        assert old.rcpt("<a@example.org>")[0] == C.SMFIR_CONTINUE
+        [reply] = old.eom("PROTO7")
+        # Not sensitive by default, but the body this policy scans never came: it counts
+        # as sensitive, needs verified TLS, and the dead resolver cannot vouch for it.
+        assert refusal(reply) == ("451", "4.7.1")
+        assert "content not seen on this connection" in reply[1]["text"]
+    finally:
+        assert daemon.stop() == 0
+        shutil.rmtree(root, ignore_errors=True)

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import uuid
 
-from postwacht.socketmap import encode, read_netstring
+from postwacht.adapters.netstring import encode, read_netstring
 
 from tests.integration.conftest import ALIAS, Lab, poll
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from postwacht.address import AddressError, parse_recipient
+from postwacht.core.address import AddressError, parse_recipient
 
 
 @pytest.mark.parametrize(

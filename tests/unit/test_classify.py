@@ -6,7 +6,7 @@ import base64
 import re
 
 import pytest
-from postwacht.classify import (
+from postwacht.core.classify import (
     Classifier,
     Marker,
     SenderGroup,
@@ -15,7 +15,14 @@ from postwacht.classify import (
     passes_eleven_test,
 )
 
-BSN_RULES = Sensitivity(default_sensitive=False, detectors=("bsn",))
+
+def sensitivity(**settings: object) -> Sensitivity:
+    """A `sensitive:` section with the schema's defaults, changed as the test says."""
+    defaults: dict[str, object] = {"default_sensitive": True, "markers": (), "senders": (),
+                                   "detectors": (), "max_scan_bytes": 10 * 1024 * 1024}
+    return Sensitivity(**{**defaults, **settings})  # type: ignore[arg-type]
+
+BSN_RULES = sensitivity(default_sensitive=False, detectors=("bsn",))
 
 
 @pytest.mark.parametrize("number", ["111222333", "123456782"])
@@ -87,7 +94,7 @@ def test_a_bsn_in_a_base64_text_attachment_is_found() -> None:
 
 
 def test_scanning_stops_at_the_cap() -> None:
-    rules = Sensitivity(default_sensitive=False, detectors=("bsn",), max_scan_bytes=1000)
+    rules = sensitivity(default_sensitive=False, detectors=("bsn",), max_scan_bytes=1000)
     body = [b"x" * 999 + b"\n", b"BSN: 123456782\n"]
     assert classify(rules, body) == (False, "not sensitive by default")
 
@@ -102,7 +109,7 @@ NOT_SENSITIVE = Marker(False, re.compile(r"(?i)^\[(open|niet vertrouwelijk)\]"),
 
 
 def test_a_not_sensitive_marker_applies_when_no_detector_fires() -> None:
-    rules = Sensitivity(markers=(NOT_SENSITIVE,), detectors=("bsn",))
+    rules = sensitivity(markers=(NOT_SENSITIVE,), detectors=("bsn",))
     subject = {"Subject": "[niet vertrouwelijk] rooster"}
     assert classify(rules, [b"tot morgen\n"], subject) == (False, "marker subject [open]")
     assert classify(rules, [b"BSN 123456782\n"], subject) == (True, "detector bsn")
@@ -111,7 +118,7 @@ def test_a_not_sensitive_marker_applies_when_no_detector_fires() -> None:
 def test_sender_group_and_default_decide_last() -> None:
     group = SenderGroup(False, frozenset(), frozenset({"nieuwsbrief.samen-veilig.nl"}),
                         "newsletters")
-    rules = Sensitivity(senders=(group,))
+    rules = sensitivity(senders=(group,))
     assert classify(rules, [], sender="x@nieuwsbrief.samen-veilig.nl") == (
         False, "sender group newsletters")
     assert classify(rules, []) == (True, "sensitive by default")

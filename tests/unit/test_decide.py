@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from postwacht.address import parse_recipient
-from postwacht.decide import Envelope, Verdict, decide
-from postwacht.policy import Action, Policy, load
+from postwacht.config.compiler import load
+from postwacht.core.address import parse_recipient
+from postwacht.core.decide import Envelope, Verdict, decide
+from postwacht.core.policy import Policy
+from postwacht.core.vocabulary import Action
 
 
 def verdict(policy: Policy, *recipients: str, **connection: object) -> Verdict:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from postwacht import metrics
-from postwacht.state import StateStore
-from prometheus_client import REGISTRY
+from postwacht.records.sqlite import SqliteRecords
+from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 from tests.conftest import ROOT
 
@@ -23,10 +22,10 @@ METRIC = re.compile(r"\bpostwacht_[a-z_]+\b")
 
 def exported_names(tmp_path: Path) -> set[str]:
     """Every sample name the daemon can expose."""
-    collectors = [metrics.QuarantineCollector(StateStore(tmp_path))]
+    telemetry = PrometheusTelemetry()
+    telemetry.watch_quarantine(SqliteRecords(tmp_path).held_summary)
     names: set[str] = set()
-    families = [*REGISTRY.collect(), *(f for c in collectors for f in c.collect())]
-    for family in families:
+    for family in telemetry.registry.collect():
         if not family.name.startswith("postwacht_"):
             continue
         suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum",

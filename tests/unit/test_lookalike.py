@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from postwacht.lookalike import LookalikeIndex, osa_distance, skeleton
+from postwacht.core.lookalike import LookalikeIndex, osa_distance, skeleton
 
 
 @pytest.mark.parametrize(

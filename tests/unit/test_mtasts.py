@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from postwacht.mtasts import StsError, StsPolicy, parse_policy, txt_id
+from postwacht.core.facts import StsPolicy
+from postwacht.facts.mtasts import StsError, parse_policy, txt_id
 
 
 def test_the_one_sts_record_gives_the_policy_id() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from postwacht.socketmap import NetstringError, encode, read_netstring
+from postwacht.adapters.netstring import NetstringError, encode, read_netstring
 
 
 def test_replies_are_netstrings() -> None:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from postwacht.policy import Action, Policy, PolicyError, RetiredDomain, load
-from postwacht.policyfile import schema
+from postwacht.config.compiler import load
+from postwacht.config.policyfile import PolicyError, schema
+from postwacht.core.policy import Policy, RetiredDomain
+from postwacht.core.vocabulary import Action
 
 from tests.conftest import EXAMPLE_POLICY, ROOT
 
@@ -182,7 +184,7 @@ def test_yaml_aliases_that_refer_to_themselves_are_an_error(
 
 def test_an_alias_bomb_is_stopped(write_policy: WritePolicy, monkeypatch: pytest.MonkeyPatch
                                   ) -> None:
-    monkeypatch.setattr("postwacht.policyfile.MAX_NODES", 10_000)
+    monkeypatch.setattr("postwacht.config.policyfile.MAX_NODES", 10_000)
     lines = ["version: 1", "organisation: O", "owned_domains: [a.nl]", "a0: &a0 [x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 4)}]" for i in range(1, 9)]
     path = write_policy("\n".join(lines) + "\n")

@@ -6,8 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from postwacht.domainwatch import RdapClient, RdapError
-from postwacht.policy import DomainWatch
+from postwacht.core.policy import DomainWatch
+from postwacht.facts.rdap import RdapClient, RdapError
+
+
+def settings(rdap_base_url: str | None = None, bootstrap_file: str | None = None,
+             rdap_timeout: float = 10.0) -> DomainWatch:
+    return DomainWatch(enabled=True, rdap_base_url=rdap_base_url, bootstrap_file=bootstrap_file,
+                       rdap_timeout=rdap_timeout, interval=3600, expiry_warning_days=30,
+                       hold_on_control_loss=False)
 
 
 def test_the_bootstrap_file_names_the_server_per_top_level_domain(tmp_path: Path) -> None:
@@ -16,7 +23,7 @@ def test_the_bootstrap_file_names_the_server_per_top_level_domain(tmp_path: Path
         [["nl"], ["http://rdap.example.nl/", "https://rdap.example.nl/"]],
         [["com", "net"], ["https://rdap.example.com/"]],
     ]}))
-    client = RdapClient(DomainWatch(bootstrap_file=str(bootstrap)))
+    client = RdapClient(settings(bootstrap_file=str(bootstrap)))
     assert client.base_for("samen-veilig.nl") == "https://rdap.example.nl/"
     assert client.base_for("example.net") == "https://rdap.example.com/"
     assert client.base_for("example.org") is None
@@ -25,13 +32,13 @@ def test_the_bootstrap_file_names_the_server_per_top_level_domain(tmp_path: Path
 
 
 def test_a_configured_base_url_wins(tmp_path: Path) -> None:
-    assert RdapClient(DomainWatch(rdap_base_url="https://rdap.test/")).base_for("a.nl") == (
+    assert RdapClient(settings(rdap_base_url="https://rdap.test/")).base_for("a.nl") == (
         "https://rdap.test/")
 
 
 def test_an_unreadable_bootstrap_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RdapError, match="cannot read RDAP bootstrap file"):
-        RdapClient(DomainWatch(bootstrap_file=str(tmp_path / "missing.json")))
+        RdapClient(settings(bootstrap_file=str(tmp_path / "missing.json")))
 
 
 @pytest.mark.parametrize("content", ['{"services": [["nl"]]}', '{"services": 3}', "[]"])
@@ -39,4 +46,4 @@ def test_a_bootstrap_file_in_another_shape_is_an_error(tmp_path: Path, content: 
     path = tmp_path / "dns.json"
     path.write_text(content)
     with pytest.raises(RdapError, match="not in the IANA format"):
-        RdapClient(DomainWatch(bootstrap_file=str(path)))
+        RdapClient(settings(bootstrap_file=str(path)))

@@ -6,21 +6,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from postwacht.address import parse_recipient
-from postwacht.classify import Classification
-from postwacht.decide import Envelope, Facts, RecipientVerdict, decide, transport_domains
-from postwacht.discovery import TransportFacts, tls_policy
-from postwacht.mtasts import StsPolicy
-from postwacht.policy import Action, Policy, load
+from postwacht.config.compiler import load
+from postwacht.core.address import parse_recipient
+from postwacht.core.classify import Classification
+from postwacht.core.decide import Envelope, RecipientVerdict, decide, transport_domains
+from postwacht.core.facts import Facts, StsPolicy, TransportFacts
+from postwacht.core.policy import Policy
+from postwacht.core.tables import tls_policy
+from postwacht.core.vocabulary import Action, Method
 
 SENSITIVE = Classification(True, "detector bsn")
 OPEN = Classification(False, "marker subject [open]")
-DANE = TransportFacts("dane.example", "dane", "signed MX with usable TLSA", ("mx.dane.example",),
-                      True)
-STS = TransportFacts("sts.example", "mta-sts", "enforce", ("mx1.sts.example",), False,
+DANE = TransportFacts("dane.example", Method.DANE, "signed MX with usable TLSA",
+                      ("mx.dane.example",), True)
+STS = TransportFacts("sts.example", Method.MTA_STS, "enforce", ("mx1.sts.example",), False,
                      StsPolicy("enforce", ("mx1.sts.example", "*.backup.sts.example"), 86400, "1"))
-NONE = TransportFacts("plain.example", "none", "MX is not DNSSEC-signed; no MTA-STS record")
-FAILED = TransportFacts("broken.example", "failure", "DNS lookup failed: SERVFAIL")
+NONE = TransportFacts("plain.example", Method.NONE, "MX is not DNSSEC-signed; no MTA-STS record")
+FAILED = TransportFacts("broken.example", Method.FAILURE, "DNS lookup failed: SERVFAIL")
 FACTS = {f.domain: f for f in (DANE, STS, NONE, FAILED)}
 
 

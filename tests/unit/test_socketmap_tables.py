@@ -5,15 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from postwacht.policy import load
-from postwacht.policyholder import PolicyHolder
-from postwacht.socketmap import tls_table, transport_table
+from postwacht.adapters.socketmap import Lookup, tls_table, transport_table
+from postwacht.config.compiler import load
+from postwacht.config.holder import PolicyHolder
+from postwacht.facts.discovery import DiscoveryPool
+from postwacht.telemetry import NO_TELEMETRY
 
 from tests.conftest import EXAMPLE_POLICY
 
 
+def holder(path: Path) -> PolicyHolder:
+    return PolicyHolder(path, load(path), NO_TELEMETRY)
+
+
+def replies(table: Lookup) -> Callable[[str], str]:
+    """The table as Postfix reads it: the reply text."""
+    return lambda key: str(table(key))
+
+
 def test_transport_answers_the_probe_and_unknown_keys_with_notfound() -> None:
-    lookup = transport_table(PolicyHolder(EXAMPLE_POLICY, load(EXAMPLE_POLICY)))
+    lookup = replies(transport_table(holder(EXAMPLE_POLICY)))
     assert lookup("*") == "NOTFOUND "
     assert lookup("") == "NOTFOUND "
     assert lookup("not an address@@").startswith("TEMP ")
@@ -30,7 +41,7 @@ def test_transport_bounces_a_retired_domain_whatever_its_milter_action(
         owned_domains: [new.nl]
         retired_domains: [{domain: old.nl, action: quarantine}]
     """)
-    lookup = transport_table(PolicyHolder(path, load(path)))
+    lookup = replies(transport_table(holder(path)))
     assert lookup("worker@old.nl").startswith("OK error:5.7.1 old.nl was given up")
     assert lookup("john doe@old.nl").startswith("OK error:5.7.1 ")  # internal form, unquoted
     assert lookup("a(b)@mail.old.nl").startswith("OK error:5.7.1 ")
@@ -46,7 +57,7 @@ def test_transport_bounces_lookalikes_when_the_policy_rejects_them(
         owned_domains: [samen-veilig.nl]
         lookalikes: {action: reject}
     """)
-    lookup = transport_table(PolicyHolder(path, load(path)))
+    lookup = replies(transport_table(holder(path)))
     answer = lookup("a@samen-veiIig.nl")
     assert answer.startswith("OK error:5.7.1 samen-veiiig.nl looks like our domain")
 
@@ -63,7 +74,7 @@ def test_tls_answers_without_dns_for_probes_literals_own_domains_and_agreed_part
                            route: "relay:[securemail.example]:587"}
         dns: {resolvers: ["127.0.0.1:9"], timeout: 0.2}
     """)
-    lookup = tls_table(PolicyHolder(path, load(path)))
+    lookup = replies(tls_table(holder(path), DiscoveryPool(NO_TELEMETRY)))
     assert lookup("*") == "NOTFOUND "
     assert lookup("[10.0.0.1]:25") == "NOTFOUND "
     assert lookup("[securemail.example]:587") == "OK secure protocols=>=TLSv1.3"

@@ -6,9 +6,10 @@ import idna
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from postwacht.address import parse_recipient
-from postwacht.decide import Envelope, decide
-from postwacht.policy import Policy, load
+from postwacht.config.compiler import load
+from postwacht.core.address import parse_recipient
+from postwacht.core.decide import Envelope, decide
+from postwacht.core.policy import Policy
 
 # Domains that hit each rule of the policy below: retired (ASCII and IDN), owned,
 # partner, look-alike, and none.

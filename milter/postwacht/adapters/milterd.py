@@ -1,0 +1,267 @@
+"""The pymilter adapter: Postfix asks, the core answers, this module only translates.
+
+Two kinds of conversation reach it:
+- smtpd (SMTP submission): each refused recipient gets its own reply at RCPT, the others
+  go on; the whole message is decided again at end of message.
+- sendmail(1)/pickup (`non_smtpd_milters`): Postfix fakes the client as 127.0.0.1 port 0
+  and cannot refuse one recipient (the message would stay in maildrop for ever), so the
+  whole message is decided at end of message.
+
+Fail closed: a hold is recorded before the message is held, and a record that cannot be
+written tempfails the message instead; an exception in a callback becomes a tempfail
+(pymilter's exception policy, set in `run`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import Milter
+
+import milter as libmilter
+from postwacht.app import App
+from postwacht.core.address import AddressError, Recipient, parse_recipient
+from postwacht.core.classify import Classifier
+from postwacht.core.decide import Envelope, IPAddress, RecipientVerdict
+from postwacht.core.outcome import (
+    NO_QUEUE_ID,
+    RECORD_FAILED,
+    MessageOutcome,
+    RcptOutcome,
+    Reply,
+    at_end_of_message,
+    at_rcpt,
+    unreadable_at_rcpt,
+)
+from postwacht.core.policy import Policy
+from postwacht.core.tables import one_line
+from postwacht.core.vocabulary import Action
+from postwacht.records.store import RecordsError
+from postwacht.telemetry import ErrorKind, Stage
+
+log = logging.getLogger("postwacht.milter")
+QUARANTINE_HEADER = "X-Postwacht-Quarantine"
+ROUTE_HEADER = "X-Postwacht-Route"
+"""`milter_header_checks` maps it to `FILTER` (deploy/postfix/header_checks)."""
+
+_CODES = {Action.REJECT: Milter.REJECT, Action.TEMPFAIL: Milter.TEMPFAIL}
+
+
+def smtp_text(text: str) -> str:
+    """Reply text as libmilter takes it: ASCII, one line, '%' doubled."""
+    return one_line(text).replace("%", "%%")[:900]
+
+
+class PostwachtMilter(Milter.Base):  # type: ignore[misc]
+    """One instance per MTA connection, reused for each message on it."""
+
+    def __init__(self, app: App, conn_id: int) -> None:
+        self._app = app
+        self._conn_id = conn_id
+        self._client_ip: IPAddress | None = None
+        self._local = False
+        self._sees_headers = self._sees_body = True
+        self._reset(app.holder.current)
+
+    def _reset(self, policy: Policy) -> None:
+        self._policy = policy
+        self._sender = ""
+        self._auth: str | None = None
+        self._daemon: str | None = None
+        self._recipients: list[Recipient] = []
+        self._unreadable: list[RecipientVerdict] = []
+        self._classifier: Classifier | None = None
+
+    def negotiate(self, opts: list[int]) -> int:
+        """Ask for headers and body only when the running policy reads them.
+
+        The stages are fixed for the life of the connection; a message on it whose policy
+        reads what was not asked for is treated as sensitive (see `Classifier`).
+        """
+        offered = opts[1]  # the P_NO* steps the MTA can leave out
+        result = int(super().negotiate(opts))
+        policy = self._app.holder.current
+        skip = 0
+        if not policy.reads_headers:
+            skip |= Milter.P_NOHDRS | Milter.P_NOEOH
+        if not policy.reads_body:
+            skip |= Milter.P_NOBODY
+        opts[1] |= skip & offered
+        self._sees_headers = not opts[1] & Milter.P_NOHDRS
+        self._sees_body = not opts[1] & Milter.P_NOBODY
+        return result
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        if family in (socket.AF_INET, socket.AF_INET6) and isinstance(hostaddr, tuple):
+            self._client_ip = ipaddress.ip_address(hostaddr[0])
+            # A TCP client never has port 0: this is Postfix's stand-in for sendmail(1).
+            self._local = hostaddr[1] == 0
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def envfrom(self, mailfrom: str, *params: str) -> int:
+        self._reset(self._app.holder.current)  # one policy for the whole message
+        self._sender = mailfrom.strip().removeprefix("<").removesuffix(">")
+        self._auth = self.getsymval("{auth_authen}") or None
+        self._daemon = self.getsymval("{daemon_name}") or None
+        if self._policy.secure_transport is not None:
+            self._classifier = Classifier(self._policy.sensitivity, self._sender,
+                                          self._sees_headers, self._sees_body)
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def header(self, name: str, value: str) -> int:
+        if self._classifier is not None:
+            self._classifier.header(name, value)
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    @Milter.noreply  # type: ignore[untyped-decorator]
+    def body(self, chunk: bytes) -> int:
+        if self._classifier is not None:
+            self._classifier.body(chunk)
+        return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    def envrcpt(self, to: str, *params: str) -> int:
+        started = time.perf_counter()
+        try:
+            return self._rcpt(to)
+        finally:
+            self._app.telemetry.callback(Stage.RCPT, time.perf_counter() - started)
+
+    def _rcpt(self, to: str) -> int:
+        try:
+            recipient = parse_recipient(to)
+        except AddressError as exc:
+            outcome = unreadable_at_rcpt(to, str(exc), local=self._local)
+            if outcome.kept:
+                self._unreadable.append(outcome.verdict)
+        else:
+            outcome = at_rcpt(self._envelope((recipient,)), self._policy,
+                              self._app.facts.before_content(), local=self._local)
+            if outcome.kept:
+                self._recipients.append(recipient)
+        return self._act_at_rcpt(outcome)
+
+    def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
+        verdict = outcome.verdict
+        self._app.telemetry.recipient(verdict.action, verdict.rule)
+        if outcome.retired_domain is not None:
+            self._record_retired_attempt(outcome.retired_domain)
+        if outcome.reply is None:
+            return Milter.CONTINUE  # type: ignore[no-any-return]
+        self._log(Stage.RCPT, verdict.action, verdict.rule, self._who(verdict))
+        return self._refuse(verdict.action, outcome.reply)
+
+    def _envelope(self, recipients: tuple[Recipient, ...]) -> Envelope:
+        return Envelope(
+            sender=self._sender, recipients=recipients, client_ip=self._client_ip,
+            authenticated=self._auth, daemon_name=self._daemon,
+            internal=True if self._local else None,
+        )
+
+    def _record_retired_attempt(self, domain: str) -> None:
+        """For `postwacht report retired`: which systems still mail retired domains."""
+        self._app.telemetry.retired_attempt(domain)
+        if self._local:
+            client = "sendmail(1) on the MTA host"
+        else:
+            client = f"smtp from {self._client_ip or 'unknown'}"
+            if self._auth:
+                client += f" as {self._auth}"
+        try:
+            self._app.records.record_retired_attempt(self._sender or "<>", client, domain)
+        except RecordsError as exc:  # the recipient is refused anyway; the report misses one
+            self._app.telemetry.error(ErrorKind.RECORDS)
+            log.error("cannot record a retired-domain attempt: %s", exc)
+
+    def eom(self) -> int:
+        started = time.perf_counter()
+        try:
+            return self._eom()
+        finally:
+            self._app.telemetry.callback(Stage.EOM, time.perf_counter() - started)
+
+    def _eom(self) -> int:
+        policy = self._policy
+        envelope = self._envelope(tuple(self._recipients))
+        classification = self._classifier.result() if self._classifier else None
+        facts = self._app.facts.for_message(envelope, policy, classification)
+        outcome = at_end_of_message(envelope, policy, facts, local=self._local,
+                                    unreadable=tuple(self._unreadable))
+        for verdict in outcome.decided_now:
+            self._app.telemetry.recipient(verdict.action, verdict.rule)
+        return self._act_at_end(outcome)
+
+    def _act_at_end(self, outcome: MessageOutcome) -> int:
+        queue_id = self.getsymval("i") or ""
+        who = ",".join(self._who(v) for v in outcome.verdicts)
+        if outcome.action is Action.QUARANTINE:
+            return self._hold(queue_id, outcome, who)
+        self._app.telemetry.message(outcome.action)
+        if outcome.action is Action.ACCEPT:
+            if outcome.internal:
+                self._log(Stage.EOM, Action.ACCEPT, "-", who, queue_id)
+            return Milter.ACCEPT  # type: ignore[no-any-return]
+        self._log(Stage.EOM, outcome.action, outcome.rule or "-", who, queue_id)
+        if outcome.action is Action.ROUTE and outcome.route is not None:
+            self.addheader(ROUTE_HEADER, outcome.route)
+            return Milter.ACCEPT  # type: ignore[no-any-return]
+        if outcome.reply is None:
+            raise RuntimeError(f"outcome {outcome.action} without a reply")  # -> tempfail
+        return self._refuse(outcome.action, outcome.reply)
+
+    def _hold(self, queue_id: str, outcome: MessageOutcome, who: str) -> int:
+        """Record, then hold: never a held message without its record."""
+        if not queue_id:
+            self._app.telemetry.error(ErrorKind.NO_QUEUE_ID)
+            log.error("conn=%d: no queue id at end of message; tempfailing", self._conn_id)
+            return self._refuse(Action.TEMPFAIL, NO_QUEUE_ID)
+        rule = outcome.rule
+        assert rule is not None  # a hold always names its rule
+        try:
+            self._app.records.record_quarantine(
+                queue_id, self._sender, outcome.verdicts, rule, outcome.reason,
+                self._policy.checksum)
+        except RecordsError as exc:
+            self._app.telemetry.error(ErrorKind.RECORDS)
+            log.error("id=%s: %s; tempfailing instead of holding unrecorded", queue_id, exc)
+            return self._refuse(Action.TEMPFAIL, RECORD_FAILED)
+        self._app.telemetry.message(Action.QUARANTINE)
+        self.addheader(QUARANTINE_HEADER, f"rule={rule}; policy={self._policy.checksum[:12]}")
+        self.quarantine(f"postwacht: {rule}")
+        self._log(Stage.EOM, Action.QUARANTINE, rule, who, queue_id)
+        return Milter.ACCEPT  # type: ignore[no-any-return]
+
+    def _refuse(self, action: Action, reply: Reply) -> int:
+        self.setreply(reply.code, reply.status, smtp_text(reply.text))
+        return _CODES[action]  # type: ignore[no-any-return]
+
+    def _who(self, verdict: RecipientVerdict) -> str:
+        if self._policy.log_local_parts:
+            return verdict.address
+        return verdict.domains[0] if verdict.domains else "-"
+
+    def _log(self, stage: Stage, action: Action, rule: str, recipients: str,
+             queue_id: str = "") -> None:
+        log.info(
+            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s",
+            queue_id or self.getsymval("i") or "NOQUEUE", self._conn_id,
+            "local" if self._local else "smtpd", stage, action, rule, recipients,
+        )
+
+
+def run(app: App, socketspec: str, on_ready: Callable[[], None]) -> None:
+    """Serve milter connections until libmilter is told to stop (SIGTERM, SIGHUP)."""
+    connections = itertools.count(1)
+    Milter.factory = lambda: PostwachtMilter(app, next(connections))
+    libmilter.set_exception_policy(libmilter.TEMPFAIL)
+    libmilter.set_flags(libmilter.ADDHDRS | libmilter.QUARANTINE)
+    on_ready()
+    Milter.runmilter("postwacht", socketspec, timeout=30)

@@ -1,0 +1,211 @@
+"""`postwacht check`, `explain` and `tls`: what a policy says, and what it decides."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+from dataclasses import asdict
+from typing import Any
+
+from postwacht.app import command_facts
+from postwacht.cli.common import ExitCode, UsageError, load_policy
+from postwacht.core.address import AddressError, parse_recipient
+from postwacht.core.classify import Classification, Classifier
+from postwacht.core.decide import Envelope
+from postwacht.core.facts import Facts, TransportFacts
+from postwacht.core.names import DomainError, to_ascii
+from postwacht.core.outcome import Explained, explain
+from postwacht.core.policy import Policy
+from postwacht.core.tables import tls_policy
+
+
+def add_parsers(sub: Any) -> None:
+    check = sub.add_parser("check", help="validate a policy file")
+    check.add_argument("policy", metavar="POLICY", help="policy file (YAML)")
+    check.set_defaults(run=_check)
+
+    explain_ = sub.add_parser(
+        "explain",
+        help="show what the policy decides for an envelope",
+        description=(
+            "Show the verdict for one envelope. Without --client-ip, --authenticated or "
+            "--daemon-name the sender is taken to be internal (outbound mail)."
+        ),
+    )
+    explain_.add_argument("--policy", required=True, metavar="POLICY", help="policy file")
+    explain_.add_argument("--from", dest="sender", required=True, metavar="ADDR")
+    explain_.add_argument("--to", dest="recipients", action="append", required=True,
+                          metavar="ADDR", help="recipient; repeat for more")
+    explain_.add_argument("--authenticated", metavar="USER", help="SASL login of the sender")
+    explain_.add_argument("--client-ip", metavar="IP", help="address of the SMTP client")
+    explain_.add_argument("--daemon-name", metavar="NAME",
+                          help="Postfix milter_macro_daemon_name of the receiving smtpd")
+    explain_.add_argument("--subject", help="Subject, for sensitivity markers")
+    explain_.add_argument("--body-file", metavar="FILE",
+                          help="message body, for sensitivity detectors")
+    explain_.add_argument("--content", action="store_true",
+                          help="apply the content rules (sensitivity, secure transport) even "
+                               "without --subject or --body-file: an empty message")
+    explain_.add_argument("--json", action="store_true", help="print one JSON object")
+    explain_.set_defaults(run=_explain)
+
+    tls = sub.add_parser("tls", help="what discovery finds for one recipient domain")
+    tls.add_argument("domain", metavar="DOMAIN")
+    tls.add_argument("--policy", required=True, metavar="POLICY",
+                     help="policy file (its dns settings and partners are used)")
+    tls.add_argument("--json", action="store_true", help="print one JSON object")
+    tls.set_defaults(run=_tls)
+
+
+def _check(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    if policy is None:
+        return ExitCode.FAILED
+    print(f"{args.policy}: valid: {policy.summary()}")
+    return ExitCode.OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    recipients = []
+    for raw in args.recipients:
+        try:
+            recipients.append(parse_recipient(raw))
+        except AddressError as exc:
+            raise UsageError(f"--to {raw!r}: {exc}") from None
+    client_ip = None
+    if args.client_ip is not None:
+        try:
+            client_ip = ipaddress.ip_address(args.client_ip)
+        except ValueError:
+            raise UsageError(f"--client-ip {args.client_ip!r} is not an IP address") from None
+    policy = load_policy(args.policy)
+    if policy is None:
+        return ExitCode.FAILED
+    assumed = client_ip is None and not args.authenticated and not args.daemon_name
+    envelope = Envelope(
+        sender=args.sender,
+        recipients=tuple(recipients),
+        client_ip=client_ip,
+        authenticated=args.authenticated,
+        daemon_name=args.daemon_name,
+        internal=True if assumed else None,
+    )
+    classification: Classification | None = None
+    facts = Facts()
+    with_content = args.content or args.subject is not None or args.body_file is not None
+    if policy.secure_transport is not None and with_content:
+        classification = _classify(policy, args.sender, args.subject, args.body_file)
+        gatherer = command_facts()
+        try:
+            facts = gatherer.for_message(envelope, policy, classification)
+        finally:
+            gatherer.close()
+    explained = explain(envelope, policy, facts)
+    sender_reason = (
+        "assumed internal: no --client-ip, --authenticated or --daemon-name given"
+        if assumed else explained.sender_reason
+    )
+    if args.json:
+        out = _verdict_json(explained, policy, sender_reason, facts)
+        if classification is not None:
+            out["classification"] = asdict(classification)
+        print(json.dumps(out, ensure_ascii=False))
+        return ExitCode.OK
+    _print_verdict(explained, args.sender, sender_reason)
+    if classification is not None:
+        kind = "sensitive" if classification.sensitive else "not sensitive"
+        print(f"\nclassification: {kind} ({classification.reason})")
+        for domain, found in sorted(facts.transport.items()):
+            print(f"transport {domain}: {found.method} ({found.detail})")
+    elif policy.secure_transport is not None:
+        print("\nsecure transport: not evaluated; it depends on the content "
+              "(give --subject, --body-file or --content)")
+    return ExitCode.OK
+
+
+def _classify(policy: Policy, sender: str, subject: str | None, body_file: str | None
+              ) -> Classification:
+    classifier = Classifier(policy.sensitivity, sender)
+    if subject is not None:
+        classifier.header("Subject", subject)
+    if body_file is not None:
+        try:
+            with open(body_file, "rb") as body:
+                while chunk := body.read(65536):
+                    classifier.body(chunk)
+        except OSError as exc:
+            raise UsageError(f"--body-file {body_file!r}: {exc.strerror}") from None
+    return classifier.result()
+
+
+def _facts_json(facts: TransportFacts) -> dict[str, object]:
+    return {
+        "domain": facts.domain, "method": facts.method.value, "verified": facts.verified,
+        "detail": facts.detail, "mx": list(facts.mx), "dnssec": facts.dnssec,
+        "mta_sts": None if facts.sts is None else {
+            "mode": facts.sts.mode, "mx": list(facts.sts.mx), "max_age": facts.sts.max_age,
+            "id": facts.sts.policy_id},
+    }
+
+
+def _tls(args: argparse.Namespace) -> int:
+    try:
+        domain = to_ascii(args.domain)
+    except DomainError as exc:
+        raise UsageError(str(exc)) from None
+    policy = load_policy(args.policy)
+    if policy is None:
+        return ExitCode.FAILED
+    gatherer = command_facts()
+    try:
+        facts = gatherer.transport({domain}, policy)[domain]
+    finally:
+        gatherer.close()
+    table = tls_policy(domain, policy, facts)
+    if args.json:
+        print(json.dumps({**_facts_json(facts), "tls_policy": table}))
+        return ExitCode.OK
+    print(f"{domain}: {facts.method}{' (verified)' if facts.verified else ''}")
+    print(f"  {facts.detail}")
+    if facts.mx:
+        print(f"  mx: {', '.join(facts.mx)} (DNSSEC: {'yes' if facts.dnssec else 'no'})")
+    if facts.sts is not None:
+        print(f"  MTA-STS: mode {facts.sts.mode}, mx {', '.join(facts.sts.mx)}, "
+              f"max_age {facts.sts.max_age}")
+    print(f"  Postfix TLS policy: {table or 'none served (Postfix default)'}")
+    return ExitCode.OK
+
+
+def _verdict_json(
+    explained: Explained, policy: Policy, sender_reason: str, facts: Facts
+) -> dict[str, object]:
+    recipients = []
+    for r in explained.recipients:
+        row: dict[str, object] = {**asdict(r), "domains": list(r.domains),
+                                  "action": r.action.value, "rule": r.rule.value}
+        found = facts.transport.get(r.domains[0]) if r.domains else None
+        if found is not None:
+            row["transport"] = _facts_json(found)
+        recipients.append(row)
+    return {
+        "action": explained.action.value,
+        "internal": explained.internal,
+        "sender_reason": sender_reason,
+        "policy": {"file": policy.source, "checksum": policy.checksum},
+        "recipients": recipients,
+    }
+
+
+def _print_verdict(explained: Explained, sender: str, sender_reason: str) -> None:
+    refused = len(explained.refused)
+    note = f" ({refused} of {len(explained.recipients)} recipients refused)" if refused else ""
+    print(f"message: {explained.action.value}{note}")
+    print(f"sender:  {sender or '<>'} ({sender_reason})")
+    for r in explained.recipients:
+        rule = f"{r.rule} ({r.matched})" if r.matched else r.rule
+        print(f"\n  {r.address}")
+        print(f"    domains: {', '.join(r.domains) or '-'}")
+        print(f"    action:  {r.action.value}")
+        print(f"    rule:    {rule}")
+        print(f"    reason:  {r.reason}")

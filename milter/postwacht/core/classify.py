@@ -1,0 +1,262 @@
+"""Is this message sensitive? Markers, sender groups and content detectors.
+
+The answer names what decided (a marker, a sender group, a detector), never the matched
+content. Content is scanned while it streams by, up to a byte cap, keeping only a small
+window between chunks, so a large message does not grow memory. Parts sent as base64
+text (attachments) are decoded line by line before scanning.
+
+Precedence: a detector hit makes the message sensitive whatever a marker says (content
+is evidence, a subject tag is a claim); then the first matching marker; then a sender
+group; then the policy's default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+CONTEXT = re.compile(
+    rb"(?i)(?<![a-z])(bsn|burger\s?service\s?nummer|burgerservice-nummer|sofi-?nummer)(?![a-z])"
+)
+NINE_DIGITS = re.compile(
+    rb"(?<![\d.,])(?<!\d-)"  # not the tail of a longer number; "BSN-123456782" is fine
+    rb"(\d{8,9}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{4}[ .-]\d{2}[ .-]\d{3})"
+    rb"(?![\d]|[.,-]\d)"
+)
+SPACES = re.compile(rb"\xc2\xa0|\xa0|&nbsp;|&#160;|&#xa0;", re.IGNORECASE)
+CONTEXT_WINDOW = 120
+"""Bytes either side of a number searched for a context word (a table header row)."""
+CARRY = 256
+
+
+def passes_eleven_test(digits: str) -> bool:
+    """The BSN 11-test: 9*d1 + 8*d2 + ... + 2*d8 - d9 is a multiple of 11 (and not 0)."""
+    if len(digits) != 9 or not digits.isdigit() or digits == "000000000":
+        return False
+    total = sum((9 - i) * int(d) for i, d in enumerate(digits[:8])) - int(digits[8])
+    return total % 11 == 0
+
+
+def find_bsn(text: bytes) -> bool:
+    """A number passing the 11-test with a BSN context word near it.
+
+    Eight digits count too: spreadsheets drop a BSN's leading zero.
+    """
+    text = SPACES.sub(b" ", text)
+    for match in NINE_DIGITS.finditer(text):
+        digits = re.sub(rb"\D", b"", match.group(1)).decode().rjust(9, "0")
+        if not passes_eleven_test(digits):
+            continue
+        window = text[max(0, match.start() - CONTEXT_WINDOW) : match.end() + CONTEXT_WINDOW]
+        if CONTEXT.search(window):
+            return True
+    return False
+
+
+DETECTORS = {"bsn": find_bsn}
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    means_sensitive: bool
+    pattern: re.Pattern[str]
+    header: str
+    """Lower-case header name the pattern is matched against ("subject" for subject markers)."""
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class SenderGroup:
+    means_sensitive: bool
+    addresses: frozenset[str]
+    domains: frozenset[str]
+    label: str
+
+    def has(self, sender: str) -> bool:
+        sender = sender.lower()
+        return sender in self.addresses or sender.rpartition("@")[2] in self.domains
+
+
+@dataclass(frozen=True, slots=True)
+class Sensitivity:
+    """The compiled `sensitive:` section of a policy."""
+
+    default_sensitive: bool
+    markers: tuple[Marker, ...]
+    senders: tuple[SenderGroup, ...]
+    detectors: tuple[str, ...]
+    max_scan_bytes: int
+
+    @property
+    def reads_headers(self) -> bool:
+        return bool(self.markers or self.detectors)
+
+    @property
+    def reads_body(self) -> bool:
+        return bool(self.detectors)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    sensitive: bool
+    reason: str
+
+
+@dataclass
+class Classifier:
+    """Classifies one message as its headers and body stream by.
+
+    `sees_headers` and `sees_body` say whether the caller will pass them at all: a milter
+    connection negotiated under an older policy may not carry the content this policy
+    reads, and content that was never seen cannot vouch for a message.
+    """
+
+    rules: Sensitivity
+    sender: str
+    sees_headers: bool = True
+    sees_body: bool = True
+    _marker: Marker | None = None
+    _hit: str | None = None
+    _scanned: int = 0
+    _carry: bytes = b""
+    _scanner: _MimeScanner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._scanner = _MimeScanner(self._scan)
+
+    def header(self, name: str, value: str) -> None:
+        lowered = name.lower()
+        if self._marker is None:
+            for marker in self.rules.markers:
+                if marker.header == lowered and marker.pattern.search(value):
+                    self._marker = marker
+                    break
+        self._scanner.top_header(lowered, value)
+        if self.rules.detectors and self._hit is None:
+            self._scan_text(value.encode("utf-8", "replace"))
+
+    def body(self, chunk: bytes) -> None:
+        if self._hit is None and self.rules.detectors and self._scanned < self.rules.max_scan_bytes:
+            room = self.rules.max_scan_bytes - self._scanned
+            self._scanned += min(len(chunk), room)
+            self._scanner.feed(chunk[:room])
+
+    def _scan(self, data: bytes) -> None:
+        if self._hit is None:
+            self._scan_text(self._carry + data)
+            self._carry = (self._carry + data)[-CARRY:]
+
+    def _scan_text(self, text: bytes) -> None:
+        for name in self.rules.detectors:
+            if DETECTORS[name](text):
+                self._hit = name
+                return
+
+    def result(self) -> Classification:
+        if self._hit is not None:
+            return Classification(True, f"detector {self._hit}")
+        unseen = ((self.rules.reads_headers and not self.sees_headers)
+                  or (self.rules.reads_body and not self.sees_body))
+        if unseen:
+            return Classification(True, "content not seen on this connection (it opened "
+                                        "before the policy asked for it): treated as sensitive")
+        if self._marker is not None:
+            return Classification(self._marker.means_sensitive, f"marker {self._marker.label}")
+        for group in self.rules.senders:
+            if group.has(self.sender):
+                return Classification(group.means_sensitive, f"sender group {group.label}")
+        if self.rules.default_sensitive:
+            return Classification(True, "sensitive by default")
+        return Classification(False, "not sensitive by default")
+
+
+_BOUNDARY = re.compile(rb'(?i)boundary\s*=\s*"?([^";\s]+)"?')
+
+
+class _MimeScanner:
+    """Feeds body text to `scan`, decoding base64 parts line by line and joining
+    quoted-printable soft line breaks.
+
+    Only what is needed to find the text is parsed: boundaries, and each part's
+    Content-Type and Content-Transfer-Encoding. Memory stays one line plus a few bytes.
+    """
+
+    def __init__(self, scan: Callable[[bytes], None]) -> None:
+        self._scan = scan
+        self._line = b""
+        self._boundaries: set[bytes] = set()
+        self._base64 = False
+        self._qp = False
+        self._in_headers = False
+        self._header = b""
+        self._part_type = b""
+        self._part_encoding = b""
+        self._pending = b""
+
+    def top_header(self, name: str, value: str) -> None:
+        raw = value.encode("utf-8", "replace")
+        if name == "content-transfer-encoding":
+            self._base64 = raw.strip().lower() == b"base64"
+            self._qp = raw.strip().lower() == b"quoted-printable"
+        elif name == "content-type":
+            self._note_boundary(raw)
+
+    def _note_boundary(self, content_type: bytes) -> None:
+        found = _BOUNDARY.search(content_type)
+        if found:
+            self._boundaries.add(found.group(1))
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._line + chunk).split(b"\n")
+        self._line = lines.pop()
+        if len(self._line) > 4096:  # no line structure: scan it raw, keep memory flat
+            lines.append(self._line)
+            self._line = b""
+        for line in lines:
+            self._take(line.rstrip(b"\r"))
+
+    def _take(self, line: bytes) -> None:
+        if line.startswith(b"--") and line[2:].rstrip().removesuffix(b"--") in self._boundaries:
+            self._in_headers, self._base64, self._qp, self._pending = True, False, False, b""
+            self._header = self._part_type = self._part_encoding = b""
+            return
+        if self._in_headers:
+            self._part_header(line)
+            return
+        if not self._base64:
+            if self._qp and line.endswith(b"="):
+                self._scan(line[:-1])  # a soft line break: the text goes on
+            else:
+                self._scan(line + b"\n")
+            return
+        self._pending += line.strip()
+        usable = len(self._pending) - len(self._pending) % 4
+        try:
+            decoded = base64.b64decode(self._pending[:usable])
+        except (binascii.Error, ValueError):
+            decoded = b""
+        self._pending = self._pending[usable:]
+        self._scan(decoded)
+
+    def _part_header(self, line: bytes) -> None:
+        if not line:
+            self._in_headers = False
+            self._note_boundary(self._part_type)
+            # Text, spreadsheets and documents: decode; pictures and sound carry no BSN
+            # worth the cost and the false matches.
+            media = self._part_type.lower()
+            self._base64 = (self._part_encoding == b"base64"
+                            and not media.startswith((b"image/", b"audio/", b"video/")))
+            self._qp = self._part_encoding == b"quoted-printable"
+            return
+        if line[:1] in (b" ", b"\t"):
+            line = self._header + b" " + line.strip()
+        self._header = line
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-type":
+            self._part_type = value.strip()  # boundaries are case-sensitive
+        elif name.strip().lower() == b"content-transfer-encoding":
+            self._part_encoding = value.strip().lower()

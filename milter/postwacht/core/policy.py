@@ -1,0 +1,161 @@
+"""The policy model: what the organisation owns, gave up and trusts, compiled for lookups.
+
+`postwacht.config` reads, checks and compiles a policy file into a `Policy`; nothing here
+reads a file. Every value is immutable once built, so a message decided under one policy
+is never half-decided under the next. Defaults live in the JSON Schema only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from postwacht.core.classify import Sensitivity
+from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
+from postwacht.core.names import parents
+from postwacht.core.vocabulary import Accepted, Action, PartnerTransport
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+REPLY_FIELDS = ("domain", "since", "successor", "address")
+"""The placeholders a retired domain's `reply` text may use."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedDomain:
+    domain: str
+    nameservers: frozenset[str]
+    """Name servers the domain watch expects; empty: not checked."""
+    mx: frozenset[str]
+    """MX hosts the domain watch expects; empty: not checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredDomain:
+    domain: str
+    since: dt.date | None
+    successor: str | None
+    action: Action
+    reply: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    domain: str
+    transport: PartnerTransport
+
+
+DomainRule = OwnedDomain | RetiredDomain | Partner
+
+
+@dataclass(frozen=True, slots=True)
+class LookalikeRule:
+    protect: frozenset[str]
+    max_distance: int
+    min_length: int
+    action: Action
+    ignore: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """Who counts as an internal sender."""
+
+    authenticated: bool
+    networks: tuple[IPNetwork, ...]
+    daemon_names: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SecureTransport:
+    accept: frozenset[Accepted]
+    min_tls: str
+    otherwise: Action
+    route: str | None
+    reply: str | None
+
+    @property
+    def protocols(self) -> str:
+        """Postfix smtp_tls_policy_maps `protocols=` value for `min_tls`."""
+        return f">=TLSv{self.min_tls}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    resolvers: tuple[tuple[str, int], ...]
+    """Empty: the system's resolvers (/etc/resolv.conf)."""
+    timeout: float
+    mta_sts_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainWatch:
+    enabled: bool
+    """The policy has a `domain_watch` section: the daemon runs the watch."""
+    rdap_base_url: str | None
+    bootstrap_file: str | None
+    rdap_timeout: float
+    interval: int
+    expiry_warning_days: int
+    hold_on_control_loss: bool
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A checked, compiled policy. Never changes once built."""
+
+    source: str
+    checksum: str
+    organisation: str
+    owned: tuple[str, ...]
+    retired: tuple[RetiredDomain, ...]
+    partners: tuple[Partner, ...]
+    lookalikes: LookalikeRule
+    outbound: Outbound
+    address_literals: Action
+    on_dns_failure: Action
+    local_on_reject: Action
+    """For sendmail(1) mail with a refused recipient: QUARANTINE, or REJECT (a bounce)."""
+    log_local_parts: bool
+    sensitivity: Sensitivity
+    secure_transport: SecureTransport | None
+    """None: the policy does not enforce secure transport."""
+    dns: DnsSettings
+    domain_watch: DomainWatch
+    _table: Mapping[str, DomainRule] = field(repr=False)
+    _lookalike_index: LookalikeIndex = field(repr=False)
+
+    def rule_for(self, domain: str) -> DomainRule | None:
+        """The entry covering `domain` (itself or its nearest listed parent)."""
+        table = self._table
+        for name in parents(domain):
+            rule = table.get(name)
+            if rule is not None:
+                return rule
+        return None
+
+    def lookalike(self, domain: str) -> LookalikeMatch | None:
+        """The protected domain an unlisted `domain` could be mistaken for, if any."""
+        if any(name in self.lookalikes.ignore for name in parents(domain)):
+            return None
+        return self._lookalike_index.match(domain)
+
+    def owned_domains(self) -> list[OwnedDomain]:
+        return [r for d in self.owned if isinstance(r := self.rule_for(d), OwnedDomain)]
+
+    @property
+    def reads_headers(self) -> bool:
+        """Whether deciding a message needs its headers (the milter negotiates them)."""
+        return self.secure_transport is not None and self.sensitivity.reads_headers
+
+    @property
+    def reads_body(self) -> bool:
+        return self.secure_transport is not None and self.sensitivity.reads_body
+
+    def summary(self) -> str:
+        return (
+            f"{self.organisation}: {len(self.owned)} owned, {len(self.retired)} retired, "
+            f"{len(self.partners)} partner domain{'s' if len(self.partners) != 1 else ''}; "
+            f"checksum {self.checksum[:12]}"
+        )

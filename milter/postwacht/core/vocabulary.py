@@ -1,0 +1,103 @@
+"""The words every layer shares, defined once: actions, rules, transport methods."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What happens to a recipient or a message; ordered from mildest to strictest."""
+
+    ACCEPT = "accept"
+    ROUTE = "route"
+    """Accept, but deliver through the policy's secure route (a secure-mail provider)."""
+    TEMPFAIL = "tempfail"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @property
+    def refuses(self) -> bool:
+        """Refused outright (now or later), rather than delivered or held."""
+        return self in (Action.REJECT, Action.TEMPFAIL)
+
+
+_SEVERITY = {a: i for i, a in enumerate(Action)}
+
+
+class Rule(StrEnum):
+    """Why a recipient got its action. Bounded: safe as a metric label and a record field."""
+
+    RETIRED = "retired"
+    LOOKALIKE = "lookalike"
+    ADDRESS_LITERAL = "address-literal"
+    BAD_ADDRESS = "bad-address"
+    OWNED = "owned"
+    PARTNER = "partner"
+    LOCAL = "local"
+    DEFAULT = "default"
+    INBOUND = "inbound"
+    CONTROL_LOST = "control-lost"
+    SECURE_TRANSPORT = "secure-transport"
+    INSECURE_TRANSPORT = "insecure-transport"
+    DNS_FAILURE = "dns-failure"
+
+    @property
+    def needs_content(self) -> bool:
+        """Decided only at end of message, once the content made the mail sensitive."""
+        return self in _CONTENT_RULES
+
+
+_CONTENT_RULES = frozenset({Rule.SECURE_TRANSPORT, Rule.INSECURE_TRANSPORT, Rule.DNS_FAILURE})
+
+
+class Method(StrEnum):
+    """What discovery found a recipient domain offers for transport."""
+
+    DANE = "dane"
+    MTA_STS = "mta-sts"
+    NONE = "none"
+    NO_MAIL = "no-mail"
+    """A null MX: the domain takes no mail."""
+    NXDOMAIN = "nxdomain"
+    FAILURE = "failure"
+    """The lookup failed (SERVFAIL, bogus, timeout): unknown, never "nothing"."""
+
+    @property
+    def verified(self) -> bool:
+        return self in (Method.DANE, Method.MTA_STS)
+
+
+class Accepted(StrEnum):
+    """What `secure_transport.accept` may count as verified transport."""
+
+    DANE = "dane"
+    MTA_STS = "mta-sts"
+    PARTNER = "partner"
+
+
+class PartnerTransport(StrEnum):
+    """The level agreed with a partner, served to Postfix as its TLS policy."""
+
+    DANE = "dane"
+    MTA_STS = "mta-sts"
+    VERIFY = "verify"
+    ENCRYPT = "encrypt"
+
+
+class LookalikeHow(StrEnum):
+    SIMILAR = "similar"
+    """The skeletons are equal or within the edit distance."""
+    EMBEDDED = "embedded"
+    """The protected name stands inside the domain (`samen-veilig.nl.example.com`)."""
+
+
+class CheckName(StrEnum):
+    """A domain-watch check; bounded, used as a metric label."""
+
+    DELEGATION = "delegation"
+    MX = "mx"
+    REGISTRATION = "registration"

@@ -1,0 +1,76 @@
+"""The facts for one message, gathered within one deadline.
+
+At end of message the milter needs, for each recipient domain the secure-transport rule
+reads, what that domain offers (DANE, MTA-STS). The domains are looked up side by side
+on a bounded pool of threads, and whatever has not answered when the message's deadline
+passes counts as a failed lookup: the rule then applies `on_dns_failure` (tempfail by
+default), and Postfix never waits past its own `milter_content_timeout`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable, Mapping
+
+from postwacht import defaults
+from postwacht.core.classify import Classification
+from postwacht.core.decide import Envelope, transport_domains
+from postwacht.core.facts import Facts, TransportFacts
+from postwacht.core.policy import Policy
+from postwacht.core.vocabulary import Method
+from postwacht.facts.discovery import DiscoveryPool
+
+NoControlLost: Callable[[], Mapping[str, str]] = dict
+
+
+class FactGatherer:
+    """Gathers `Facts` for the milter and `explain`, the same way for both."""
+
+    def __init__(
+        self,
+        pool: DiscoveryPool,
+        control_lost: Callable[[], Mapping[str, str]] = NoControlLost,
+        deadline: float = defaults.FACTS_DEADLINE,
+        workers: int = defaults.FACTS_WORKERS,
+    ) -> None:
+        self._pool = pool
+        self._control_lost = control_lost
+        self.deadline = deadline
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="facts")
+
+    def before_content(self) -> Facts:
+        """What RCPT can know: the domain watch's findings."""
+        return Facts(control_lost=self._control_lost())
+
+    def for_message(
+        self, envelope: Envelope, policy: Policy, classification: Classification | None
+    ) -> Facts:
+        """Everything the end of message can know. Only sensitive mail needs transport
+        facts: for other mail the answer could not change the verdict."""
+        domains: set[str] = set()
+        if classification is not None and classification.sensitive:
+            domains = transport_domains(envelope, policy)
+        return Facts(classification, self.transport(domains, policy), self._control_lost())
+
+    def transport(self, domains: set[str], policy: Policy) -> dict[str, TransportFacts]:
+        """Discovery for every domain in `domains`, side by side, by one deadline."""
+        if not domains:
+            return {}
+        discovery = self._pool.for_settings(policy.dns)
+        until = time.monotonic() + self.deadline
+        futures = {d: self._executor.submit(discovery.facts, d) for d in sorted(domains)}
+        found: dict[str, TransportFacts] = {}
+        for domain, future in futures.items():
+            try:
+                found[domain] = future.result(timeout=max(0.0, until - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                future.cancel()  # not started yet: never start it
+                found[domain] = TransportFacts(
+                    domain, Method.FAILURE,
+                    f"no answer within the message's deadline of {self.deadline:g} s")
+        return found
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

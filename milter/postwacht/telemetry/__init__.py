@@ -1,0 +1,93 @@
+"""What the filter counts, as a small interface handed to the layers that count.
+
+The layers call these methods; only `postwacht.telemetry.prometheus` knows Prometheus.
+Commands that export nothing (check, explain, tls, audit) pass `NO_TELEMETRY`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from postwacht.core.facts import DomainReport
+from postwacht.core.vocabulary import Action, Rule
+
+
+class ErrorKind(StrEnum):
+    RECORDS = "state-store"
+    NO_QUEUE_ID = "no-queue-id"
+    SOCKETMAP = "socketmap"
+    DOMAIN_WATCH = "domain-watch"
+
+
+class Stage(StrEnum):
+    RCPT = "rcpt"
+    EOM = "eom"
+
+
+class DnsResult(StrEnum):
+    ANSWER = "answer"
+    NODATA = "nodata"
+    NXDOMAIN = "nxdomain"
+    FAILURE = "failure"
+
+
+class ReloadResult(StrEnum):
+    OK = "ok"
+    UNCHANGED = "unchanged"
+    INVALID = "invalid"
+
+
+class Telemetry(Protocol):
+    def recipient(self, action: Action, rule: Rule) -> None: ...
+    def message(self, action: Action) -> None: ...
+    def retired_attempt(self, domain: str) -> None: ...
+    def callback(self, stage: Stage, seconds: float) -> None: ...
+    def socketmap(self, table: str, answer: str) -> None: ...
+    def dns_lookup(self, result: DnsResult, seconds: float) -> None: ...
+    def dns_cache(self, hit: bool) -> None: ...
+    def error(self, kind: ErrorKind) -> None: ...
+    def policy_loaded(self, checksum: str, at: float) -> None: ...
+    def policy_reload(self, result: ReloadResult) -> None: ...
+    def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None: ...
+
+
+class NoTelemetry:
+    """Counts nothing: for one-shot commands."""
+
+    def recipient(self, action: Action, rule: Rule) -> None:
+        pass
+
+    def message(self, action: Action) -> None:
+        pass
+
+    def retired_attempt(self, domain: str) -> None:
+        pass
+
+    def callback(self, stage: Stage, seconds: float) -> None:
+        pass
+
+    def socketmap(self, table: str, answer: str) -> None:
+        pass
+
+    def dns_lookup(self, result: DnsResult, seconds: float) -> None:
+        pass
+
+    def dns_cache(self, hit: bool) -> None:
+        pass
+
+    def error(self, kind: ErrorKind) -> None:
+        pass
+
+    def policy_loaded(self, checksum: str, at: float) -> None:
+        pass
+
+    def policy_reload(self, result: ReloadResult) -> None:
+        pass
+
+    def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
+        pass
+
+
+NO_TELEMETRY: Telemetry = NoTelemetry()
