@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,20 @@ from postwacht.core.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = ROOT / "policies" / "example.yaml"
+INTEGRATION = ROOT / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/integration start real servers (Postfix needs root): they carry
+    the `integration` marker, and outside CI a non-root run skips them and says why. In
+    CI they run, and fail loudly if they cannot."""
+    skip = pytest.mark.skip(reason="integration test: needs root to start a private Postfix "
+                                   "(run `make test` as root, as CI does)")
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+            if os.geteuid() != 0 and not os.environ.get("CI"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -119,3 +119,26 @@ def test_explain_with_an_invalid_policy_exits_1(write_policy: Callable[[str], Pa
 
 def test_explain_with_a_bad_client_ip_exits_2() -> None:
     assert explain("x@example.org", extra=("--client-ip", "10.0.0.300")).returncode == 2
+
+
+def test_building_the_command_line_asks_nobody_who_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A service account without a passwd entry or LOGNAME: getpass fails. Only a review
+    # action needs an actor, so every other command must still run.
+    import getpass
+
+    from postwacht.cli import main
+
+    def nobody() -> str:
+        raise OSError("no login name")
+
+    monkeypatch.setattr(getpass, "getuser", nobody)
+    assert main(["check", str(EXAMPLE_POLICY)]) == 0
+
+
+def test_every_exit_code_has_one_meaning() -> None:
+    from postwacht.cli.common import ExitCode
+
+    assert {c.name: c.value for c in ExitCode} == {
+        "OK": 0, "FAILED": 1, "USAGE": 2, "ATTENTION": 3}
