@@ -76,7 +76,7 @@ def test_mail_that_is_not_sensitive_needs_no_lookup(
     assert facts.transport == {}
 
 
-def test_a_reload_with_other_dns_settings_starts_a_fresh_cache(
+def test_a_reload_with_other_dns_settings_keeps_both_caches(
     write_policy: Callable[[str], Path],
 ) -> None:
     pool = DiscoveryPool(NO_TELEMETRY)
@@ -84,4 +84,23 @@ def test_a_reload_with_other_dns_settings_starts_a_fresh_cache(
     second = load(policy_with(write_policy, 5302)).dns
     kept = pool.for_settings(first)
     assert pool.for_settings(first) is kept
-    assert pool.for_settings(second) is not kept
+    other = pool.for_settings(second)
+    assert other is not kept
+    # Messages still under the old policy keep their cache (and its MTA-STS policies).
+    assert pool.for_settings(first) is kept
+    assert pool.for_settings(second) is other
+
+
+def test_a_domain_that_hangs_does_not_starve_other_messages(
+    write_policy: Callable[[str], Path], silent_resolver: int,
+) -> None:
+    policy = load(policy_with(write_policy, silent_resolver))
+    gatherer = FactGatherer(DiscoveryPool(NO_TELEMETRY), deadline=0.3, workers=2)
+    try:
+        # Message after message to the same hanging domain: one lookup, shared.
+        for _ in range(5):
+            gatherer.for_message(envelope("a@hangs.example"), policy, SENSITIVE)
+        # So a thread is still free for another domain's lookup to start at once.
+        assert len(gatherer._running) == 1
+    finally:
+        gatherer.close()

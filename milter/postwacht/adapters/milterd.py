@@ -192,7 +192,9 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         policy = self._policy
         envelope = self._envelope(tuple(self._recipients))
         classification = self._classifier.result() if self._classifier else None
-        facts = self._app.facts.for_message(envelope, policy, classification)
+        # An unreadable recipient holds the message whatever else is learnt: ask nobody.
+        facts = (None if self._unreadable else
+                 self._app.facts.for_message(envelope, policy, classification))
         outcome = at_end_of_message(envelope, policy, facts, local=self._local,
                                     unreadable=tuple(self._unreadable))
         for verdict in outcome.decided_now:
@@ -221,6 +223,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         """Record, then hold: never a held message without its record."""
         if not queue_id:
             self._app.telemetry.error(ErrorKind.NO_QUEUE_ID)
+            self._app.telemetry.message(Action.TEMPFAIL)
             log.error("conn=%d: no queue id at end of message; tempfailing", self._conn_id)
             return self._refuse(Action.TEMPFAIL, NO_QUEUE_ID)
         rule = outcome.rule
@@ -231,6 +234,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
                 self._policy.checksum)
         except RecordsError as exc:
             self._app.telemetry.error(ErrorKind.RECORDS)
+            self._app.telemetry.message(Action.TEMPFAIL)
             log.error("id=%s: %s; tempfailing instead of holding unrecorded", queue_id, exc)
             return self._refuse(Action.TEMPFAIL, RECORD_FAILED)
         self._app.telemetry.message(Action.QUARANTINE)

@@ -18,7 +18,7 @@ from postwacht import defaults
 from postwacht.adapters import milterd
 from postwacht.adapters.control import ControlServer
 from postwacht.adapters.socketmap import SocketmapServer, tls_table, transport_table
-from postwacht.app import StartError, build
+from postwacht.app import App, StartError, build
 from postwacht.cli.common import ExitCode
 from postwacht.telemetry.prometheus import MetricsServer
 
@@ -68,7 +68,7 @@ def serve(
                 socketmap = _listen("socketmap", socketmap_listen, lambda host, port:
                                     SocketmapServer((host, port), tables, app.telemetry))
                 running.callback(socketmap.stop)
-            control = ControlServer(Path(state_dir) / defaults.CONTROL_SOCKET, app.holder)
+            control = _control(Path(state_dir) / defaults.CONTROL_SOCKET, app)
             running.callback(control.stop)
         except StartError as exc:
             log.error("not starting: %s", exc)
@@ -86,6 +86,13 @@ def serve(
         milterd.run(app, milter_socket, ready)
     log.info("stopped")
     return ExitCode.OK
+
+
+def _control(path: Path, app: App) -> ControlServer:
+    try:
+        return ControlServer(path, app.holder)
+    except OSError as exc:
+        raise StartError(f"control socket {path}: {exc.strerror or exc}") from None
 
 
 _Server = TypeVar("_Server", MetricsServer, SocketmapServer)

@@ -115,22 +115,28 @@ def _usable_tlsa(record: str) -> bool:
 
 
 class DiscoveryPool:
-    """One `Discovery` (and so one cache) for the running policy's DNS settings.
+    """One `Discovery` (and so one DNS and MTA-STS cache) per DNS setting.
 
-    Kept across reloads while the settings stay; a reload that changes them starts a
-    fresh cache and drops the old one.
+    Kept across reloads: messages decided under the old policy and the tls table under
+    the new one keep their caches (the MTA-STS cache is what outlives a stripped record).
+    Only the most recently used `MAX_SETTINGS` are kept, so reloads cannot grow it.
     """
+
+    MAX_SETTINGS = 4
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
         self._lock = threading.Lock()
-        self._current: tuple[DnsSettings, Discovery] | None = None
+        self._by_settings: dict[DnsSettings, Discovery] = {}
 
     def for_settings(self, settings: DnsSettings) -> Discovery:
         with self._lock:
-            if self._current is None or self._current[0] != settings:
+            found = self._by_settings.pop(settings, None)
+            if found is None:
                 dns = DnsCache(ResolverConfig(settings.resolvers, settings.timeout),
                                telemetry=self._telemetry)
-                self._current = settings, Discovery(
-                    dns, StsFetcher(dns, port=settings.mta_sts_port))
-            return self._current[1]
+                found = Discovery(dns, StsFetcher(dns, port=settings.mta_sts_port))
+            self._by_settings[settings] = found  # the most recently used last
+            while len(self._by_settings) > self.MAX_SETTINGS:
+                del self._by_settings[next(iter(self._by_settings))]
+            return found

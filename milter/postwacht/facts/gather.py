@@ -5,11 +5,16 @@ reads, what that domain offers (DANE, MTA-STS). The domains are looked up side b
 on a bounded pool of threads, and whatever has not answered when the message's deadline
 passes counts as a failed lookup: the rule then applies `on_dns_failure` (tempfail by
 default), and Postfix never waits past its own `milter_content_timeout`.
+
+A lookup already under way for a domain is shared by every message that needs it, so a
+domain whose servers hang ties up one thread, not one per message; other domains keep
+the rest of the pool.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -39,6 +44,8 @@ class FactGatherer:
         self.deadline = deadline
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="facts")
+        self._lock = threading.Lock()
+        self._running: dict[tuple[object, str], concurrent.futures.Future[TransportFacts]] = {}
 
     def before_content(self) -> Facts:
         """What RCPT can know: the domain watch's findings."""
@@ -58,19 +65,33 @@ class FactGatherer:
         """Discovery for every domain in `domains`, side by side, by one deadline."""
         if not domains:
             return {}
-        discovery = self._pool.for_settings(policy.dns)
         until = time.monotonic() + self.deadline
-        futures = {d: self._executor.submit(discovery.facts, d) for d in sorted(domains)}
+        futures = {d: self._lookup(policy, d) for d in sorted(domains)}
         found: dict[str, TransportFacts] = {}
         for domain, future in futures.items():
             try:
                 found[domain] = future.result(timeout=max(0.0, until - time.monotonic()))
             except concurrent.futures.TimeoutError:
-                future.cancel()  # not started yet: never start it
                 found[domain] = TransportFacts(
                     domain, Method.FAILURE,
                     f"no answer within the message's deadline of {self.deadline:g} s")
         return found
+
+    def _lookup(self, policy: Policy, domain: str) -> concurrent.futures.Future[TransportFacts]:
+        """The lookup under way for `domain` (with these DNS settings), or a new one."""
+        key = (policy.dns, domain)
+        with self._lock:
+            future = self._running.get(key)
+            if future is None:
+                discovery = self._pool.for_settings(policy.dns)
+                future = self._executor.submit(discovery.facts, domain)
+                self._running[key] = future
+                future.add_done_callback(lambda _done: self._finished(key))
+            return future
+
+    def _finished(self, key: tuple[object, str]) -> None:
+        with self._lock:
+            self._running.pop(key, None)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

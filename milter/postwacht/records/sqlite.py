@@ -172,14 +172,17 @@ def _now() -> str:
 
 def _record(row: tuple[str, ...]) -> QuarantineRecord:
     queue_id, held_at, sender, recipients, rule, reason, policy, status = row
-    verdicts = tuple(
-        RecipientVerdict(
-            r["address"], tuple(r["domains"]), Action(r["action"]), Rule(r["rule"]), r["reason"],
-            r.get("matched"),
+    try:
+        verdicts = tuple(
+            RecipientVerdict(
+                r["address"], tuple(r["domains"]), Action(r["action"]), Rule(r["rule"]),
+                r["reason"], r.get("matched"),
+            )
+            for r in json.loads(recipients)
         )
-        for r in json.loads(recipients)
-    )
-    return QuarantineRecord(
-        queue_id, dt.datetime.fromisoformat(held_at), sender, verdicts, Rule(rule), reason, policy,
-        status,
-    )
+        return QuarantineRecord(
+            queue_id, dt.datetime.fromisoformat(held_at), sender, verdicts, Rule(rule), reason,
+            policy, status,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordsError(f"the record of {queue_id} cannot be read: {exc}") from None
