@@ -44,7 +44,7 @@ class FactGatherer:
         self.deadline = deadline
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="facts")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a future already done calls back at once
         self._running: dict[tuple[object, str], concurrent.futures.Future[TransportFacts]] = {}
 
     def before_content(self) -> Facts:
