@@ -75,6 +75,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._auth: str | None = None
         self._daemon: str | None = None
         self._recipients: list[Recipient] = []
+        self._verdicts: list[RecipientVerdict] = []
+        """What the kept recipients got at RCPT, in the order of `_recipients`."""
         self._unreadable: list[RecipientVerdict] = []
         self._classifier: Classifier | None = None
 
@@ -147,6 +149,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
                               self._app.facts.before_content(), local=self._local)
             if outcome.kept:
                 self._recipients.append(recipient)
+                self._verdicts.append(outcome.verdict)
         return self._act_at_rcpt(outcome)
 
     def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
@@ -196,7 +199,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         facts = (None if self._unreadable else
                  self._app.facts.for_message(envelope, policy, classification))
         outcome = at_end_of_message(envelope, policy, facts, local=self._local,
-                                    unreadable=tuple(self._unreadable))
+                                    unreadable=tuple(self._unreadable),
+                                    at_rcpt_time=tuple(self._verdicts))
         for verdict in outcome.decided_now:
             self._app.telemetry.recipient(verdict.action, verdict.rule)
         return self._act_at_end(outcome)

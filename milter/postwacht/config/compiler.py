@@ -4,7 +4,7 @@
 duplicates, a domain both owned and retired, a successor that is not owned, CIDR
 networks, reply placeholders), and compiles an immutable `Policy`. Either every problem
 is reported, or a complete policy comes back; there is no half-loaded state. Every
-default comes from the JSON Schema (`schema_default`), nowhere else.
+default comes from the JSON Schema (`_default`), nowhere else.
 """
 
 from __future__ import annotations
@@ -78,16 +78,12 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def schema_default(*keys: str) -> Any:
+def _default(*keys: str) -> Any:
     """The schema's default at a key path (`[]` steps into a list's items)."""
     node: Any = schema()
     for key in keys:
         node = node["items"] if key == "[]" else node["properties"][key]
     return node["default"]
-
-
-def _default(*keys: str) -> Any:
-    return schema_default(*keys)
 
 
 class _Compiler:

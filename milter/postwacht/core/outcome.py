@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from postwacht.core.decide import Envelope, RecipientVerdict, decide, message_action
+from postwacht.core.decide import (
+    Envelope,
+    RecipientVerdict,
+    decide,
+    message_action,
+    sender_is_internal,
+)
 from postwacht.core.facts import Facts
 from postwacht.core.policy import Policy
 from postwacht.core.vocabulary import Action, Rule
@@ -90,25 +96,30 @@ def unreadable_at_rcpt(address: str, problem: str, *, local: bool) -> RcptOutcom
 def at_end_of_message(
     envelope: Envelope, policy: Policy, facts: Facts | None, *, local: bool,
     unreadable: tuple[RecipientVerdict, ...] = (),
+    at_rcpt_time: tuple[RecipientVerdict, ...] | None = None,
 ) -> MessageOutcome:
     """The fate of the whole message, for the recipients still in it.
 
     Recipients refused at RCPT are gone already; a refusal decided now (the content made
     the mail sensitive, or sendmail(1) mail that cannot be refused per recipient) can only
-    refuse, or hold, the whole message.
+    refuse, or hold, the whole message. `at_rcpt_time`, the verdicts the kept recipients
+    got at RCPT, stand when no content was classified: nothing new could change them.
     """
-    verdict = decide(envelope, policy, facts)
-    verdicts = verdict.recipients
+    if at_rcpt_time is not None and (facts is None or facts.classification is None):
+        internal, verdicts = sender_is_internal(envelope, policy)[0], at_rcpt_time
+    else:
+        verdict = decide(envelope, policy, facts)
+        internal, verdicts = verdict.internal, verdict.recipients
     if unreadable:
         return MessageOutcome(
-            Action.QUARANTINE, verdict.internal, (*verdicts, *unreadable), Rule.BAD_ADDRESS,
+            Action.QUARANTINE, internal, (*verdicts, *unreadable), Rule.BAD_ADDRESS,
             f"held: {unreadable[0].reason}",
         )
     action = _end_of_message_action(verdicts, policy, local)
     strictest = max(verdicts, key=lambda v: v.action.severity, default=None)
     if action is Action.ACCEPT or strictest is None:
-        return MessageOutcome(Action.ACCEPT, verdict.internal, verdicts)
-    outcome = MessageOutcome(action, verdict.internal, verdicts, strictest.rule, strictest.reason)
+        return MessageOutcome(Action.ACCEPT, internal, verdicts)
+    outcome = MessageOutcome(action, internal, verdicts, strictest.rule, strictest.reason)
     if action is Action.ROUTE:
         route = policy.secure_transport.route if policy.secure_transport else None
         if route is None:  # the policy check refuses this; never let the mail go unrouted
@@ -158,8 +169,7 @@ class Explained:
 def explain(envelope: Envelope, policy: Policy, facts: Facts | None) -> Explained:
     """Every recipient at RCPT (over SMTP), then the end of message for those kept."""
     control = Facts(control_lost=facts.control_lost) if facts else None
-    sender = decide(Envelope(envelope.sender, (), envelope.client_ip, envelope.authenticated,
-                             envelope.daemon_name, envelope.internal), policy)
+    internal, sender_reason = sender_is_internal(envelope, policy)
     at_rcpt_time = [
         at_rcpt(replace(envelope, recipients=(r,)), policy, control, local=False)
         for r in envelope.recipients
@@ -167,10 +177,8 @@ def explain(envelope: Envelope, policy: Policy, facts: Facts | None) -> Explaine
     kept = tuple(r for r, o in zip(envelope.recipients, at_rcpt_time, strict=True) if o.kept)
     if not kept:
         refused = tuple(o.verdict for o in at_rcpt_time)
-        return Explained(message_action(refused), sender.internal, sender.sender_reason,
-                         refused, None)
+        return Explained(message_action(refused), internal, sender_reason, refused, None)
     message = at_end_of_message(replace(envelope, recipients=kept), policy, facts, local=False)
     final = iter(message.verdicts)
     recipients = tuple(next(final) if o.kept else o.verdict for o in at_rcpt_time)
-    return Explained(message.action, sender.internal, sender.sender_reason, recipients,
-                     message)
+    return Explained(message.action, internal, sender_reason, recipients, message)
