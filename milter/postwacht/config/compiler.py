@@ -14,12 +14,13 @@ import datetime as dt
 import gc
 import hashlib
 import ipaddress
-import re
 import string
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
+
+import re2
 
 from postwacht.config.policyfile import (
     KeyPath,
@@ -30,7 +31,7 @@ from postwacht.config.policyfile import (
     read,
     schema,
 )
-from postwacht.core.classify import Marker, SenderGroup, Sensitivity
+from postwacht.core.classify import Marker, SenderGroup, Sensitivity, TextPattern
 from postwacht.core.lookalike import LookalikeIndex
 from postwacht.core.names import DomainError, parents, parse_nameserver, to_ascii
 from postwacht.core.policy import (
@@ -281,14 +282,20 @@ def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
 
 def _check_reply(c: _Compiler, reply: str, path: KeyPath) -> None:
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(reply) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(reply)
+                  if f is not None]
     except ValueError as exc:
         c.report(path, f"reply is not a valid template: {exc} (write {{{{ and }}}} for braces)")
         return
-    for name in fields:
+    for name, spec, conversion in fields:
         if name not in REPLY_FIELDS:
             allowed = ", ".join("{" + f + "}" for f in REPLY_FIELDS)
             c.report(path, f"unknown placeholder {{{name}}} (expected one of {allowed})")
+            return
+        if spec or conversion:
+            # `{domain:>99999999}` would build 100 MB for every refusal.
+            c.report(path, f"placeholder {{{name}}} takes no format or conversion "
+                     f"(write {{{name}}})")
             return
     try:
         reply.format(**dict.fromkeys(REPLY_FIELDS, "example"))
@@ -343,6 +350,23 @@ def _outbound(c: _Compiler, data: dict[str, Any]) -> Outbound:
     )
 
 
+def _marker_pattern(c: _Compiler, pattern: str, path: KeyPath) -> TextPattern | None:
+    """Compile with RE2: matching time grows linearly with the header, whatever the
+    pattern. Python's `re` backtracks: `^(a+)+$` against one crafted Subject would hold
+    every milter thread for minutes."""
+    options = re2.Options()
+    options.log_errors = False  # the problem is reported below, for a person
+    try:
+        compiled: TextPattern = re2.compile(pattern, options=options)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(
+            exc.args[0], bytes) else str(exc)
+        c.report(path, f"{pattern!r} is not a regular expression this filter can use: {why} "
+                 "(RE2 syntax: no look-around, no back-references)")
+        return None
+    return compiled
+
+
 def _sensitivity(c: _Compiler, data: dict[str, Any]) -> Sensitivity:
     markers: list[Marker] = []
     for i, entry in _entries(data, "markers"):
@@ -357,10 +381,8 @@ def _sensitivity(c: _Compiler, data: dict[str, Any]) -> Sensitivity:
         else:
             c.report(path, "a marker needs 'subject', or 'header' and 'pattern'")
             continue
-        try:
-            compiled = re.compile(str(pattern))
-        except re.error as exc:
-            c.report(path, f"{pattern!r} is not a valid regular expression: {exc}")
+        compiled = _marker_pattern(c, str(pattern), path)
+        if compiled is None:
             continue
         markers.append(Marker(means, compiled, header, label))
     senders: list[SenderGroup] = []

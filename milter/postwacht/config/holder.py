@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postwacht.config.compiler import load
-from postwacht.config.policyfile import PolicyError
+from postwacht.config.policyfile import READ_TIMEOUT, PolicyError
 from postwacht.core.policy import Policy
 from postwacht.telemetry import ReloadResult, Telemetry
 
@@ -53,28 +53,46 @@ class PolicyHolder:
         return self._policy  # one reference read: atomic under the GIL
 
     def reload(self) -> Reload:
-        """Load the file again; keep the running policy unless the new one is valid."""
-        with self._lock:
-            try:
-                policy = load(self.path)
-            except Exception as exc:  # noqa: BLE001 - no file may stop reloads for good
-                problems = (tuple(str(p) for p in exc.problems) if isinstance(exc, PolicyError)
-                            else (f"{self.path}: cannot load: {exc!r}",))
-                for problem in problems:
-                    log.error("policy reload rejected: %s", problem)
-                log.error("keeping the running policy %s", self._policy.checksum[:12])
-                self._telemetry.policy_reload(ReloadResult.INVALID)
-                return Reload(False, False, self._policy.summary(), problems)
-            changed = policy.checksum != self._policy.checksum
-            if changed:
-                self._policy = policy
-                self.loaded_at = time.time()
-                self._telemetry.policy_loaded(policy.checksum, self.loaded_at)
-                log.info("policy reloaded: %s", policy.summary())
-                for listener in self._listeners:
-                    listener(policy)
-            self._telemetry.policy_reload(ReloadResult.OK if changed else ReloadResult.UNCHANGED)
-            return Reload(True, changed, policy.summary())
+        """Load the file again; keep the running policy unless the new one is valid.
+
+        Reloads take turns. One that waits longer than a read may take gives up and says
+        so, rather than leaving `postwacht reload` hanging behind a stuck file system.
+        """
+        if not self._lock.acquire(timeout=2 * READ_TIMEOUT):
+            problem = f"{self.path}: another reload has been running for too long; try again"
+            log.error("policy reload not started: %s", problem)
+            self._telemetry.policy_reload(ReloadResult.INVALID)
+            return Reload(False, False, self._policy.summary(), (problem,))
+        try:
+            return self._reload()
+        finally:
+            self._lock.release()
+
+    def _reload(self) -> Reload:
+        try:
+            policy = load(self.path)
+        except Exception as exc:  # noqa: BLE001 - no file may stop reloads for good
+            problems = (tuple(str(p) for p in exc.problems) if isinstance(exc, PolicyError)
+                        else (f"{self.path}: cannot load: {exc!r}",))
+            for problem in problems:
+                log.error("policy reload rejected: %s", problem)
+            log.error("keeping the running policy %s", self._policy.checksum[:12])
+            self._telemetry.policy_reload(ReloadResult.INVALID)
+            return Reload(False, False, self._policy.summary(), problems)
+        changed = policy.checksum != self._policy.checksum
+        if changed:
+            self._policy = policy
+            self.loaded_at = time.time()
+            self._telemetry.policy_loaded(policy.checksum, self.loaded_at)
+            log.info("policy reloaded: %s", policy.summary())
+            for listener in self._listeners:
+                listener(policy)
+        self._telemetry.policy_reload(ReloadResult.OK if changed else ReloadResult.UNCHANGED)
+        return Reload(True, changed, policy.summary())
+
+    def checked(self) -> None:
+        """The watcher finished a look at the file (exported, so a stuck watcher shows)."""
+        self._telemetry.policy_checked(time.time())
 
     def file_gone(self) -> None:
         log.error("policy file %s is gone; keeping the running policy", self.path)
@@ -90,6 +108,7 @@ class PolicyWatcher(threading.Thread):
         self._interval = interval
         self._stop_event = threading.Event()
         self._seen = self._signature()
+        self._changing: tuple[int, int, int] | None = None
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
@@ -99,21 +118,25 @@ class PolicyWatcher(threading.Thread):
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def run(self) -> None:
-        changing: tuple[int, int, int] | None = None
+        self._holder.checked()
         while not self._stop_event.wait(self._interval):
-            seen = self._signature()
-            if seen is None:
-                if self._seen is not None:
-                    self._holder.file_gone()
-                self._seen = None
-                continue
-            if seen == self._seen:
-                continue
-            if seen != changing:
-                changing = seen  # still being written? load it once it held still a beat
-                continue
-            self._seen, changing = seen, None
-            self._holder.reload()
+            self._look()
+            self._holder.checked()
+
+    def _look(self) -> None:
+        seen = self._signature()
+        if seen is None:
+            if self._seen is not None:
+                self._holder.file_gone()
+            self._seen = None
+            return
+        if seen == self._seen:
+            return
+        if seen != self._changing:
+            self._changing = seen  # still being written? load it once it held still a beat
+            return
+        self._seen, self._changing = seen, None
+        self._holder.reload()
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -10,6 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
+import os
+import stat
+import time
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -96,29 +100,33 @@ def _fast_validator() -> Any:
     return fastjsonschema.compile(copy.deepcopy(schema()))  # it writes into the schema
 
 
+MAX_BYTES = 64 * 1024 * 1024
+"""Far above a 100,000-domain policy (about 5 MB); a bigger file is refused unread."""
+MAX_DEPTH = 64
+"""The schema nests six levels deep; deeper YAML would only exhaust libyaml's C stack."""
+MAX_NODES = 2_000_000
+"""Far above a 100,000-domain policy; stops alias bombs that expand exponentially."""
+MAX_ALIAS_NODES = 100_000
+"""Values that aliases and merge keys may repeat, over the whole file."""
+READ_TIMEOUT = 10.0
+"""Seconds to read the file; a hung file system must not hold a reload for ever."""
+
+
 def read(path: str | Path) -> PolicyDocument:
     """Read and schema-check a policy file.
 
-    Raises `PolicyError` when there is no document to look at (unreadable, not YAML,
-    empty); otherwise the document carries every problem the schema found.
+    Raises `PolicyError` when there is no document to look at (unreadable, not a regular
+    file, too big, not YAML, too deep, empty); otherwise the document carries every
+    problem the schema found.
     """
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise PolicyError([Problem(name, 0, "", f"cannot read the file: {exc.strerror}")]) from None
+    raw = read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PolicyError([Problem(name, line, "", "not UTF-8 text")]) from None
-    try:
-        node = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        what = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise PolicyError([Problem(name, line, "", f"YAML syntax error: {what}")]) from None
+    node = _compose(name, text)
     if node is None:
         raise PolicyError(
             [Problem(name, 1, "", "the file is empty (expected a policy with version, "
@@ -129,25 +137,121 @@ def read(path: str | Path) -> PolicyDocument:
     builder = _Builder(name, lines, problems)
     try:
         data = builder.build(node, ())
-    except (RecursionError, _TooLargeError) as exc:
-        what = ("YAML aliases refer to themselves" if isinstance(exc, RecursionError)
-                else f"the policy expands to more than {MAX_NODES} values (YAML aliases?)")
-        raise PolicyError([Problem(name, 1, "", what)]) from None
+    except _TooLargeError as exc:
+        raise PolicyError([Problem(name, exc.line, "", str(exc))]) from None
+    except RecursionError:
+        raise PolicyError([Problem(name, 0, "", "YAML aliases nest too deeply "
+                                   "(aliases of aliases, hundreds of levels)")]) from None
     document = PolicyDocument(name, data, lines, raw, ())
-    problems.extend(_schema_problems(document))
+    # A value the builder refused is None now; the schema would only add "got nothing".
+    refused = {p.path for p in problems}
+    problems.extend(p for p in _schema_problems(document) if p.path not in refused)
     return PolicyDocument(name, data, lines, raw, tuple(problems))
 
 
-MAX_NODES = 2_000_000
-"""Far above a 100,000-domain policy; stops alias bombs that expand exponentially."""
+def read_bytes(path: str | Path, limit: int | None = None, timeout: float = READ_TIMEOUT
+               ) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, read within `timeout` seconds.
+
+    A FIFO, a device or a directory is refused without waiting on it (opened
+    non-blocking, then checked), so a path swapped for `/dev/zero` or a pipe cannot
+    stall or swell the reader. Symbolic links are followed: the target must be regular.
+    """
+    name = str(path)
+    limit = MAX_BYTES if limit is None else limit
+
+    def refuse(message: str) -> PolicyError:
+        return PolicyError([Problem(name, 0, "", message)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refuse(f"cannot read the file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse(f"not a regular file (it is {_file_kind(info.st_mode)}); "
+                         "expected a policy file")
+        if info.st_size > limit:
+            raise refuse(f"the file is {info.st_size:,} bytes (expected at most {limit:,})")
+        deadline = time.monotonic() + timeout
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise refuse(f"the file grew past {limit:,} bytes while it was read")
+            if time.monotonic() > deadline:
+                raise refuse(f"reading the file took longer than {timeout:g} seconds")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise refuse(f"cannot read the file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def _compose(name: str, text: str) -> Node | None:
+    """YAML text -> node graph, after a flat pass that bounds what composing may cost.
+
+    libyaml's composer recurses once per nesting level in C: 30,000 nested `[` overflow
+    its stack and kill the process. The event stream is flat, so depth is measured there
+    first and a deep document is refused before it is composed.
+    """
+    try:
+        _check_shape(name, text)
+        return yaml.compose(text, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        what = "; ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise PolicyError([Problem(name, line, "", f"YAML syntax error: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise PolicyError([Problem(name, line, "", f"character U+{char:04X} is not allowed "
+                                   "in YAML (expected printable text)")]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError([Problem(name, 0, "", f"YAML error: {exc}")]) from None
+
+
+def _check_shape(name: str, text: str) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise PolicyError([Problem(
+                    name, line, "", f"the YAML nests deeper than {MAX_DEPTH} levels "
+                    "(a policy needs fewer than 10)")])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _TooLargeError(Exception):
-    pass
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class _Builder:
-    """Turns YAML nodes into plain data, recording the line of every key and item."""
+    """Turns YAML nodes into plain data, recording the line of every key and item.
+
+    Aliases and merge keys (`<<: *defaults`) are expanded here, not by PyYAML, so that
+    every value they repeat is counted: 800 bytes of nested merges would otherwise grow
+    into gigabytes before anything could stop them.
+    """
 
     def __init__(self, file: str, lines: dict[KeyPath, int], problems: list[Problem]) -> None:
         self._file = file
@@ -155,41 +259,88 @@ class _Builder:
         self._problems = problems
         self._constructor = yaml.SafeLoader("")
         self._count = 0
+        self._repeated = 0
+        self._seen: set[int] = set()
+        self._open: set[int] = set()
+        """Collections being built: an alias back to one of them refers to itself."""
+        self._repeating = 0
 
     def build(self, node: Node, path: KeyPath) -> Any:
+        line = node.start_mark.line + 1
         self._count += 1
         if self._count > MAX_NODES:
-            raise _TooLargeError
-        if isinstance(node, MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, SequenceNode):
-            items = []
-            for i, item in enumerate(node.value):
-                self._lines[(*path, i)] = item.start_mark.line + 1
-                items.append(self.build(item, (*path, i)))
-            return items
+            raise _TooLargeError(line, f"the policy has more than {MAX_NODES:,} values")
+        # Only collections can multiply: a repeated scalar is one value, counted above.
+        again = False
+        if not isinstance(node, ScalarNode):
+            again = id(node) in self._seen
+            self._seen.add(id(node))
+        if again or self._repeating:
+            self._repeated += 1
+            if self._repeated > MAX_ALIAS_NODES:
+                raise _TooLargeError(line, f"YAML aliases and merge keys repeat more than "
+                                     f"{MAX_ALIAS_NODES:,} values (an alias bomb?)")
+        self._repeating += again
+        try:
+            return self._value(node, path)
+        finally:
+            self._repeating -= again
+
+    def _value(self, node: Node, path: KeyPath) -> Any:
+        if isinstance(node, MappingNode | SequenceNode):
+            if id(node) in self._open:
+                raise _TooLargeError(node.start_mark.line + 1, "a YAML alias refers to "
+                                     "the collection it stands in (it would never end)")
+            self._open.add(id(node))
+            try:
+                if isinstance(node, MappingNode):
+                    return self._mapping(node, path)
+                return self._sequence(node, path)
+            finally:
+                self._open.discard(id(node))
         if node.tag == _TIMESTAMP:
             return node.value  # dates stay text: the schema checks their format
         try:
-            return self._constructor.construct_object(node)
+            value = self._constructor.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
             self._report(node, path, f"cannot read this value: {exc}")
             return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self._report(node, path, f"{node.value!r} is not a finite number")
+            return None
+        return value
+
+    def _sequence(self, node: SequenceNode, path: KeyPath) -> list[Any]:
+        items = []
+        for i, item in enumerate(node.value):
+            self._lines[(*path, i)] = item.start_mark.line + 1
+            items.append(self.build(item, (*path, i)))
+        return items
 
     def _mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
-        try:
-            self._constructor.flatten_mapping(node)
-        except yaml.YAMLError as exc:
-            self._report(node, path, f"cannot merge this mapping: {exc}")
         out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE:
+                continue
+            sources = (value_node.value if isinstance(value_node, SequenceNode)
+                       else [value_node])
+            # The first mapping named wins a key, and the mapping's own keys win over all.
+            for source in reversed(sources):
+                if not isinstance(source, MappingNode):
+                    self._report(key_node, path, "a merge key << takes a mapping or a "
+                                 "list of mappings")
+                    continue
+                out.update(self.build(source, path))
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                continue
             if not isinstance(key_node, ScalarNode):
                 self._report(key_node, path, "a key must be a plain name")
                 continue
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
-            if key in out:
+            if key in first_line:
                 self._report(
                     key_node, (*path, key),
                     f"duplicate key (first at line {first_line[key]}; YAML keeps only one)",

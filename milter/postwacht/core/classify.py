@@ -17,6 +17,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 CONTEXT = re.compile(
     rb"(?i)(?<![a-z])(bsn|burger\s?service\s?nummer|burgerservice-nummer|sofi-?nummer)(?![a-z])"
@@ -59,10 +60,16 @@ def find_bsn(text: bytes) -> bool:
 DETECTORS = {"bsn": find_bsn}
 
 
+class TextPattern(Protocol):
+    """A compiled pattern; the policy compiles markers with a linear-time engine."""
+
+    def search(self, text: str) -> object: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Marker:
     means_sensitive: bool
-    pattern: re.Pattern[str]
+    pattern: TextPattern
     header: str
     """Lower-case header name the pattern is matched against ("subject" for subject markers)."""
     label: str

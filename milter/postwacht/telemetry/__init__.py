@@ -50,6 +50,8 @@ class Telemetry(Protocol):
     def error(self, kind: ErrorKind) -> None: ...
     def policy_loaded(self, checksum: str, at: float) -> None: ...
     def policy_reload(self, result: ReloadResult) -> None: ...
+    def policy_checked(self, at: float) -> None:
+        """The policy watcher looked at the file and finished what it found to do."""
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None: ...
 
 
@@ -84,6 +86,9 @@ class NoTelemetry:
         pass
 
     def policy_reload(self, result: ReloadResult) -> None:
+        pass
+
+    def policy_checked(self, at: float) -> None:
         pass
 
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:

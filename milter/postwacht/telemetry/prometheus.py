@@ -55,6 +55,10 @@ class PrometheusTelemetry:
         self._policy_loaded = Gauge(
             "postwacht_policy_loaded_timestamp_seconds", "When the running policy was loaded",
             registry=r)
+        self._policy_checked = Gauge(
+            "postwacht_policy_last_check_timestamp_seconds",
+            "When the policy watcher last finished a look at the policy file (a value that "
+            "stops moving means the watcher is stuck)", registry=r)
         self._socketmap = Counter(
             "postwacht_socketmap_lookups_total", "Socketmap lookups, by table and answer",
             ["table", "answer"], registry=r)
@@ -120,6 +124,9 @@ class PrometheusTelemetry:
 
     def policy_reload(self, result: ReloadResult) -> None:
         self._reloads.labels(result=result.value).inc()
+
+    def policy_checked(self, at: float) -> None:
+        self._policy_checked.set(at)
 
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
         """The domain list is bounded: it comes from the policy."""
