@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import smtplib
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import POSTWACHT, Lab, held_for, write_test_policy
 from tests.labs.dns import DnsLab
-from tests.labs.util import free_port, poll
+from tests.labs.util import DEADLINE, free_port, poll
 
 SENDER = "medewerker@samen-veilig.nl"
 
@@ -142,3 +143,19 @@ def test_a_crafted_subject_against_a_backtracking_marker_is_decided_at_once(lab:
     entry = held_for(lab, "jeugdarts@plain.pw.test")
     lab.postfix.postsuper("-d", str(entry["queue_id"]), "hold")
 
+
+
+def test_silent_control_clients_are_dropped_and_do_not_block_reload(lab: Lab) -> None:
+    path = str(lab.daemon.state / "control.sock")
+    silent = []
+    for _ in range(50):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        silent.append(sock)
+    try:
+        assert reload(lab).returncode == 0
+        silent[0].settimeout(DEADLINE)
+        assert silent[0].recv(1) == b"", "the daemon kept a silent control client"
+    finally:
+        for sock in silent:
+            sock.close()

@@ -28,9 +28,15 @@ class ControlError(Exception):
 
 class _Handler(socketserver.StreamRequestHandler):
     server: ControlServer
+    timeout = 10.0
+    """A client that connects and says nothing does not keep a thread for ever."""
 
     def handle(self) -> None:
-        line = self.rfile.readline(256).decode("ascii", "replace").strip()
+        try:
+            request = self.rfile.readline(256)
+        except OSError:  # timed out or went away: nothing was asked
+            return
+        line = request.decode("ascii", "replace").strip()
         holder = self.server.holder
         reply: dict[str, Any]
         if line == "reload":
@@ -43,7 +49,10 @@ class _Handler(socketserver.StreamRequestHandler):
                      "summary": policy.summary(), "loaded_at": holder.loaded_at}
         else:
             reply = {"ok": False, "problems": [f"unknown request {line!r}"]}
-        self.wfile.write(json.dumps(reply).encode() + b"\n")
+        try:
+            self.wfile.write(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            log.info("a control client left before its %s reply", line[:20])
 
 
 class ControlServer(BackgroundServer, socketserver.ThreadingUnixStreamServer):
