@@ -38,6 +38,15 @@ class QuarantineRecord:
     policy: str
     status: str
     """held, released or deleted."""
+    record_id: int = 0
+    """Records are never replaced: several may share a (reused or claimed) queue id."""
+    client: str = ""
+    """Where the milter conversation said the message came from (as the MTA told it)."""
+
+    @property
+    def needs_force(self) -> bool:
+        """Addressed to a retired domain: whoever holds that domain now would receive it."""
+        return self.rule is Rule.RETIRED or any(r.rule is Rule.RETIRED for r in self.recipients)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,18 +69,21 @@ class RetiredSender:
 
 
 class RecordStore(Protocol):
-    """Every method raises `RecordsError` when the backend cannot do it."""
+    """Every method raises `RecordsError` when the backend cannot do it, and from the
+    moment the backend finds its storage lost or damaged, until it is opened again."""
 
     def record_quarantine(self, queue_id: str, sender: str,
                           recipients: Sequence[RecipientVerdict], rule: Rule, reason: str,
-                          policy: str) -> None:
-        """Write the record before the message is held."""
+                          policy: str, client: str = "") -> None:
+        """Add a record before the message is held; never replace one."""
 
     def quarantine_records(self, status: str | None = "held") -> list[QuarantineRecord]: ...
-    def quarantine_record(self, queue_id: str) -> QuarantineRecord | None: ...
+    def records_of(self, queue_id: str) -> list[QuarantineRecord]:
+        """Every record under the queue id, oldest first."""
 
     def resolve(self, queue_id: str, review: Review, actor: str, reason: str) -> None:
-        """Record a review action and its audit line, together."""
+        """Record a review action on every held record of the queue id, and its audit
+        line, together."""
 
     def record_retired_attempt(self, sender: str, client: str, domain: str) -> None: ...
     def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]: ...
