@@ -3,6 +3,11 @@
 Postfix holds the message (`postqueue -j`, `postcat`, `postsuper -H`/`-d`); Postwacht
 holds the reason. A held message without a record, and a record whose message is no
 longer held, are both shown, marked, so nothing held goes unseen.
+
+Records are evidence, not truth: a queue id can carry several (Postfix reuses short ids;
+anyone who reaches the milter port can claim one), so review shows them all and acts on
+the strictest, and a held message without any record needs --force to be released. A
+queue id is checked for Postfix's shape before any Postfix command sees it.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Rule
 from postwacht.records.store import QuarantineRecord, RecordStore, Review
 
@@ -27,16 +34,45 @@ class HeldMessage:
     arrival: dt.datetime | None
     sender: str
     recipients: tuple[str, ...]
-    record: QuarantineRecord | None
+    records: tuple[QuarantineRecord, ...]
+    """Every held record under this queue id: more than one means a reused or a claimed
+    queue id, and review acts on the strictest."""
     in_hold_queue: bool
 
     @property
+    def record(self) -> QuarantineRecord | None:
+        return strictest(self.records)
+
+    @property
     def note(self) -> str:
-        if self.record is None:
-            return "held by Postfix, no Postwacht record"
+        if not self.records:
+            return "held by Postfix, no Postwacht record (release needs --force)"
         if not self.in_hold_queue:
             return "record only: the message is no longer in the hold queue"
+        return conflict(self.records)
+
+
+def strictest(records: Sequence[QuarantineRecord]) -> QuarantineRecord | None:
+    """The record review must act on: one that needs --force if any does."""
+    forced = [r for r in records if r.needs_force]
+    chosen = forced or list(records)
+    return chosen[0] if chosen else None
+
+
+def conflict(records: Sequence[QuarantineRecord]) -> str:
+    """A note when several records claim one queue id ("" when there is one)."""
+    if len(records) < 2:
         return ""
+    rules = ", ".join(sorted({str(r.rule) for r in records}))
+    return (f"{len(records)} records claim this queue id (rules: {rules}): a reused or "
+            "forged queue id; review acts on the strictest")
+
+
+def _queue_id(queue_id: str) -> str:
+    """Checked before any Postfix command sees it: never an option, never `ALL` or `-`."""
+    if not is_queue_id(queue_id):
+        raise ReviewError(f"{printable(queue_id, 64)!r} is not a Postfix queue id")
+    return queue_id
 
 
 class Postfix:
@@ -63,26 +99,32 @@ class Postfix:
 
     def show(self, queue_id: str, body: bool) -> str:
         flags = ["-e", "-h"] + (["-b"] if body else [])
-        result = self._run("postcat", *flags, "-q", queue_id)
+        result = self._run("postcat", *flags, "-q", "--", _queue_id(queue_id))
         if result.returncode != 0:
             raise ReviewError(f"postcat: {result.stderr.strip() or 'no such message'}")
         return result.stdout
 
     def postsuper(self, flag: str, queue_id: str) -> None:
         """Run `postsuper FLAG ID hold` on a message that must be in the hold queue."""
-        if not any(e["queue_id"] == queue_id for e in self.hold_queue()):
-            raise ReviewError(f"{queue_id} is not in the hold queue")
+        self.ensure_held(queue_id)
         result = self._run("postsuper", flag, queue_id, "hold")
         if result.returncode != 0 or any(e["queue_id"] == queue_id for e in self.hold_queue()):
             raise ReviewError(f"postsuper {flag} {queue_id} failed: {result.stderr.strip()}")
 
+    def ensure_held(self, queue_id: str) -> None:
+        _queue_id(queue_id)
+        if not any(e["queue_id"] == queue_id for e in self.hold_queue()):
+            raise ReviewError(f"{queue_id} is not in the hold queue")
+
     def deliver_now(self, queue_id: str) -> None:
         """A released message waits in the deferred queue; ask for delivery now."""
-        self._run("postqueue", "-i", queue_id)
+        self._run("postqueue", "-i", _queue_id(queue_id))
 
 
 def held_messages(store: RecordStore, postfix: Postfix) -> list[HeldMessage]:
-    records = {r.queue_id: r for r in store.quarantine_records("held")}
+    records: dict[str, list[QuarantineRecord]] = {}
+    for record in store.quarantine_records("held"):
+        records.setdefault(record.queue_id, []).append(record)
     out: list[HeldMessage] = []
     for entry in postfix.hold_queue():
         queue_id = entry["queue_id"]
@@ -92,13 +134,14 @@ def held_messages(store: RecordStore, postfix: Postfix) -> list[HeldMessage]:
             dt.datetime.fromtimestamp(arrival, dt.UTC) if arrival else None,
             entry.get("sender", ""),
             tuple(r["address"] for r in entry.get("recipients", [])),
-            records.pop(queue_id, None),
+            tuple(records.pop(queue_id, ())),
             True,
         ))
-    for record in records.values():
+    for queue_id, mine in records.items():
+        first = mine[0]
         out.append(HeldMessage(
-            record.queue_id, record.held_at, record.sender,
-            tuple(r.address for r in record.recipients), record, False,
+            queue_id, first.held_at, first.sender,
+            tuple(r.address for r in first.recipients), tuple(mine), False,
         ))
     return out
 
@@ -106,17 +149,32 @@ def held_messages(store: RecordStore, postfix: Postfix) -> list[HeldMessage]:
 def release(
     store: RecordStore, postfix: Postfix, queue_id: str, actor: str, reason: str, force: bool
 ) -> None:
-    record = store.quarantine_record(queue_id)
-    retired = [r for r in (record.recipients if record else ()) if r.rule is Rule.RETIRED]
-    if retired and not force:
-        domains = ", ".join(sorted({r.matched or r.domains[0] for r in retired}))
-        raise ReviewError(
-            f"{queue_id} is addressed to retired domain {domains}: whoever holds it now "
-            "would receive it; add --force to release it anyway"
-        )
+    """Release a held message. Without --force only when no record of it (a message held
+    without a record is the strictest case) names a retired domain."""
+    postfix.ensure_held(queue_id)
+    records = [r for r in store.records_of(queue_id) if r.status == "held"]
+    if not force:
+        _check_release(queue_id, records)
     postfix.postsuper("-H", queue_id)
     store.resolve(queue_id, Review.RELEASE, actor, reason)
     postfix.deliver_now(queue_id)
+
+
+def _check_release(queue_id: str, records: Sequence[QuarantineRecord]) -> None:
+    if not records:
+        raise ReviewError(
+            f"{queue_id} has no Postwacht record: why it is held is unknown, and it may be "
+            "addressed to a retired domain; check it with `show`, then add --force to "
+            "release it anyway")
+    retired = [v for r in records for v in r.recipients if v.rule is Rule.RETIRED]
+    if retired or any(r.needs_force for r in records):
+        domains = ", ".join(sorted({v.matched or v.domains[0] for v in retired
+                                    if v.matched or v.domains})) or "(unnamed)"
+        note = conflict(records)
+        raise ReviewError(
+            f"{queue_id} is addressed to retired domain {domains}: whoever holds it now "
+            "would receive it; add --force to release it anyway"
+            + (f" ({note})" if note else ""))
 
 
 def delete(store: RecordStore, postfix: Postfix, queue_id: str, actor: str, reason: str) -> None:
