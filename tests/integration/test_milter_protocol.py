@@ -118,14 +118,13 @@ def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
     assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
     assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
 
-    replies = session.eom("PROTO1")
+    replies = session.eom("FEED01")
     assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
     assert replies[0][1]["name"] == "X-Postwacht-Quarantine"
     assert replies[0][1]["value"].startswith("rule=lookalike; policy=")
     store = SqliteRecords(daemon.state)
-    record = store.quarantine_record("PROTO1")
+    [record] = store.records_of("FEED01")
     store.close()
-    assert record is not None
     assert record.rule == "lookalike"
     assert [r.address for r in record.recipients] == ["ok@example.org", "x@samen-veiiig.nl"]
 
@@ -133,16 +132,16 @@ def test_smtpd_rejects_one_recipient_and_holds_a_lookalike_with_a_header(
 def test_ordinary_mail_is_accepted_without_changes(daemon: Daemon) -> None:
     session = outbound(daemon, 40124)
     assert session.rcpt("<a@example.org>")[0] == C.SMFIR_CONTINUE
-    assert [r[0] for r in session.eom("PROTO2")] == [C.SMFIR_ACCEPT]
+    assert [r[0] for r in session.eom("FEED02")] == [C.SMFIR_ACCEPT]
 
 
 def test_sendmail_submission_is_never_refused_at_rcpt_but_held_at_end(daemon: Daemon) -> None:
     session = Session(daemon.milter_port)
     session.connect(port=0, daemon_name="mta.postwacht.test")  # Postfix's pickup stand-in
-    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO3")
+    session.mail("<cron@samen-veilig.nl>", queue_id="FEED03")
     assert session.rcpt("<dossier@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
     assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
-    replies = session.eom("PROTO3")
+    replies = session.eom("FEED03")
     assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
     assert replies[0][1]["value"].startswith("rule=retired;")
 
@@ -150,9 +149,9 @@ def test_sendmail_submission_is_never_refused_at_rcpt_but_held_at_end(daemon: Da
 def test_sendmail_submission_can_be_bounced_by_policy(bouncing_daemon: Daemon) -> None:
     session = Session(bouncing_daemon.milter_port)
     session.connect(port=0, daemon_name="mta.postwacht.test")
-    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO5")
+    session.mail("<cron@samen-veilig.nl>", queue_id="FEED05")
     assert session.rcpt("<dossier@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
-    [reply] = session.eom("PROTO5")
+    [reply] = session.eom("FEED05")
     assert refusal(reply) == ("550", "5.7.1")
     assert "bjzutrecht.nl was given up" in reply[1]["text"]
 
@@ -170,7 +169,7 @@ def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> N
     try:
         session = outbound(daemon, 40125)
         assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
-        replies = session.eom("PROTO4")
+        replies = session.eom("FEED04")
     finally:
         blocker.rollback()
         blocker.close()
@@ -194,10 +193,10 @@ def test_an_unreadable_sendmail_recipient_holds_the_message_and_counts_as_held(
     before = [sample(held_rcpt), sample(refused_rcpt), sample(held_msg)]
     session = Session(daemon.milter_port)
     session.connect(port=0, daemon_name="mta.postwacht.test")
-    session.mail("<cron@samen-veilig.nl>", queue_id="PROTO6")
+    session.mail("<cron@samen-veilig.nl>", queue_id="FEED06")
     assert session.rcpt("<x@exa mple.nl>")[0] == C.SMFIR_CONTINUE
     assert session.rcpt("<ok@example.org>")[0] == C.SMFIR_CONTINUE
-    replies = session.eom("PROTO6")
+    replies = session.eom("FEED06")
     assert [r[0] for r in replies] == [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
     assert replies[0][1]["value"].startswith("rule=bad-address;")
     after = [sample(held_rcpt), sample(refused_rcpt), sample(held_msg)]
@@ -226,7 +225,7 @@ def test_a_connection_opened_before_a_reload_treats_unseen_content_as_sensitive(
         old.connect(port=40127)
         old.mail("<medewerker@samen-veilig.nl>")
         assert old.rcpt("<a@example.org>")[0] == C.SMFIR_CONTINUE
-        [reply] = old.eom("PROTO7")
+        [reply] = old.eom("FEED07")
         # Not sensitive by default, but the body this policy scans never came: it counts
         # as sensitive, needs verified TLS, and the dead resolver cannot vouch for it.
         assert refusal(reply) == ("451", "4.7.1")

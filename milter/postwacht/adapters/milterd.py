@@ -41,6 +41,7 @@ from postwacht.core.outcome import (
 )
 from postwacht.core.policy import Policy
 from postwacht.core.tables import one_line
+from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Action
 from postwacht.records.store import RecordsError
 from postwacht.telemetry import ErrorKind, Stage
@@ -59,11 +60,18 @@ def smtp_text(text: str) -> str:
 
 
 class PostwachtMilter(Milter.Base):  # type: ignore[misc]
-    """One instance per MTA connection, reused for each message on it."""
+    """One instance per MTA connection, reused for each message on it.
 
-    def __init__(self, app: App, conn_id: int) -> None:
+    Whoever reaches the listener can say anything here, so every macro and address is
+    treated as untrusted text: a queue id must have Postfix's shape, and whatever reaches a
+    log line or a record is made one printable line first (`core.text.printable`).
+    `listener` names the socket the connection came in on, for the records.
+    """
+
+    def __init__(self, app: App, conn_id: int, listener: str = "") -> None:
         self._app = app
         self._conn_id = conn_id
+        self._listener = printable(listener, 128)
         self._client_ip: IPAddress | None = None
         self._local = False
         self._sees_headers = self._sees_body = True
@@ -72,6 +80,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
     def _reset(self, policy: Policy) -> None:
         self._policy = policy
         self._sender = ""
+        self._shown_sender = "<>"
+        """The sender as logs and records may carry it: one printable line, bounded."""
         self._auth: str | None = None
         self._daemon: str | None = None
         self._recipients: list[Recipient] = []
@@ -111,12 +121,26 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
     def envfrom(self, mailfrom: str, *params: str) -> int:
         self._reset(self._app.holder.current)  # one policy for the whole message
         self._sender = mailfrom.strip().removeprefix("<").removesuffix(">")
-        self._auth = self.getsymval("{auth_authen}") or None
-        self._daemon = self.getsymval("{daemon_name}") or None
+        self._shown_sender = printable(self._sender, 320) or "<>"
+        self._auth = self._macro("{auth_authen}")
+        self._daemon = self._macro("{daemon_name}")
         if self._policy.secure_transport is not None:
             self._classifier = Classifier(self._policy.sensitivity, self._sender,
                                           self._sees_headers, self._sees_body)
         return Milter.CONTINUE  # type: ignore[no-any-return]
+
+    def _macro(self, name: str) -> str | None:
+        """A macro as one printable line (a policy names only printable values anyway)."""
+        value = self.getsymval(name)
+        return printable(value, 256) if value else None
+
+    def _queue_id(self) -> tuple[str, str | None]:
+        """The queue id `i`, and the value it had when it is not one Postfix makes (a line
+        break, an option, a path): that is treated as no queue id at all."""
+        value = self.getsymval("i") or ""
+        if not value or is_queue_id(value):
+            return value, None
+        return "", printable(value, 64)
 
     @Milter.noreply  # type: ignore[untyped-decorator]
     def header(self, name: str, value: str) -> int:
@@ -169,17 +193,25 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             internal=True if self._local else None,
         )
 
-    def _record_retired_attempt(self, domain: str) -> None:
-        """For `postwacht report retired`: which systems still mail retired domains."""
-        self._app.telemetry.retired_attempt(domain)
+    def _client(self) -> str:
+        """Where the message came from, as the milter client told it (Postfix tells the
+        truth; another local process on the milter port can claim anything)."""
         if self._local:
             client = "sendmail(1) on the MTA host"
         else:
             client = f"smtp from {self._client_ip or 'unknown'}"
             if self._auth:
                 client += f" as {self._auth}"
+        if self._listener:
+            client += f" via {self._listener}"
+        return client
+
+    def _record_retired_attempt(self, domain: str) -> None:
+        """For `postwacht report retired`: which systems still mail retired domains."""
+        self._app.telemetry.retired_attempt(domain)
         try:
-            self._app.records.record_retired_attempt(self._sender or "<>", client, domain)
+            self._app.records.record_retired_attempt(self._shown_sender, self._client(),
+                                                     domain)
         except RecordsError as exc:  # the recipient is refused anyway; the report misses one
             self._app.telemetry.error(ErrorKind.RECORDS)
             log.error("cannot record a retired-domain attempt: %s", exc)
@@ -206,7 +238,9 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         return self._act_at_end(outcome)
 
     def _act_at_end(self, outcome: MessageOutcome) -> int:
-        queue_id = self.getsymval("i") or ""
+        queue_id, bad = self._queue_id()
+        if bad is not None:
+            return self._refuse_bad_queue_id(bad)
         who = ",".join(self._who(v) for v in outcome.verdicts)
         if outcome.action is Action.QUARANTINE:
             return self._hold(queue_id, outcome, who)
@@ -223,6 +257,15 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             raise RuntimeError(f"outcome {outcome.action} without a reply")  # -> tempfail
         return self._refuse(outcome.action, outcome.reply)
 
+    def _refuse_bad_queue_id(self, bad: str) -> int:
+        """Postfix never sends such a queue id: whatever the message is, it is not decided
+        under a name that could forge a log line or claim another message's record."""
+        self._app.telemetry.error(ErrorKind.BAD_QUEUE_ID)
+        self._app.telemetry.message(Action.TEMPFAIL)
+        log.error("conn=%d: queue id '%s' is not one Postfix makes (client %s); tempfailing",
+                  self._conn_id, bad, self._client())
+        return self._refuse(Action.TEMPFAIL, NO_QUEUE_ID)
+
     def _hold(self, queue_id: str, outcome: MessageOutcome, who: str) -> int:
         """Record, then hold: never a held message without its record."""
         if not queue_id:
@@ -234,8 +277,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         assert rule is not None  # a hold always names its rule
         try:
             self._app.records.record_quarantine(
-                queue_id, self._sender, outcome.verdicts, rule, outcome.reason,
-                self._policy.checksum)
+                queue_id, self._shown_sender, outcome.verdicts, rule, outcome.reason,
+                self._policy.checksum, self._client())
         except RecordsError as exc:
             self._app.telemetry.error(ErrorKind.RECORDS)
             self._app.telemetry.message(Action.TEMPFAIL)
@@ -253,14 +296,14 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
 
     def _who(self, verdict: RecipientVerdict) -> str:
         if self._policy.log_local_parts:
-            return verdict.address
-        return verdict.domains[0] if verdict.domains else "-"
+            return printable(verdict.address, 320)
+        return printable(verdict.domains[0], 256) if verdict.domains else "-"
 
     def _log(self, stage: Stage, action: Action, rule: str, recipients: str,
              queue_id: str = "") -> None:
         log.info(
             "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s",
-            queue_id or self.getsymval("i") or "NOQUEUE", self._conn_id,
+            queue_id or self._queue_id()[0] or "NOQUEUE", self._conn_id,
             "local" if self._local else "smtpd", stage, action, rule, recipients,
         )
 

@@ -17,6 +17,8 @@ from postwacht.core.vocabulary import Action, Rule
 class ErrorKind(StrEnum):
     RECORDS = "state-store"
     NO_QUEUE_ID = "no-queue-id"
+    BAD_QUEUE_ID = "bad-queue-id"
+    """A queue id Postfix never makes: someone else speaks to the milter port."""
     SOCKETMAP = "socketmap"
     DOMAIN_WATCH = "domain-watch"
 

@@ -150,6 +150,10 @@ class QuarantineCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         summary = self._held()
+        yield GaugeMetricFamily(
+            "postwacht_records_ok", "1 when the records store answers and is intact; 0 when "
+            "it cannot be read, was deleted, replaced or damaged (holds then tempfail)",
+            value=0 if summary is None else 1)
         if summary is None:  # the gauges go missing rather than show a false zero
             self._telemetry.error(ErrorKind.RECORDS)
             return
