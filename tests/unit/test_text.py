@@ -30,10 +30,15 @@ def test_printable_escapes_what_could_forge_a_line_or_drive_a_terminal() -> None
     assert printable("a\nb\r\tc") == "a\\nb\\r\\tc"
     assert printable("\x1b[2J\x9b31m") == "\\x1b[2J\\x9b31m"
     assert printable("evil\u202etxt.exe\u2028") == "evil\\u202etxt.exe\\u2028"
-    assert printable("back\\slash") == "back\\\\slash"
+    assert printable("back\\slash") == "back\\slash"
     assert printable("caf\udce9") == "caf\\xe9"  # a Latin-1 byte, via surrogateescape
     assert printable("medewerker@samen-veilig.nl") == "medewerker@samen-veilig.nl"
     assert printable("jürgen@example.de") == "jürgen@example.de"
+
+
+def test_escaping_twice_changes_nothing() -> None:
+    once = printable("caf\udce9\n\x1b[0m\\x")
+    assert printable(once) == once
 
 
 def test_printable_is_bounded() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 """Control, format (bidi overrides, zero widths), surrogate and line/paragraph separators."""
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CUT = "..."
 
 _SAFE51 = "0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y"
@@ -45,31 +45,27 @@ def _escape(char: str) -> str:
 
 
 def _visible(char: str) -> str:
-    if char == "\\" or unicodedata.category(char) in _HIDDEN:
-        return _escape(char)
-    return char
+    return _escape(char) if unicodedata.category(char) in _HIDDEN else char
 
 
 def _shown(char: str) -> str:
-    if char in "\n\t\\":
-        return char
-    return _escape(char) if unicodedata.category(char) in _HIDDEN else char
+    return char if char in "\n\t" else _visible(char)
 
 
 def printable(text: str, limit: int = 512) -> str:
     """`text` as one line of visible characters, at most `limit` of them (then `...`).
 
     Control and format characters, line separators and undecodable bytes are written as
-    escapes (`\\n`, `\\x1b`, `\\u202e`, `\\xe9`); a backslash is doubled, so an escape in
-    the result was never in the input as such. Printable text is left as it is.
+    escapes (`\\n`, `\\x1b`, `\\u202e`, `\\xe9`); printable text, backslashes included,
+    is left as it is. So the result is safe to log, store and print, and escaping it again
+    changes nothing: each layer may escape what it is handed without garbling it.
     """
     return _bounded(map(_visible, text), limit)
 
 
 def terminal_text(text: str, limit: int = 1_000_000) -> str:
-    """Like `printable`, but keeps line breaks, tabs and backslashes: for multi-line
-    output such as a message's headers, so that what a sender wrote cannot drive the
-    reviewer's terminal."""
+    """Like `printable`, but keeps line breaks and tabs: for multi-line output such as a
+    message's headers, so that what a sender wrote cannot drive the reviewer's terminal."""
     return _bounded(map(_shown, text), limit)
 
 
