@@ -1,0 +1,264 @@
+"""Faults in the records, with a real Postfix and the real daemon: a local user on the
+milter port forging records and log lines, a records file deleted or damaged while the
+daemon runs, a Latin-1 sender from sendmail(1), and review commands fed bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import smtplib
+import stat
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from miltertest import constants as C  # noqa: N812
+from postwacht.records.sqlite import DB_NAME
+
+from tests.integration.conftest import (
+    POSTWACHT,
+    Daemon,
+    Lab,
+    Ports,
+    PostfixInstance,
+    Sink,
+    held_for,
+    write_test_policy,
+)
+from tests.integration.test_milter_protocol import Session
+from tests.labs.util import poll
+
+SENDER = "medewerker@samen-veilig.nl"
+HOLD = [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """Postfix, a sink and the daemon, started the way the README starts it by hand
+    (as root, umask 022); no DNS lab: nothing here needs the secure-transport rule."""
+    if os.geteuid() != 0 or shutil.which("postfix") is None:
+        pytest.fail("integration tests need root and Debian's postfix package")
+    root = Path(tempfile.mkdtemp(prefix="postwacht-faults-", dir="/tmp"))
+    sink = Sink()
+    sink.start()
+    ports = Ports()
+    write_test_policy(root / "policy.yaml")
+    postfix = PostfixInstance(root, sink.port, ports)
+    postfix.setup()
+    daemon = Daemon(root, root / "policy.yaml", ports)
+    umask = os.umask(0o022)
+    try:
+        daemon.start()
+    finally:
+        os.umask(umask)
+    postfix.start()
+    try:
+        yield Lab(postfix, sink, daemon)
+    finally:
+        postfix.stop()
+        stopped = daemon.stop() if daemon.process is not None else 0
+        sink.stop()
+        assert stopped == 0, "postwacht serve did not stop cleanly on SIGTERM"
+        assert "Traceback" not in daemon.log_text(), daemon.log_text()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def marker() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def hold_retired(lab: Lab) -> str:
+    """A message from sendmail(1) to a retired domain, held by Postfix: its queue id."""
+    m = marker()
+    lab.postfix.sendmail(SENDER, [f"r-{m}@bjzutrecht.nl"], m)
+    return str(held_for(lab, f"r-{m}@bjzutrecht.nl")["queue_id"])
+
+
+def attacker(lab: Lab, sender: str = f"<{SENDER}>") -> Session:
+    """A local process on the milter port, claiming to be smtpd with a client."""
+    session = Session(lab.daemon.milter_port)
+    session.connect(port=40999)
+    session.mail(sender)
+    return session
+
+
+def listed(lab: Lab) -> dict[str, dict[str, object]]:
+    result = lab.quarantine("list", "--json")
+    assert result.returncode == 0, result.stderr
+    return {h["queue_id"]: h for h in json.loads(result.stdout)}
+
+
+def test_a_forged_record_under_a_held_queue_id_does_not_lift_the_retired_hold(
+    lab: Lab,
+) -> None:
+    queue_id = hold_retired(lab)
+    forger = attacker(lab)
+    assert forger.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
+    assert [r[0] for r in forger.eom(queue_id)] == HOLD  # a second record, not a new one
+
+    mine = listed(lab)[queue_id]
+    assert (mine["rule"], mine["records"], mine["rules"]) == ("retired", 2,
+                                                               ["lookalike", "retired"])
+    assert "2 records claim this queue id" in str(mine["note"])
+    refused = lab.quarantine("release", queue_id)
+    assert refused.returncode == 1
+    assert "retired domain bjzutrecht.nl" in refused.stderr
+    assert "--force" in refused.stderr
+    assert any(e["queue_id"] == queue_id for e in lab.postfix.held())
+    shown = lab.quarantine("show", queue_id).stdout
+    assert "WARNING: 2 records claim this queue id" in shown
+    assert "client:  smtp from 127.0.0.1" in shown
+    assert "client:  sendmail(1) on the MTA host" in shown
+    lab.postfix.postsuper("-d", queue_id, "hold")
+
+
+def test_a_queue_id_with_a_line_break_is_refused_and_forges_no_log_line(lab: Lab) -> None:
+    counted = 'postwacht_errors_total{kind="bad-queue-id"}'
+    before = lab.daemon.metric(counted)
+    assert before is not None
+    forged = "2030-01-01 00:00:00,000 INFO postwacht.milter: id=FORGED action=accept"
+    session = attacker(lab)
+    assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
+    [reply] = session.eom("ABC123\n" + forged)
+    assert reply[0] == C.SMFIR_REPLYCODE
+    assert reply[1]["smtpcode"] == "451"
+    log = lab.daemon.log_text()
+    assert not any(line.startswith(forged) for line in log.splitlines())
+    assert "queue id 'ABC123\\n2030-01-01" in log
+    assert lab.daemon.metric(counted) == before + 1
+    assert "FORGED" not in json.dumps(listed(lab))
+
+
+def test_planted_report_rows_and_record_text_are_escaped_for_the_terminal(lab: Lab) -> None:
+    planted = "<\x1b]0;owned\x07\x1b[2Jboss@samen-veilig.nl>"
+    session = attacker(lab, sender=planted)
+    assert session.rcpt("<old@bjzutrecht.nl>")[0] == C.SMFIR_REPLYCODE  # refused, counted
+    assert session.rcpt("<x@samen-veiIig.nl>")[0] == C.SMFIR_CONTINUE
+    assert [r[0] for r in session.eom("ABC124")] == HOLD
+
+    report = lab.daemon.cli("report", "retired", "--state", str(lab.daemon.state))
+    listing = lab.quarantine("list")
+    shown = lab.quarantine("show", "ABC124")  # a record only: postcat finds nothing
+    for out in (report.stdout, listing.stdout, shown.stdout + shown.stderr):
+        assert "\x1b" not in out
+        assert "\x07" not in out
+    assert "\\x1b]0;owned\\x07\\x1b[2Jboss@samen-veilig.nl via smtp from 127.0.0.1" in (
+        report.stdout)
+    assert "from \\x1b]0;owned" in listing.stdout
+
+
+def test_a_latin1_sender_from_sendmail_is_decided_and_recorded(lab: Lab) -> None:
+    m = marker()
+    recipient = f"r-{m}@bjzutrecht.nl"
+    message = f"From: x\nSubject: {m}\n\n{m}\n".encode()
+    subprocess.run(["sendmail", "-C", str(lab.postfix.config), "-f",
+                    b"caf\xe9@samen-veilig.nl", recipient],
+                   input=message, check=True, timeout=30)
+    queue_id = str(held_for(lab, recipient)["queue_id"])
+    mine = listed(lab)[queue_id]
+    assert mine["rule"] == "retired"
+    assert mine["has_record"]
+    shown = lab.quarantine("show", queue_id).stdout
+    assert "sender:  caf\\xe9@samen-veilig.nl" in shown
+    assert not [e for e in lab.postfix.queue() if e["queue_name"] == "maildrop"]
+    assert "Traceback" not in lab.daemon.log_text()
+    lab.postfix.postsuper("-d", queue_id, "hold")
+
+
+def test_records_are_private_on_disk_after_a_manual_start(lab: Lab) -> None:
+    state = lab.daemon.state
+    assert stat.S_IMODE(state.stat().st_mode) == 0o750
+    files = [state / (DB_NAME + s) for s in ("", "-wal", "-shm")]
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_a_bad_actor_is_refused_and_nothing_is_released(lab: Lab) -> None:
+    queue_id = hold_retired(lab)
+    for actor in ("\x1b[31mroot", "po\n2030-01-01 admin release", "x" * 65):
+        result = lab.quarantine("release", queue_id, "--force", "--actor", actor)
+        assert result.returncode == 2
+        assert "an actor is a login name or an address" in result.stderr
+        assert "\x1b" not in result.stderr
+    assert any(e["queue_id"] == queue_id for e in lab.postfix.held())
+    lab.postfix.postsuper("-d", queue_id, "hold")
+
+
+def test_a_queue_id_like_an_option_never_reaches_postfix_commands(
+    lab: Lab, tmp_path: Path,
+) -> None:
+    calls = tmp_path / "calls"
+    for command in ("postcat", "postsuper", "postqueue"):
+        shim = tmp_path / command
+        shim.write_text(f'#!/bin/sh\necho "{command} $*" >> {calls}\n'
+                        f'exec {shutil.which(command)} "$@"\n')
+        shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+    def review(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [POSTWACHT, "quarantine", "--state", str(lab.daemon.state), "--postfix-config",
+             str(lab.postfix.config), *args], env=env, capture_output=True, text=True,
+            timeout=60, check=False)
+
+    for args in (("show", "--", "-x"), ("show", "--", "-b"), ("delete", "ALL"),
+                 ("release", "--force", "--", "-"), ("show", "ABC\n-x")):
+        result = review(*args)
+        assert result.returncode == 2, args
+        assert "is not a Postfix queue id" in result.stderr
+    assert not calls.exists()
+
+    queue_id = hold_retired(lab)
+    assert review("show", queue_id).returncode == 0
+    assert f"postcat -c {lab.postfix.config} -e -h -q -- {queue_id}" in calls.read_text()
+    lab.postfix.postsuper("-d", queue_id, "hold")
+
+
+def _lose_the_store(lab: Lab, how: str) -> None:
+    path = lab.daemon.state / DB_NAME
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink()
+    else:
+        with path.open("r+b") as f:
+            f.write(os.urandom(path.stat().st_size))
+
+
+def _restart_on_a_fresh_store(lab: Lab) -> None:
+    assert lab.daemon.stop() == 0
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{lab.daemon.state / DB_NAME}{suffix}").unlink(missing_ok=True)
+    lab.daemon.start()
+
+
+@pytest.mark.parametrize("how", ["deleted", "corrupted"])
+def test_a_lost_store_tempfails_the_next_hold_and_a_held_message_left_without_record_needs_force(
+    lab: Lab, how: str,
+) -> None:
+    queue_id = hold_retired(lab)
+    assert lab.daemon.metric("postwacht_records_ok", absent=None) == 1
+    _lose_the_store(lab, how)
+    m = marker()
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        lab.postfix.submit(SENDER, [f"x-{m}@samen-veiIig.nl"], m)
+    assert refused.value.smtp_code == 451
+    assert b"could not be recorded" in refused.value.smtp_error
+    assert lab.daemon.metric("postwacht_records_ok", absent=None) == 0
+    assert "records store lost" in lab.daemon.log_text()
+    assert not [e for e in lab.postfix.queue() if m in json.dumps(e)]
+
+    _restart_on_a_fresh_store(lab)
+    assert lab.daemon.metric("postwacht_records_ok", absent=None) == 1
+    refused_release = lab.quarantine("release", queue_id)
+    assert refused_release.returncode == 1
+    assert f"{queue_id} has no Postwacht record" in refused_release.stderr
+    assert "--force" in refused_release.stderr
+    assert any(e["queue_id"] == queue_id for e in lab.postfix.held())
+    forced = lab.quarantine("release", queue_id, "--force", "--reason", "checked by hand")
+    assert forced.returncode == 0, forced.stderr
+    poll(lambda: not any(e["queue_id"] == queue_id and e["queue_name"] == "hold"
+                         for e in lab.postfix.queue()), "the release")
