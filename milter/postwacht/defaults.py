@@ -15,3 +15,15 @@ RECORDS_FILE = "postwacht.sqlite"
 """The embedded records store, in the state directory."""
 CONTROL_SOCKET = "control.sock"
 """The control socket, in the state directory."""
+SOCKETMAP_IDLE_TIMEOUT = 30.0
+"""Seconds a socketmap connection may take to send its next complete request; Postfix
+closes its own after 10 s idle, so only a stalled or hostile client meets this."""
+SOCKETMAP_MAX_CONNECTIONS = 256
+"""Socketmap connections served at once (one thread each); Postfix opens one per process
+that looks up a table (trivial-rewrite, and smtp/relay up to their process limits)."""
+SOCKETMAP_BACKLOG = 1024
+"""Connects the kernel queues for the socketmap before it accepts them."""
+MILTER_TIMEOUT = 30
+"""Seconds libmilter waits for Postfix's next command on a connection before closing it."""
+MILTER_BACKLOG = 1024
+"""Connects the kernel queues for the milter before libmilter accepts them."""

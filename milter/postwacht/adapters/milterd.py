@@ -14,6 +14,7 @@ written tempfails the message instead; an exception in a callback becomes a temp
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -25,6 +26,8 @@ from typing import Any
 import Milter
 
 import milter as libmilter
+from postwacht import defaults
+from postwacht.adapters.unixsocket import claim, group_only, identity, release, unix_path
 from postwacht.app import App
 from postwacht.core.address import AddressError, Recipient, parse_recipient
 from postwacht.core.classify import Classifier
@@ -308,11 +311,40 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         )
 
 
-def run(app: App, socketspec: str, on_ready: Callable[[], None]) -> None:
-    """Serve milter connections until libmilter is told to stop (SIGTERM, SIGHUP)."""
+_FILTER_NAME = "postwacht"
+
+
+def open_socket(socketspec: str, backlog: int = defaults.MILTER_BACKLOG) -> Callable[[], None]:
+    """Listen on `socketspec` now, so that a bad listener stops the start before anything
+    serves; `run` serves on it. A UNIX socket is made 0660 (see `unixsocket`). Returns what
+    removes that socket again: libmilter leaves it behind when it runs as root."""
+    path = unix_path(socketspec)
+    if path is not None:
+        claim(path)
+    libmilter.setconn(socketspec)
+    libmilter.setbacklog(backlog)
+    libmilter.register(_FILTER_NAME)  # libmilter opens a socket only for a registered filter
+    with group_only() if path is not None else contextlib.nullcontext():
+        try:
+            libmilter.opensocket(True)
+        except libmilter.error:
+            raise OSError(f"libmilter cannot listen on {socketspec} (in use, or not "
+                          f"inet:PORT@HOST or unix:PATH?)") from None
+    if path is None:
+        return lambda: None
+    made = identity(path)
+    return lambda: release(path, made)
+
+
+def run(app: App, socketspec: str, on_ready: Callable[[], None],
+        timeout: int = defaults.MILTER_TIMEOUT) -> None:
+    """Serve milter connections until libmilter is told to stop (SIGTERM, SIGHUP).
+
+    `timeout` bounds every wait for Postfix's next command, so an idle connection (and its
+    thread and file descriptor) is closed after that many seconds."""
     connections = itertools.count(1)
     Milter.factory = lambda: PostwachtMilter(app, next(connections))
     libmilter.set_exception_policy(libmilter.TEMPFAIL)
     libmilter.set_flags(libmilter.ADDHDRS | libmilter.QUARANTINE)
     on_ready()
-    Milter.runmilter("postwacht", socketspec, timeout=30)
+    Milter.runmilter(_FILTER_NAME, socketspec, timeout=timeout)

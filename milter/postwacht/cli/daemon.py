@@ -16,13 +16,27 @@ def add_parsers(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the filter (milter) for Postfix")
     serve.add_argument("--policy", required=True, metavar="POLICY", help="policy file")
     serve.add_argument("--milter", default=defaults.MILTER_SOCKET, metavar="SOCKET",
-                       help=f"libmilter socket (default {defaults.MILTER_SOCKET})")
+                       help=f"libmilter socket: inet:PORT@HOST or unix:PATH (made 0660) "
+                            f"(default {defaults.MILTER_SOCKET})")
+    serve.add_argument("--milter-timeout", type=_positive_int, default=defaults.MILTER_TIMEOUT,
+                       metavar="SECONDS",
+                       help=f"close a milter connection that waits this long for Postfix's "
+                            f"next command (default {defaults.MILTER_TIMEOUT})")
     serve.add_argument("--metrics", default=defaults.METRICS_LISTEN, metavar="HOST:PORT",
                        help=f"Prometheus listener, '' for none (default "
                             f"{defaults.METRICS_LISTEN})")
-    serve.add_argument("--socketmap", default=defaults.SOCKETMAP_LISTEN, metavar="HOST:PORT",
-                       help=f"Postfix socketmap tables (transport, tls), '' for none "
-                            f"(default {defaults.SOCKETMAP_LISTEN})")
+    serve.add_argument("--socketmap", default=defaults.SOCKETMAP_LISTEN,
+                       metavar="HOST:PORT|unix:PATH",
+                       help=f"Postfix socketmap tables (transport, tls), '' for none; a UNIX "
+                            f"socket is made 0660 (default {defaults.SOCKETMAP_LISTEN})")
+    serve.add_argument("--socketmap-idle-timeout", type=_positive_float,
+                       default=defaults.SOCKETMAP_IDLE_TIMEOUT, metavar="SECONDS",
+                       help=f"close a socketmap connection that sends no complete request for "
+                            f"this long (default {defaults.SOCKETMAP_IDLE_TIMEOUT:g})")
+    serve.add_argument("--socketmap-max-connections", type=_positive_int,
+                       default=defaults.SOCKETMAP_MAX_CONNECTIONS, metavar="N",
+                       help=f"socketmap connections served at once; beyond, the one idle longest "
+                            f"is closed (default {defaults.SOCKETMAP_MAX_CONNECTIONS})")
     add_state_option(serve)
     serve.add_argument("--check-interval", type=float, default=defaults.POLICY_CHECK_INTERVAL,
                        metavar="SECONDS", help="how often the policy file is checked for changes")
@@ -37,10 +51,27 @@ def add_parsers(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from postwacht.adapters.socketmap import ConnectionLimits  # noqa: PLC0415 - as below
     from postwacht.cli.serve import serve  # noqa: PLC0415 - pymilter only where it is needed
 
+    limits = ConnectionLimits(idle_timeout=args.socketmap_idle_timeout,
+                              max_connections=args.socketmap_max_connections)
     return serve(args.policy, args.milter, args.metrics or None, args.socketmap or None,
-                 args.state, args.check_interval)
+                 args.state, args.check_interval, args.milter_timeout, limits)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 def _control(args: argparse.Namespace) -> int:

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from postwacht import defaults
 from postwacht.adapters import milterd
 from postwacht.adapters.control import ControlServer
-from postwacht.adapters.socketmap import SocketmapServer, tls_table, transport_table
+from postwacht.adapters.socketmap import (
+    ConnectionLimits,
+    Lookup,
+    SocketmapServer,
+    tls_table,
+    transport_table,
+)
+from postwacht.adapters.unixsocket import unix_path
 from postwacht.app import App, StartError, build
 from postwacht.cli.common import ExitCode
 from postwacht.telemetry.prometheus import MetricsServer
@@ -33,6 +40,16 @@ def split_listen(spec: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def socketmap_address(spec: str) -> tuple[str, int] | Path:
+    """`unix:/path` -> Path("/path"), else as `split_listen`."""
+    path = unix_path(spec) if spec.startswith("unix:") else None
+    if path is None:
+        return split_listen(spec)
+    if not path.is_absolute():
+        raise ValueError(f"{spec!r}: a UNIX socket needs an absolute path")
+    return path
+
+
 def serve(
     policy_path: str,
     milter_socket: str,
@@ -40,11 +57,14 @@ def serve(
     socketmap_listen: str | None,
     state_dir: str,
     check_interval: float,
+    milter_timeout: int = defaults.MILTER_TIMEOUT,
+    socketmap_limits: ConnectionLimits | None = None,
 ) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _raise_file_limit()
     # libmilter waits for SIGTERM/SIGHUP/SIGINT in a thread of its own with sigwait(); a
     # thread started before it (metrics, control, watchers) must not take them instead, or
     # the default action kills the process mid-conversation. Threads inherit this mask.
@@ -65,11 +85,11 @@ def serve(
             if socketmap_listen:
                 tables = {"transport": transport_table(app.holder),
                           "tls": tls_table(app.holder, app.discovery)}
-                socketmap = _listen("socketmap", socketmap_listen, lambda host, port:
-                                    SocketmapServer((host, port), tables, app.telemetry))
+                socketmap = _socketmap(socketmap_listen, tables, app, socketmap_limits)
                 running.callback(socketmap.stop)
             control = _control(Path(state_dir) / defaults.CONTROL_SOCKET, app)
             running.callback(control.stop)
+            running.callback(_milter_socket(milter_socket))
         except StartError as exc:
             log.error("not starting: %s", exc)
             return ExitCode.FAILED
@@ -83,9 +103,37 @@ def serve(
                      milter_socket, socketmap_listen or "-", metrics_listen or "-",
                      policy_path, app.holder.current.summary())
 
-        milterd.run(app, milter_socket, ready)
+        milterd.run(app, milter_socket, ready, milter_timeout)
     log.info("stopped")
     return ExitCode.OK
+
+
+def _raise_file_limit() -> None:
+    """libmilter takes a thread and a file descriptor per connection and stops accepting
+    at the limit (all mail then waits): take all the descriptors the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("open files: cannot raise the limit of %d to %d: %s", soft, hard, exc)
+            return
+    log.info("open files: limit %d (was %d)", hard, soft)
+
+
+def _socketmap(spec: str, tables: dict[str, Lookup], app: App,
+               limits: ConnectionLimits | None) -> SocketmapServer:
+    try:
+        return SocketmapServer(socketmap_address(spec), tables, app.telemetry, limits)
+    except (OSError, ValueError) as exc:
+        raise StartError(f"socketmap on {spec}: {exc}") from None
+
+
+def _milter_socket(spec: str) -> Callable[[], None]:
+    try:
+        return milterd.open_socket(spec)
+    except OSError as exc:
+        raise StartError(f"milter on {spec}: {exc}") from None
 
 
 def _control(path: Path, app: App) -> ControlServer:
@@ -95,10 +143,7 @@ def _control(path: Path, app: App) -> ControlServer:
         raise StartError(f"control socket {path}: {exc.strerror or exc}") from None
 
 
-_Server = TypeVar("_Server", MetricsServer, SocketmapServer)
-
-
-def _listen(what: str, spec: str, bind: Callable[[str, int], _Server]) -> _Server:
+def _listen(what: str, spec: str, bind: Callable[[str, int], MetricsServer]) -> MetricsServer:
     try:
         host, port = split_listen(spec)
         return bind(host, port)

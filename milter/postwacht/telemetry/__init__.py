@@ -20,6 +20,8 @@ class ErrorKind(StrEnum):
     BAD_QUEUE_ID = "bad-queue-id"
     """A queue id Postfix never makes: someone else speaks to the milter port."""
     SOCKETMAP = "socketmap"
+    SOCKETMAP_BUSY = "socketmap-busy"
+    """The socketmap was at its connection limit: a flood, or a limit set too low."""
     DOMAIN_WATCH = "domain-watch"
 
 
