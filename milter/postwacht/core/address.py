@@ -5,12 +5,23 @@ hack (`user%old.example@relay.example`) and bang paths (`old.example!user@relay.
 name a next domain inside the local part, and a relay that unquotes `"x@old.example"@relay`
 may send it on. A rule must see all of them, so a `Recipient` lists every domain, the final
 one first. A string that is not an address raises `AddressError`; it is never "allowed".
+
+A route in a local part must be written plainly, because readers disagree about anything
+else: Postfix, when the final domain is its own, unquotes `"x@old.example "@ours`, drops
+the blank and routes to old.example, but keeps a comment (`(c)`) as text; another relay
+may drop comments, join `old . example`, or take a full-width at sign (U+FF20) for `@`.
+So a local part with a route (`@`, `%` or `!`, or a compatibility form of one) that also
+holds a blank, a comment, a quote, a backslash, `:`, `,`, `;`, brackets, a control or an
+invisible character, or that routes to something almost a domain (`old.example..`, an
+IP address), raises `AddressError`: no mailbox needs that, and a guess could miss.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import string
+import unicodedata
 from dataclasses import dataclass
 
 from postwacht.core.names import DomainError, to_ascii
@@ -18,6 +29,12 @@ from postwacht.core.names import DomainError, to_ascii
 MAX_ADDRESS_LENGTH = 1024
 _ROUTING = re.compile(r"([@%!])")
 _SPECIALS_UNQUOTED = frozenset('<>()[]\\,;:"')
+_PLAIN_ASCII = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~.@")
+"""RFC 5322 atext, the dot and '@': all an ASCII local part with a route may hold."""
+_PLAIN_CATEGORIES = frozenset("LNMPS")
+"""Non-ASCII letters, digits, marks, punctuation, symbols; not blanks, controls, format
+characters (zero-width ones), private-use or unassigned code points."""
+_DOTS = frozenset(".\u3002\uff0e\uff61")
 
 
 class AddressError(ValueError):
@@ -71,7 +88,7 @@ def parse_recipient(raw: str) -> Recipient:
             literal = _address_literal(at_domain, raw)
         else:
             final.append(_domain(at_domain, raw))
-    embedded = _domains_in_local_part(local)
+    embedded = _domains_in_local_part(local, raw)
     if at_domain is None and not embedded and route:
         raise AddressError(f"source route without a mailbox domain in {raw!r}")
     domains = _unique([*final, *route, *embedded])
@@ -166,24 +183,49 @@ def _unquote(local: str) -> str:
     return "".join(out)
 
 
-def _domains_in_local_part(local: str) -> list[str]:
+def _domains_in_local_part(local: str, raw: str) -> list[str]:
     """Domains a relay could route to from the local part: `@`, `%` and `!` forms.
 
-    Only names that are valid domains count; `100%pure` is not a route worth refusing on.
+    Read as written and in NFKC form (a full-width at sign is `@` there); only names that are valid
+    domains count: `100%pure` is not a route worth refusing on, `x%old.example.` is one.
     """
-    parts = _ROUTING.split(_unquote(local))
-    tokens, separators = parts[0::2], parts[1::2]
-    candidates: list[str] = []
-    for i, separator in enumerate(separators):
-        # `host!user` names the host before the '!'; `user@host`, `user%host` after.
-        candidates.append(tokens[i] if separator == "!" else tokens[i + 1])
+    text = _unquote(local)
+    readings = list(dict.fromkeys([text, unicodedata.normalize("NFKC", text)]))
+    if not any(_ROUTING.search(reading) for reading in readings):
+        return []
+    for reading in readings:
+        hiding = next((c for c in reading if not _plain_next_to_a_route(c)), None)
+        if hiding is not None:
+            raise AddressError(
+                f"local part names a route ('@', '%' or '!') beside {hiding!r}, which no "
+                f"mailbox needs and relays read differently, in {raw!r}"
+            )
     out: list[str] = []
-    for candidate in candidates:
-        try:
-            out.append(to_ascii(candidate))
-        except DomainError:
-            continue
+    for reading in readings:
+        for candidate in _route_candidates(reading):
+            try:
+                out.append(to_ascii(candidate))
+            except DomainError:
+                if _DOTS.intersection(candidate):
+                    raise AddressError(
+                        f"local part routes to {candidate!r}, which is not a valid domain "
+                        f"name, in {raw!r}"
+                    ) from None
     return out
+
+
+def _plain_next_to_a_route(c: str) -> bool:
+    if c.isascii():
+        return c in _PLAIN_ASCII
+    return unicodedata.category(c)[0] in _PLAIN_CATEGORIES
+
+
+def _route_candidates(text: str) -> list[str]:
+    """`host!user` names the host before the '!'; `user@host`, `user%host` after."""
+    parts = _ROUTING.split(text)
+    tokens, separators = parts[0::2], parts[1::2]
+    named = (tokens[i] if sep == "!" else tokens[i + 1] for i, sep in enumerate(separators))
+    return [name for name in named if name]
 
 
 def _domain(text: str, raw: str) -> str:
