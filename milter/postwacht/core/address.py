@@ -186,8 +186,9 @@ def _unquote(local: str) -> str:
 def _domains_in_local_part(local: str, raw: str) -> list[str]:
     """Domains a relay could route to from the local part: `@`, `%` and `!` forms.
 
-    Read as written and in NFKC form (a full-width at sign is `@` there); only names that are valid
-    domains count: `100%pure` is not a route worth refusing on, `x%old.example.` is one.
+    Read as written and in NFKC form (where a full-width at sign is `@`). A name that is
+    not a domain counts for nothing (`100%pure` is no route), unless it has a dot: then it
+    is almost a domain (`old.example..`, `192.0.2.1`) and the address is refused.
     """
     text = _unquote(local)
     readings = list(dict.fromkeys([text, unicodedata.normalize("NFKC", text)]))
