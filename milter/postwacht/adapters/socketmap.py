@@ -170,8 +170,7 @@ class _Handler(socketserver.StreamRequestHandler):
         connections = self.server.connections
         clock = _RequestClock(self.connection, self.rfile, self.server.limits.idle_timeout)
         try:
-            while True:
-                connections.waiting(self.connection)
+            while True:  # waiting for a request since it was admitted or last answered
                 clock.restart()
                 try:
                     request = read_netstring(clock)
@@ -185,6 +184,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 connections.busy(self.connection)
                 self._reply(str(self.server.answer(request)))
+                connections.waiting(self.connection)
         except OSError:  # idle too long, closed to make room, or the client went away
             return
 
