@@ -23,7 +23,10 @@ SOCKETMAP_MAX_CONNECTIONS = 256
 that looks up a table (trivial-rewrite, and smtp/relay up to their process limits)."""
 SOCKETMAP_BACKLOG = 1024
 """Connects the kernel queues for the socketmap before it accepts them."""
-MILTER_TIMEOUT = 30
-"""Seconds libmilter waits for Postfix's next command on a connection before closing it."""
+MILTER_TIMEOUT = 330
+"""Seconds libmilter waits for Postfix's next command on a connection before closing it.
+Postfix keeps one milter connection per SMTP session and says nothing on it while the
+client pauses between messages (up to smtpd_timeout, 300 s): a shorter wait would cut
+the connection under a live session and tempfail that client's next message."""
 MILTER_BACKLOG = 1024
 """Connects the kernel queues for the milter before libmilter accepts them."""

@@ -340,10 +340,13 @@ def run(app: App, socketspec: str, on_ready: Callable[[], None],
         timeout: int = defaults.MILTER_TIMEOUT) -> None:
     """Serve milter connections until libmilter is told to stop (SIGTERM, SIGHUP).
 
-    `timeout` bounds every wait for Postfix's next command, so an idle connection (and its
-    thread and file descriptor) is closed after that many seconds."""
+    `timeout` bounds every wait for Postfix's next command once a connection has spoken,
+    so a stalled connection (and its thread and file descriptor) is closed after that
+    many seconds. libmilter never closes one that says nothing at all: only the file and
+    thread limits bound those, and a UNIX socket keeps other local users from opening
+    them."""
     connections = itertools.count(1)
-    Milter.factory = lambda: PostwachtMilter(app, next(connections))
+    Milter.factory = lambda: PostwachtMilter(app, next(connections), socketspec)
     libmilter.set_exception_policy(libmilter.TEMPFAIL)
     libmilter.set_flags(libmilter.ADDHDRS | libmilter.QUARANTINE)
     on_ready()
