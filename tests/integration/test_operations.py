@@ -69,7 +69,8 @@ def test_retired_report_names_who_still_mails_retired_domains(lab: Lab) -> None:
     assert (cron["domain"], cron["attempts"]) == ("bjzutrecht.nl", 3)
     assert cron["client"].startswith("smtp from 127.0.0.1")
     [script] = [r for r in rows if r["sender"] == "backup-script@samen-veilig.nl"]
-    assert script["client"] == "sendmail(1) on the MTA host"
+    port = lab.daemon.milter_port
+    assert script["client"] == f"sendmail(1) on the MTA host via inet:{port}@127.0.0.1"
     assert rows.index(cron) < rows.index(script)  # most frequent first
     assert all(m not in json.dumps(r) for r in rows)  # no local parts, no content
     text = lab.daemon.cli("report", "retired", "--state", str(lab.daemon.state)).stdout
