@@ -186,3 +186,27 @@ def test_patterns_outside_the_linear_time_engine_are_refused(
     assert "is not a regular expression this filter can use" in problem
     assert why in problem
     assert "RE2 syntax" in problem
+
+
+def test_a_flat_flood_of_values_is_refused_before_it_is_built(
+    write_policy: WritePolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("postwacht.config.policyfile.MAX_NODES", 1000)
+    path = write_policy(HEAD + "x: [" + ", ".join(["0"] * 2000) + "]\n")
+    [problem] = problems(path)
+    assert "the policy has more than 1,000 YAML values" in problem
+
+
+def test_escape_codes_in_a_key_never_reach_the_terminal(write_policy: WritePolicy) -> None:
+    path = write_policy(HEAD + '"a\\e[31mRED\\nfake.yaml:1: ok": 1\n')
+    [problem] = problems(path)
+    assert "\x1b" not in problem
+    assert "\n" not in problem
+
+
+def test_a_header_that_is_not_utf8_still_meets_the_markers(write_policy: WritePolicy) -> None:
+    policy = load(policy_with_marker(write_policy, "(?i)^caf"))
+    classifier = Classifier(policy.sensitivity, "x@a.nl", sees_body=False)
+    # pymilter hands undecodable bytes over as lone surrogates
+    classifier.header("Subject", b"Caf\xe9 verslag".decode("utf-8", "surrogateescape"))
+    assert classifier.result().sensitive is False  # the not-sensitive marker matched

@@ -112,3 +112,17 @@ def test_a_queue_id_on_the_command_line_is_checked_by_the_parser(
         main(["quarantine", "--state", str(tmp_path), "show", "--", "-x"])
     assert exit_.value.code == 2
     assert "'-x' is not a Postfix queue id" in capsys.readouterr().err
+
+
+def test_an_unreadable_address_hold_needs_force(tmp_path: Path) -> None:
+    # Postfix may unquote "x@bjzutrecht.nl "@samen-veilig.nl and route it to the retired
+    # domain; released mail is not filtered again.
+    hidden = RecipientVerdict('"x@bjzutrecht.nl "@samen-veilig.nl', (), Action.QUARANTINE,
+                              Rule.BAD_ADDRESS, "cannot read", None)
+    store = store_with(tmp_path, ("ABC126", hidden))
+    postfix = FakePostfix(["ABC126"])
+    with pytest.raises(ReviewError, match=r"cannot read.*--force"):
+        release(store, postfix, "ABC126", "po", "", force=False)
+    assert postfix.held == ["ABC126"]
+    release(store, postfix, "ABC126", "po", "", force=True)
+    assert postfix.held == []

@@ -32,6 +32,8 @@ class Reload:
     changed: bool
     summary: str
     problems: tuple[str, ...] = ()
+    ran: bool = True
+    """False when another reload held the file too long and this one did not look."""
 
 
 class PolicyHolder:
@@ -62,7 +64,7 @@ class PolicyHolder:
             problem = f"{self.path}: another reload has been running for too long; try again"
             log.error("policy reload not started: %s", problem)
             self._telemetry.policy_reload(ReloadResult.INVALID)
-            return Reload(False, False, self._policy.summary(), (problem,))
+            return Reload(False, False, self._policy.summary(), (problem,), ran=False)
         try:
             return self._reload()
         finally:
@@ -135,8 +137,8 @@ class PolicyWatcher(threading.Thread):
         if seen != self._changing:
             self._changing = seen  # still being written? load it once it held still a beat
             return
-        self._seen, self._changing = seen, None
-        self._holder.reload()
+        if self._holder.reload().ran:  # else the change is still unseen: look again
+            self._seen, self._changing = seen, None
 
     def stop(self) -> None:
         self._stop_event.set()

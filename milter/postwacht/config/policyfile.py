@@ -25,6 +25,8 @@ import jsonschema
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from postwacht.core.text import printable
+
 KeyPath = tuple[str | int, ...]
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
@@ -41,7 +43,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return printable(text, 2000)  # keys come from the file: no escape codes, one line
 
 
 class PolicyError(Exception):
@@ -100,12 +103,13 @@ def _fast_validator() -> Any:
     return fastjsonschema.compile(copy.deepcopy(schema()))  # it writes into the schema
 
 
-MAX_BYTES = 64 * 1024 * 1024
-"""Far above a 100,000-domain policy (about 5 MB); a bigger file is refused unread."""
+MAX_BYTES = 16 * 1024 * 1024
+"""Three times a 100,000-domain policy (about 5 MB); a bigger file is refused unread."""
 MAX_DEPTH = 64
 """The schema nests six levels deep; deeper YAML would only exhaust libyaml's C stack."""
-MAX_NODES = 2_000_000
-"""Far above a 100,000-domain policy; stops alias bombs that expand exponentially."""
+MAX_NODES = 1_000_000
+"""YAML events or values: a 100,000-domain policy has about 550,000. Counted before
+composing (a million nodes take about half a gigabyte) and again while aliases expand."""
 MAX_ALIAS_NODES = 100_000
 """Values that aliases and merge keys may repeat, over the whole file."""
 READ_TIMEOUT = 10.0
@@ -224,7 +228,12 @@ def _compose(name: str, text: str) -> Node | None:
 
 def _check_shape(name: str, text: str) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_LOADER):
+    for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):
+        if count > MAX_NODES:
+            line = event.start_mark.line + 1 if event.start_mark else 0
+            raise PolicyError([Problem(
+                name, line, "", f"the policy has more than {MAX_NODES:,} YAML values "
+                "(a policy for 100,000 domains has about 550,000)")])
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:

@@ -137,8 +137,11 @@ class Classifier:
     def header(self, name: str, value: str) -> None:
         lowered = name.lower()
         if self._marker is None:
+            # Bytes that were not UTF-8 arrive as lone surrogates, which the pattern
+            # engine cannot encode: show them as escapes so the marker still runs.
+            text = value.encode("utf-8", "backslashreplace").decode("utf-8")
             for marker in self.rules.markers:
-                if marker.header == lowered and marker.pattern.search(value):
+                if marker.header == lowered and marker.pattern.search(text):
                     self._marker = marker
                     break
         self._scanner.top_header(lowered, value)

@@ -166,6 +166,12 @@ def _check_release(queue_id: str, records: Sequence[QuarantineRecord]) -> None:
             f"{queue_id} has no Postwacht record: why it is held is unknown, and it may be "
             "addressed to a retired domain; check it with `show`, then add --force to "
             "release it anyway")
+    unreadable = [v for r in records for v in r.recipients if v.rule is Rule.BAD_ADDRESS]
+    if unreadable and not any(v.rule is Rule.RETIRED for r in records for v in r.recipients):
+        raise ReviewError(
+            f"{queue_id} is addressed to an address the filter cannot read, which Postfix may "
+            "route to another domain (a retired one, say); released mail is not checked "
+            "again; add --force to release it anyway")
     retired = [v for r in records for v in r.recipients if v.rule is Rule.RETIRED]
     if retired or any(r.needs_force for r in records):
         domains = ", ".join(sorted({v.matched or v.domains[0] for v in retired

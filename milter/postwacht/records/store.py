@@ -45,8 +45,11 @@ class QuarantineRecord:
 
     @property
     def needs_force(self) -> bool:
-        """Addressed to a retired domain: whoever holds that domain now would receive it."""
-        return self.rule is Rule.RETIRED or any(r.rule is Rule.RETIRED for r in self.recipients)
+        """Addressed to a retired domain (whoever holds it now would receive it), or to an
+        address that cannot be read (Postfix may route it somewhere the filter never saw;
+        released mail is not filtered again)."""
+        strict = (Rule.RETIRED, Rule.BAD_ADDRESS)
+        return self.rule in strict or any(r.rule in strict for r in self.recipients)
 
 
 @dataclass(frozen=True, slots=True)
