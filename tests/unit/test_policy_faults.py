@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from postwacht.config.compiler import load
+from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.classify import Classifier
+from postwacht.telemetry import NO_TELEMETRY
 
 WritePolicy = Callable[[str], Path]
 POSTWACHT = str(Path(sys.executable).with_name("postwacht"))
@@ -210,3 +212,19 @@ def test_a_header_that_is_not_utf8_still_meets_the_markers(write_policy: WritePo
     # pymilter hands undecodable bytes over as lone surrogates
     classifier.header("Subject", b"Caf\xe9 verslag".decode("utf-8", "surrogateescape"))
     assert classifier.result().sensitive is False  # the not-sensitive marker matched
+
+
+def test_a_change_the_watcher_could_not_load_is_loaded_on_its_next_look(
+    write_policy: WritePolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("postwacht.config.holder.READ_TIMEOUT", 0.01)
+    path = write_policy(HEAD)
+    holder = PolicyHolder(path, load(path), NO_TELEMETRY)
+    watcher = PolicyWatcher(holder, interval=60)
+    write_policy(HEAD.replace("organisation: O", "organisation: Later"))
+    with holder._lock:  # another reload, stuck on the file
+        watcher._look()  # sees the change
+        watcher._look()  # the change held still: tries to load, gives up waiting
+    assert holder.current.organisation == "O"
+    watcher._look()
+    assert holder.current.organisation == "Later"
