@@ -9,6 +9,7 @@ it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -311,8 +312,17 @@ def _require_root() -> None:
 
 @pytest.fixture(scope="module")
 def lab(sts_server: StsServer) -> Iterator[Lab]:
+    with running_lab("postwacht-lab-", cafile=sts_server.cafile) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = None
+                ) -> Iterator[Lab]:
+    """Postfix, a sink and the daemon on the test policy; the daemon started under
+    `umask` when given (the README's manual start runs with root's 022)."""
     _require_root()
-    root = Path(tempfile.mkdtemp(prefix="postwacht-lab-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     sink = Sink()
     sink.start()
     ports = Ports()
@@ -320,8 +330,13 @@ def lab(sts_server: StsServer) -> Iterator[Lab]:
     write_test_policy(policy)
     postfix = PostfixInstance(root, sink.port, ports)
     postfix.setup()
-    daemon = Daemon(root, policy, ports, cafile=sts_server.cafile)
-    daemon.start()
+    daemon = Daemon(root, policy, ports, cafile=cafile)
+    old_umask = os.umask(umask) if umask is not None else None
+    try:
+        daemon.start()
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
     postfix.start()
     try:
         yield Lab(postfix, sink, daemon)

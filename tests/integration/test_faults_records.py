@@ -10,7 +10,6 @@ import shutil
 import smtplib
 import stat
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +20,9 @@ from postwacht.records.sqlite import DB_NAME
 
 from tests.integration.conftest import (
     POSTWACHT,
-    Daemon,
     Lab,
-    Ports,
-    PostfixInstance,
-    Sink,
     held_for,
-    write_test_policy,
+    running_lab,
 )
 from tests.integration.test_milter_protocol import Session
 from tests.labs.util import poll
@@ -38,33 +33,10 @@ HOLD = [C.SMFIR_ADDHEADER, C.SMFIR_QUARANTINE, C.SMFIR_ACCEPT]
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    """Postfix, a sink and the daemon, started the way the README starts it by hand
-    (as root, umask 022); no DNS lab: nothing here needs the secure-transport rule."""
-    if os.geteuid() != 0 or shutil.which("postfix") is None:
-        pytest.fail("integration tests need root and Debian's postfix package")
-    root = Path(tempfile.mkdtemp(prefix="postwacht-faults-", dir="/tmp"))
-    sink = Sink()
-    sink.start()
-    ports = Ports()
-    write_test_policy(root / "policy.yaml")
-    postfix = PostfixInstance(root, sink.port, ports)
-    postfix.setup()
-    daemon = Daemon(root, root / "policy.yaml", ports)
-    umask = os.umask(0o022)
-    try:
-        daemon.start()
-    finally:
-        os.umask(umask)
-    postfix.start()
-    try:
-        yield Lab(postfix, sink, daemon)
-    finally:
-        postfix.stop()
-        stopped = daemon.stop() if daemon.process is not None else 0
-        sink.stop()
-        assert stopped == 0, "postwacht serve did not stop cleanly on SIGTERM"
-        assert "Traceback" not in daemon.log_text(), daemon.log_text()
-        shutil.rmtree(root, ignore_errors=True)
+    """Started the way the README starts it by hand (as root, umask 022); no DNS lab:
+    nothing here needs the secure-transport rule."""
+    with running_lab("postwacht-faults-", umask=0o022) as started:
+        yield started
 
 
 def marker() -> str:

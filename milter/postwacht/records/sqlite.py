@@ -55,8 +55,7 @@ SENDER_MAX = 320
 CLIENT_MAX = 300
 REASON_MAX = 1000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS quarantine (
+_QUARANTINE_COLUMNS = """(
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     queue_id   TEXT NOT NULL,
     held_at    TEXT NOT NULL,
@@ -67,7 +66,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     policy     TEXT NOT NULL,
     status     TEXT NOT NULL DEFAULT 'held',
     client     TEXT NOT NULL DEFAULT ''
-);
+)"""
+"""Schema 2: every hold its own row; the same columns for a new file and a migrated one."""
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS quarantine {_QUARANTINE_COLUMNS};
 CREATE INDEX IF NOT EXISTS quarantine_queue_id ON quarantine (queue_id);
 CREATE TABLE IF NOT EXISTS audit (
     id       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,25 +89,16 @@ CREATE TABLE IF NOT EXISTS retired_attempts (
 CREATE INDEX IF NOT EXISTS retired_attempts_at ON retired_attempts (at);
 """
 
-_FROM_VERSION_1 = """
-ALTER TABLE quarantine RENAME TO quarantine_v1;
-CREATE TABLE quarantine (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue_id   TEXT NOT NULL,
-    held_at    TEXT NOT NULL,
-    sender     TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    rule       TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    policy     TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'held',
-    client     TEXT NOT NULL DEFAULT ''
-);
+_COPY_VERSION_1 = """
 INSERT INTO quarantine (queue_id, held_at, sender, recipients, rule, reason, policy, status)
     SELECT queue_id, held_at, sender, recipients, rule, reason, policy, status
     FROM quarantine_v1 ORDER BY held_at, queue_id;
 DROP TABLE quarantine_v1;
 """
+_FROM_VERSION_1 = f"""
+ALTER TABLE quarantine RENAME TO quarantine_v1;
+CREATE TABLE quarantine {_QUARANTINE_COLUMNS};
+{_COPY_VERSION_1}"""
 
 class SqliteRecords:
     """The `RecordStore` in one SQLite file under the state directory; thread-safe.
