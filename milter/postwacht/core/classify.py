@@ -112,6 +112,12 @@ class Classification:
     reason: str
 
 
+def _encodable(value: str) -> str:
+    """Bytes that were not UTF-8 arrive as lone surrogates, which the pattern engine
+    cannot encode: show them as escapes so the marker still runs."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class Classifier:
     """Classifies one message as its headers and body stream by.
@@ -137,11 +143,8 @@ class Classifier:
     def header(self, name: str, value: str) -> None:
         lowered = name.lower()
         if self._marker is None:
-            # Bytes that were not UTF-8 arrive as lone surrogates, which the pattern
-            # engine cannot encode: show them as escapes so the marker still runs.
-            text = value.encode("utf-8", "backslashreplace").decode("utf-8")
             for marker in self.rules.markers:
-                if marker.header == lowered and marker.pattern.search(text):
+                if marker.header == lowered and marker.pattern.search(_encodable(value)):
                     self._marker = marker
                     break
         self._scanner.top_header(lowered, value)
