@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from enum import IntEnum
 from typing import TextIO
 
@@ -44,3 +46,39 @@ def load_policy(path: str, out: TextIO = sys.stderr) -> Policy | None:
         count = len(exc.problems)
         print(f"{path}: invalid policy ({count} problem{'s' if count != 1 else ''})", file=out)
         return None
+
+
+RECORDS_ENV = "POSTWACHT_RECORDS"
+
+
+def add_records_options(parser: argparse.ArgumentParser) -> None:
+    """Where the records live: SQLite under --state (one MTA), or PostgreSQL (several)."""
+    parser.add_argument(
+        "--records", metavar="URL",
+        help="records store: postgresql://USER@HOST/DB for a store that several MTAs share "
+             f"(the password from ~/.pgpass or PGPASSWORD, never here); default: "
+             f"${RECORDS_ENV}, else the file named by --records-file, else SQLite under "
+             "--state")
+    parser.add_argument("--records-file", metavar="FILE",
+                        help="a file (mode 0600 or 0640) whose first line is the records URL")
+
+
+def records_spec(args: argparse.Namespace) -> str | None:
+    """The records URL the command line, the file or the environment names; None: the
+    embedded SQLite store under --state. Raises UsageError naming what is wrong."""
+    if getattr(args, "records", None):
+        return str(args.records)
+    if getattr(args, "records_file", None):
+        path = Path(args.records_file)
+        try:
+            lines = [line.strip() for line in path.read_text().splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--records-file {path}: cannot read it: {exc}") from None
+        urls = [line for line in lines if line and not line.startswith("#")]
+        if not urls:
+            raise UsageError(f"--records-file {path}: no records URL in it")
+        if path.stat().st_mode & 0o007:
+            raise UsageError(f"--records-file {path}: readable by every user; it may hold "
+                             "a password (chmod 0640)")
+        return urls[0]
+    return os.environ.get(RECORDS_ENV) or None

@@ -1,9 +1,18 @@
-"""The records interface: what the milter writes and review reads, whatever the backend."""
+"""The records interface: what the milter writes, review reads and requests, and the
+daemon on each MTA carries out, whatever the backend (SQLite or PostgreSQL).
+
+A record names the MTA instance that holds the message, its queue id there, and a key
+that never repeats (also written into the held message's X-Postwacht-Quarantine
+header): a reused queue id can never make an action touch another message. Review never
+runs Postfix commands: it writes a request, and the daemon on the MTA that holds the
+message carries it out and writes the outcome back. Every change is an audit entry,
+chained to the one before by a hash (`records.audit`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -16,32 +25,136 @@ class RecordsError(Exception):
     """The records cannot be read or written; the message says which and why."""
 
 
+class Conflict(RecordsError):
+    """The record is not in the state the action needs (another reviewer acted first,
+    the message is gone, ...); the message says what it is in now."""
+
+
+class Status(StrEnum):
+    """Where a held message's record stands."""
+
+    HELD = "held"
+    REQUESTED = "requested"
+    """A release or delete waits for the daemon on the MTA that holds the message."""
+    RELEASED = "released"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+    """Older than the policy's quarantine.retention_days: deleted or returned."""
+    GONE = "gone"
+    """Left the hold queue outside Postwacht (postsuper by hand, say); shown to review
+    until a reviewer dismisses it."""
+    DISMISSED = "dismissed"
+
+    @property
+    def open(self) -> bool:
+        """Held, or about to leave: counted in the quarantine gauges."""
+        return self in (Status.HELD, Status.REQUESTED)
+
+
+OPEN = (Status.HELD, Status.REQUESTED)
+TO_REVIEW = (Status.HELD, Status.REQUESTED, Status.GONE)
+"""What `quarantine list` shows by default."""
+
+
 class Review(StrEnum):
-    """What a reviewer did to a held message."""
+    """What a reviewer (or retention) asks the MTA's daemon to do with a held message."""
 
     RELEASE = "release"
     DELETE = "delete"
+    EXPIRE = "expire"
+    """Retention: delete it, or return it to the sender (policy quarantine.on_expiry)."""
 
     @property
-    def status(self) -> str:
-        return {Review.RELEASE: "released", Review.DELETE: "deleted"}[self]
+    def status(self) -> Status:
+        return {Review.RELEASE: Status.RELEASED, Review.DELETE: Status.DELETED,
+                Review.EXPIRE: Status.EXPIRED}[self]
+
+
+class ReleaseMode(StrEnum):
+    PLAIN = "plain"
+    ROUTE = "route"
+    """Held for insecure-transport with the policy's secure route already set in the
+    held message (X-Postwacht-Route): it leaves through the secure-mail provider."""
+    OVERRIDE = "override"
+    """Out the ordinary way although a rule said no: recorded as an override."""
+    RETURN = "return"
+    """Expiry only: returned to the sender as expired (postsuper -f) instead of deleted."""
+
+
+class AuditAction(StrEnum):
+    """The events of the audit trail (NTA 7516: what a mail service must log)."""
+
+    HELD = "held"
+    RELEASE_REQUESTED = "release-requested"
+    DELETE_REQUESTED = "delete-requested"
+    RELEASED = "released"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    """A requested action the MTA's daemon could not carry out (detail says why)."""
+    FOLLOWED = "followed"
+    """A released message got a new queue id (postsuper -r): the record follows it."""
+    GONE = "gone"
+    DISMISSED = "dismissed"
+    REVIEWER_ADDED = "reviewer-added"
+    REVIEWER_REMOVED = "reviewer-removed"
+    MIGRATED = "migrated"
+    """Review actions from before the audit trail was chained, carried over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What the milter knows when it holds a message."""
+
+    mta: str
+    queue_id: str
+    key: str
+    """Never repeats; also in the held message's X-Postwacht-Quarantine header."""
+    sender: str
+    recipients: tuple[RecipientVerdict, ...]
+    rule: Rule
+    reason: str
+    policy: str
+    client: str = ""
+    route: str | None = None
+    """The secure route set in the held message (insecure-transport holds, when the
+    policy has one): a release sends it there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: int
+    record_id: int
+    action: Review
+    mode: ReleaseMode
+    actor: str
+    reason: str
+    requested_at: dt.datetime
+    done_at: dt.datetime | None = None
+    outcome: str = ""
+    """'' while pending, 'done' or 'failed'."""
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class QuarantineRecord:
+    record_id: int
+    mta: str
     queue_id: str
+    key: str
     held_at: dt.datetime
     sender: str
     recipients: tuple[RecipientVerdict, ...]
     rule: Rule
     reason: str
     policy: str
-    status: str
-    """held, released or deleted."""
-    record_id: int = 0
-    """Records are never replaced: several may share a (reused or claimed) queue id."""
+    status: Status
     client: str = ""
     """Where the milter conversation said the message came from (as the MTA told it)."""
+    route: str | None = None
+    closed_at: dt.datetime | None = None
+    request: Request | None = None
+    """The newest request on this record, if any (pending while status is requested)."""
 
     @property
     def needs_force(self) -> bool:
@@ -51,14 +164,33 @@ class QuarantineRecord:
         strict = (Rule.RETIRED, Rule.BAD_ADDRESS)
         return self.rule in strict or any(r.rule in strict for r in self.recipients)
 
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The recipient domains, each once, in order: what the audit trail names."""
+        seen: dict[str, None] = {}
+        for r in self.recipients:
+            for d in r.domains:
+                seen.setdefault(d, None)
+        return tuple(seen)
+
 
 @dataclass(frozen=True, slots=True)
-class AuditRecord:
+class AuditEntry:
+    seq: int
     at: dt.datetime
     actor: str
-    action: str
+    action: AuditAction
+    mta: str
     queue_id: str
+    record_id: int
+    rule: str
+    domains: tuple[str, ...]
     reason: str
+    override: bool
+    detail: str
+    prev: str
+    """The hash of the entry before (64 zeros for the first)."""
+    hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +204,64 @@ class RetiredSender:
 
 
 class RecordStore(Protocol):
-    """Every method raises `RecordsError` when the backend cannot do it, and from the
-    moment the backend finds its storage lost or damaged, until it is opened again."""
+    """Every method raises `RecordsError` when the backend cannot do it (`Conflict` when
+    the record is not in the state the action needs). Safe to call from many threads and
+    from several processes and MTAs at once: a state change is one transaction, and of two
+    requests on one record exactly one wins."""
 
-    def record_quarantine(self, queue_id: str, sender: str,
-                          recipients: Sequence[RecipientVerdict], rule: Rule, reason: str,
-                          policy: str, client: str = "") -> None:
-        """Add a record before the message is held; never replace one."""
-
-    def quarantine_records(self, status: str | None = "held") -> list[QuarantineRecord]: ...
-    def records_of(self, queue_id: str) -> list[QuarantineRecord]:
-        """Every record under the queue id, oldest first."""
-
-    def resolve(self, queue_id: str, review: Review, actor: str, reason: str) -> None:
-        """Record a review action on every held record of the queue id, and its audit
-        line, together."""
+    # The milter.
+    def record_quarantine(self, hold: Hold) -> QuarantineRecord:
+        """Add a record (and its `held` audit entry) before the message is held."""
 
     def record_retired_attempt(self, sender: str, client: str, domain: str) -> None: ...
     def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]: ...
-    def held_summary(self) -> tuple[int, dt.datetime | None]: ...
-    def audit(self) -> list[AuditRecord]: ...
+    def held_summary(self, mta: str | None = None) -> tuple[int, dt.datetime | None]:
+        """How many open records (held or requested), and since when the oldest."""
+
+    # Review.
+    def quarantine_records(self, statuses: Collection[Status] | None = OPEN,
+                           mta: str | None = None) -> list[QuarantineRecord]:
+        """Oldest first; `statuses` None: every record."""
+
+    def record(self, record_id: int) -> QuarantineRecord:
+        """One record; RecordsError naming the id when there is none."""
+
+    def records_of(self, queue_id: str, mta: str | None = None) -> list[QuarantineRecord]:
+        """Every record under the queue id (on one MTA, or on any), oldest first."""
+
+    def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
+                reason: str) -> Request:
+        """Ask the MTA's daemon to act: the record goes from held to requested, with an
+        audit entry, in one transaction. `Conflict` (naming who asked before, or the
+        status) when the record is not held."""
+
+    def request_of(self, request_id: int) -> Request: ...
+    def dismiss(self, record_id: int, actor: str, reason: str) -> None:
+        """Close a record whose message is gone; `Conflict` for any other status."""
+
+    # The daemon on the MTA that holds the message.
+    def pending_requests(self, mta: str) -> list[tuple[Request, QuarantineRecord]]: ...
+    def finish_request(self, request_id: int, ok: bool, detail: str,
+                       queue_id: str | None = None) -> None:
+        """Done: the record takes the action's status (and `queue_id`, when the message
+        got a new one). Failed: the record is held again. Audited either way."""
+
+    def follow(self, record_id: int, queue_id: str) -> None:
+        """The message of a record got a new queue id; audited."""
+
+    def close_gone(self, record_id: int, detail: str) -> None:
+        """A held record whose message left the hold queue outside Postwacht."""
+
+    # The audit trail.
+    def audit_entries(self, since: dt.datetime | None = None) -> list[AuditEntry]:
+        """In order (seq); `since`: those at or after it."""
+
+    def audit_head(self) -> tuple[int, str]:
+        """The seq and hash of the newest entry, as kept apart from the entries."""
+
+    def reviewers(self) -> list[str]: ...
+    def add_reviewer(self, name: str, actor: str) -> None: ...
+    def remove_reviewer(self, name: str, actor: str) -> None: ...
+
     def close(self) -> None: ...
+
