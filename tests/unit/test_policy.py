@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from postwacht.config.compiler import load
 from postwacht.config.policyfile import PolicyError, schema
-from postwacht.core.policy import Policy, RetiredDomain
+from postwacht.core.policy import OnExpiry, Policy, QuarantineSettings, RetiredDomain
 from postwacht.core.vocabulary import Action
 
 from tests.conftest import EXAMPLE_POLICY, ROOT
@@ -201,3 +201,40 @@ def test_a_reply_that_cannot_be_filled_in_is_refused_at_load(write_policy: Write
     [problem] = problems(path)
     assert problem == (f"{path}:4: retired_domains[0].reply: placeholder {{domain}} takes no "
                        "format or conversion (write {domain})")
+
+
+def test_held_mail_is_kept_30_days_and_then_returned_by_default(
+    write_policy: WritePolicy,
+) -> None:
+    policy = load(write_policy("version: 1\norganisation: O\nowned_domains: [o.nl]\n"))
+    assert policy.quarantine == QuarantineSettings(30.0, OnExpiry.RETURN)
+    assert "held mail kept 30 days, then returned to the sender" in policy.summary()
+
+
+def test_retention_may_be_a_fraction_of_a_day_and_expiry_may_delete(
+    write_policy: WritePolicy,
+) -> None:
+    policy = load(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [o.nl]
+        quarantine: {retention_days: 0.0000347, on_expiry: delete}
+    """))
+    assert policy.quarantine.on_expiry is OnExpiry.DELETE
+    assert policy.quarantine.retention_seconds == pytest.approx(3.0, abs=0.01)
+    assert "held mail kept 3 seconds, then deleted" in policy.summary()
+
+
+def test_a_retention_of_zero_or_an_unknown_expiry_is_named(write_policy: WritePolicy) -> None:
+    found = problems(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [o.nl]
+        quarantine:
+          retention_days: 0
+          on_expiry: keep
+    """))
+    assert any(p.endswith(":5: quarantine.retention_days: 0 is less than or equal to the "
+                          "minimum of 0") for p in found), found
+    assert any(":6: quarantine.on_expiry: 'keep' is not allowed (expected one of: return, "
+               "delete)" in p for p in found), found

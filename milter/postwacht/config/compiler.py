@@ -41,10 +41,12 @@ from postwacht.core.policy import (
     DomainWatch,
     IPNetwork,
     LookalikeRule,
+    OnExpiry,
     Outbound,
     OwnedDomain,
     Partner,
     Policy,
+    QuarantineSettings,
     RetiredDomain,
     SecureTransport,
 )
@@ -214,6 +216,7 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         secure_transport=_secure_transport(c, data.get("secure_transport")),
         dns=_dns(c, _mapping(data, "dns")),
         domain_watch=_domain_watch(data.get("domain_watch")),
+        quarantine=_quarantine(_mapping(data, "quarantine")),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
@@ -456,6 +459,17 @@ def _number(data: dict[str, Any], key: str, *schema_path: str) -> int | float:
         return value
     default: int | float = _default(*schema_path)
     return default
+
+
+def _quarantine(data: dict[str, Any]) -> QuarantineSettings:
+    days = _number(data, "retention_days", "quarantine", "retention_days")
+    if not 0 < days <= 3650:  # the schema (or the reader, for NaN) reported it
+        days = _default("quarantine", "retention_days")
+    on_expiry = data.get("on_expiry", _default("quarantine", "on_expiry"))
+    return QuarantineSettings(
+        retention_days=float(days),
+        on_expiry=OnExpiry.DELETE if on_expiry == "delete" else OnExpiry.RETURN,
+    )
 
 
 def _domain_watch(section: Any) -> DomainWatch:

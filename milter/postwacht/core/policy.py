@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from postwacht.core.classify import Sensitivity
 from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
@@ -101,6 +102,38 @@ class DomainWatch:
     hold_on_control_loss: bool
 
 
+class OnExpiry(StrEnum):
+    """What the daemon does with held mail older than the retention."""
+
+    RETURN = "return"
+    """Back to the sender as expired (postsuper -f): the sender learns it never left."""
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineSettings:
+    retention_days: float
+    """Held longer than this, a message is expired by the daemon on its MTA."""
+    on_expiry: OnExpiry
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_days * 86400.0
+
+    @property
+    def retention(self) -> str:
+        """The retention for a person: `30 days`, `12 hours`, `3 seconds`."""
+        units = (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0), ("second", 1.0))
+        unit, seconds = next((u for u in units if self.retention_seconds >= u[1]), units[-1])
+        count = round(self.retention_seconds / seconds, 2)
+        return f"{count:g} {unit}{'' if count == 1 else 's'}"
+
+    def describe(self) -> str:
+        then = ("returned to the sender" if self.on_expiry is OnExpiry.RETURN
+                else "deleted")
+        return f"held mail kept {self.retention}, then {then}"
+
+
 @dataclass(frozen=True)
 class Policy:
     """A checked, compiled policy. Never changes once built."""
@@ -123,6 +156,7 @@ class Policy:
     """None: the policy does not enforce secure transport."""
     dns: DnsSettings
     domain_watch: DomainWatch
+    quarantine: QuarantineSettings
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -157,5 +191,5 @@ class Policy:
         return (
             f"{self.organisation}: {len(self.owned)} owned, {len(self.retired)} retired, "
             f"{len(self.partners)} partner domain{'s' if len(self.partners) != 1 else ''}; "
-            f"checksum {self.checksum[:12]}"
+            f"{self.quarantine.describe()}; checksum {self.checksum[:12]}"
         )
