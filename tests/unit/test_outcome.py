@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 
+from postwacht.config.compiler import load
 from postwacht.core import policy as model
 from postwacht.core.address import parse_recipient
-from postwacht.core.classify import Sensitivity
+from postwacht.core.classify import Classification, Sensitivity
 from postwacht.core.decide import Envelope
+from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.outcome import at_end_of_message, at_rcpt, explain, unreadable_at_rcpt
 from postwacht.core.policy import Policy
-from postwacht.core.vocabulary import Action, Rule
+from postwacht.core.vocabulary import Action, Method, Rule
 
 
 def one(to: str) -> Envelope:
@@ -73,3 +77,46 @@ def test_the_policy_model_has_no_defaults_of_its_own() -> None:
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     ]
     assert with_defaults == []
+
+
+def _secure_policy(write_policy: Callable[[str], Path], route: str) -> Policy:
+    return load(write_policy(f"""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        secure_transport:
+          otherwise: quarantine
+          {route}
+    """))
+
+
+SENSITIVE = Classification(True, "detector bsn")
+PLAIN = TransportFacts("plain.example", Method.NONE, "MX is not DNSSEC-signed; no MTA-STS")
+
+
+def test_mail_held_for_insecure_transport_carries_the_secure_route(
+    write_policy: Callable[[str], Path],
+) -> None:
+    policy = _secure_policy(write_policy, 'route: "relay:[securemail.example]:587"')
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient("x@plain.example"),),
+                        internal=True)
+    facts = Facts(SENSITIVE, {"plain.example": PLAIN})
+    outcome = at_end_of_message(envelope, policy, facts, local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.INSECURE_TRANSPORT)
+    assert outcome.route == "relay:[securemail.example]:587"
+
+
+def test_a_hold_without_a_secure_route_or_for_another_rule_carries_none(
+    write_policy: Callable[[str], Path], example_policy: Policy,
+) -> None:
+    policy = _secure_policy(write_policy, "")
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient("x@plain.example"),),
+                        internal=True)
+    facts = Facts(SENSITIVE, {"plain.example": PLAIN})
+    unrouted = at_end_of_message(envelope, policy, facts, local=False)
+    assert (unrouted.action, unrouted.route) == (Action.QUARANTINE, None)
+    routed = dataclasses.replace(example_policy, secure_transport=dataclasses.replace(
+        policy.secure_transport, route="relay:[securemail.example]:587"))
+    lookalike = at_end_of_message(one("y@samen-veiIig.nl"), routed, None, local=False)
+    assert (lookalike.action, lookalike.rule, lookalike.route) == (
+        Action.QUARANTINE, Rule.LOOKALIKE, None)

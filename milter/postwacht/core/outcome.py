@@ -64,7 +64,9 @@ class MessageOutcome:
     reply: Reply | None = None
     """For TEMPFAIL and REJECT."""
     route: str | None = None
-    """For ROUTE: the next hop of the secure-mail provider."""
+    """For ROUTE: the next hop of the secure-mail provider. For QUARANTINE of mail held
+    for insecure transport, when the policy has a secure route: the route set in the
+    held message, so that a release leaves through the provider, never in the clear."""
 
     @property
     def decided_now(self) -> tuple[RecipientVerdict, ...]:
@@ -128,7 +130,17 @@ def at_end_of_message(
         return replace(outcome, route=route)
     if action.refuses:
         return replace(outcome, reply=_refusal(action, strictest.reason))
-    return outcome
+    return replace(outcome, route=_route_for_release(verdicts, policy))
+
+
+def _route_for_release(verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> str | None:
+    """The secure route for a held message, when any recipient lacks verified transport:
+    Postfix turns it into the message's next hop at hold time (milter_header_checks),
+    and the message keeps it when released."""
+    route = policy.secure_transport.route if policy.secure_transport else None
+    if route is None or all(v.rule is not Rule.INSECURE_TRANSPORT for v in verdicts):
+        return None
+    return route
 
 
 def _end_of_message_action(
