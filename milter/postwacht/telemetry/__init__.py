@@ -23,6 +23,15 @@ class ErrorKind(StrEnum):
     SOCKETMAP_BUSY = "socketmap-busy"
     """The socketmap was at its connection limit: a flood, or a limit set too low."""
     DOMAIN_WATCH = "domain-watch"
+    RELEASE_HELPER = "release-helper"
+    """The release helper could not be reached: review requests on this MTA wait or fail."""
+    HOLD_QUEUE = "hold-queue"
+    """postqueue could not list the hold queue: records of vanished messages stay open."""
+
+
+class RequestOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
 
 
 class Stage(StrEnum):
@@ -57,6 +66,13 @@ class Telemetry(Protocol):
     def policy_checked(self, at: float) -> None:
         """The policy watcher looked at the file and finished what it found to do."""
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None: ...
+    def review_request(self, action: str, outcome: RequestOutcome) -> None:
+        """A review request carried out on this MTA (or failed); `action` is release,
+        delete or expire (records.store.Review)."""
+    def record_gone(self) -> None:
+        """A record closed because its message left the hold queue outside Postwacht."""
+    def records_synced(self, at: float) -> None:
+        """The daemon finished a round of retention and of closing vanished records."""
 
 
 class NoTelemetry:
@@ -96,6 +112,15 @@ class NoTelemetry:
         pass
 
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
+        pass
+
+    def review_request(self, action: str, outcome: RequestOutcome) -> None:
+        pass
+
+    def record_gone(self) -> None:
+        pass
+
+    def records_synced(self, at: float) -> None:
         pass
 
 

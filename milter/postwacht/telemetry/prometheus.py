@@ -24,10 +24,11 @@ from prometheus_client.registry import Collector
 
 from postwacht.core.facts import DomainReport
 from postwacht.core.vocabulary import Action, Rule
-from postwacht.telemetry import DnsResult, ErrorKind, ReloadResult, Stage
+from postwacht.telemetry import DnsResult, ErrorKind, ReloadResult, RequestOutcome, Stage
 
 HeldSummary = Callable[[], tuple[int, dt.datetime | None] | None]
-"""How many messages are held, and since when the oldest; None when it cannot tell."""
+"""How many messages are held on this MTA, and since when the oldest; None when it cannot
+tell."""
 
 
 class PrometheusTelemetry:
@@ -83,6 +84,20 @@ class PrometheusTelemetry:
         self._audit = Gauge("postwacht_domain_audit_timestamp_seconds",
                             "When the domain watch last ran", registry=r)
         self._errors = Counter("postwacht_errors_total", "Errors, by kind", ["kind"], registry=r)
+        self._requests = Counter(
+            "postwacht_review_requests_total",
+            "Review requests carried out on this MTA by the release helper, by action "
+            "(release, delete, expire) and outcome (done, failed)", ["action", "outcome"],
+            registry=r)
+        self._gone = Counter(
+            "postwacht_quarantine_gone_total",
+            "Records closed because their message left the hold queue outside Postwacht",
+            registry=r)
+        self._synced = Gauge(
+            "postwacht_records_sync_timestamp_seconds",
+            "When the daemon last finished a round of retention and of closing the records "
+            "of vanished messages (a value that stops moving means that work is stuck)",
+            registry=r)
         self._callbacks = Histogram(
             "postwacht_milter_callback_seconds", "Time spent in milter callbacks, by stage",
             ["stage"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
@@ -128,6 +143,15 @@ class PrometheusTelemetry:
     def policy_checked(self, at: float) -> None:
         self._policy_checked.set(at)
 
+    def review_request(self, action: str, outcome: RequestOutcome) -> None:
+        self._requests.labels(action=action, outcome=outcome.value).inc()
+
+    def record_gone(self) -> None:
+        self._gone.inc()
+
+    def records_synced(self, at: float) -> None:
+        self._synced.set(at)
+
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
         """The domain list is bounded: it comes from the policy."""
         self._control.clear()
@@ -160,7 +184,9 @@ class QuarantineCollector(Collector):
         count, oldest = summary
         age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily("postwacht_quarantine_messages",
-                                "Messages held for review (Postwacht's records)", value=count)
+                                "Messages held for review on this MTA (Postwacht's open "
+                                "records: held, or a release or delete under way)",
+                                value=count)
         yield GaugeMetricFamily("postwacht_quarantine_oldest_age_seconds",
                                 "Age of the oldest held message (0 when none)", value=age)
 
