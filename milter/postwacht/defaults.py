@@ -30,3 +30,29 @@ client pauses between messages (up to smtpd_timeout, 300 s): a shorter wait woul
 the connection under a live session and tempfail that client's next message."""
 MILTER_BACKLOG = 1024
 """Connects the kernel queues for the milter before libmilter accepts them."""
+RELEASE_HELPER_SOCKET = "release.sock"
+"""The release helper's socket, in the state directory (the helper runs as root and
+carries out review requests with postsuper)."""
+RELEASE_HELPER_TIMEOUT = 60.0
+"""Seconds the daemon waits for the release helper's answer to one request; a release
+with postsuper -r looks for the message's new queue id for up to 15 s."""
+RELEASE_HELPER_ATTEMPTS = 3
+"""Rounds in a row the release helper may be unreachable for one request before the
+request is failed (a helper that restarts in between answers the next round)."""
+REQUESTS_INTERVAL = 2.0
+"""Seconds between looks for review requests that this MTA's daemon should carry out."""
+SYNC_INTERVAL = 60.0
+"""Seconds between rounds of retention (expiring old holds) and of closing records whose
+message left the hold queue outside Postwacht."""
+GONE_GRACE = 2.0
+"""Seconds, at least, before a record whose message is not in the hold queue counts as
+gone: Postfix moves the message into hold only after the milter's answer. The grace is
+two sync intervals when that is longer."""
+EXPIRY_BATCH = 100
+"""Held messages expired per sync round at most, so a first round over a large, old
+quarantine does not keep reviewers' requests waiting."""
+EXPIRY_RETRY = 600.0
+"""Seconds the daemon waits before asking for expiries again after the release helper
+could not be reached (each failed expiry is an audit entry)."""
+MTA_NAME_MAX = 64
+"""Characters of an MTA name (`serve --mta`), as records and the audit trail carry it."""

@@ -1,0 +1,239 @@
+"""The daemon's share of review, on the MTA that holds the messages.
+
+Reviewers only write requests to the records store; the daemon on each MTA carries out
+those for its own messages, through the release helper (root, a separate process: the
+daemon itself may not run postsuper), and writes the outcome back. The same thread keeps
+the records true to Postfix's hold queue: held mail older than the policy's
+`quarantine.retention_days` is expired (a request like a reviewer's, by the actor
+`postwacht`, so it is carried out and audited the same way), and a record whose message
+left the hold queue some other way (`postsuper -d` by hand) is closed as gone, instead of
+being shown and counted as held for ever.
+
+Nothing here may stop: a store that cannot be reached, a helper that is down or a
+`postqueue` that fails is logged, counted and tried again next round.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Protocol
+
+from postwacht import defaults
+from postwacht.core.policy import OnExpiry, QuarantineSettings
+from postwacht.records.queue import ActionResult, PostfixError
+from postwacht.records.store import (
+    Conflict,
+    QuarantineRecord,
+    RecordsError,
+    RecordStore,
+    ReleaseMode,
+    Request,
+    Review,
+    Status,
+)
+from postwacht.telemetry import ErrorKind, RequestOutcome, Telemetry
+
+log = logging.getLogger("postwacht.review")
+
+ACTOR = "postwacht"
+"""Who asks for an expiry, in the audit trail."""
+GONE = "left the hold queue outside Postwacht"
+
+
+class HelperUnreachableError(Exception):
+    """The release helper could not be asked, or gave no proper answer; the message says
+    why. Whether it acted is unknown: asking again is safe (it answers a request it carried
+    out with the same answer)."""
+
+
+class ReleaseHelper(Protocol):
+    def carry_out(self, request_id: int) -> ActionResult:
+        """Carry out one pending request, or say why not; `HelperUnreachableError` when the
+        helper cannot be asked."""
+
+
+class HoldQueue(Protocol):
+    def hold_queue(self) -> list[dict[str, object]]:
+        """The messages in Postfix's hold queue (`postqueue -j` entries); PostfixError."""
+
+
+class RequestExecutor:
+    """Carries out this MTA's review requests every `requests_interval` seconds, and
+    expires and closes records every `sync_interval` seconds, in one thread."""
+
+    def __init__(self, store: RecordStore, mta: str, helper: ReleaseHelper,
+                 postfix: HoldQueue, settings: Callable[[], QuarantineSettings],
+                 telemetry: Telemetry, requests_interval: float = defaults.REQUESTS_INTERVAL,
+                 sync_interval: float = defaults.SYNC_INTERVAL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._mta = mta
+        self._helper = helper
+        self._postfix = postfix
+        self._settings = settings
+        self._telemetry = telemetry
+        self._requests_interval = requests_interval
+        self._sync_interval = sync_interval
+        self._clock = clock
+        self._unreachable: dict[int, int] = {}
+        """Rounds in a row the helper could not be asked about a request."""
+        self._helper_down_at: float | None = None
+        self._expiry_failed: dict[int, float] = {}
+        """Records whose expiry failed, and when: asked again only after EXPIRY_RETRY."""
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def gone_grace(self) -> float:
+        return max(2 * self._sync_interval, defaults.GONE_GRACE)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="review-requests",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(defaults.RELEASE_HELPER_TIMEOUT)
+            if self._thread.is_alive():
+                log.warning("review requests: still waiting for the release helper; "
+                            "stopping without it")
+            self._thread = None
+
+    def _run(self) -> None:
+        next_sync = time.monotonic()
+        while not self._stopping.is_set():
+            if time.monotonic() >= next_sync:
+                self._guarded("retention and vanished messages", self.sync)
+                next_sync = time.monotonic() + self._sync_interval
+            self._guarded("review requests", self.carry_out_requests)
+            self._stopping.wait(self._requests_interval)
+
+    def _guarded(self, what: str, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except RecordsError as exc:
+            self._telemetry.error(ErrorKind.RECORDS)
+            log.error("%s on MTA %s: %s; trying again next round", what, self._mta, exc)
+        except Exception:  # this thread must outlive any bug; the traceback says where
+            log.exception("%s on MTA %s failed; trying again next round", what, self._mta)
+
+    # Requests.
+
+    def carry_out_requests(self) -> None:
+        """Every request waiting for this MTA, through the release helper, one by one."""
+        for request, record in self._store.pending_requests(self._mta):
+            if self._stopping.is_set():
+                return
+            self._carry_out(request, record)
+
+    def _carry_out(self, request: Request, record: QuarantineRecord) -> None:
+        try:
+            result = self._helper.carry_out(request.request_id)
+        except HelperUnreachableError as exc:
+            self._telemetry.error(ErrorKind.RELEASE_HELPER)
+            self._helper_down_at = time.monotonic()
+            attempts = self._unreachable.get(request.request_id, 0) + 1
+            if attempts < defaults.RELEASE_HELPER_ATTEMPTS:
+                self._unreachable[request.request_id] = attempts
+                log.warning("request %d: %s; asking again next round", request.request_id,
+                            exc)
+                return
+            result = ActionResult(False, f"the release helper on MTA {self._mta} is not "
+                                         f"running: {exc}")
+        else:
+            self._helper_down_at = None
+        self._unreachable.pop(request.request_id, None)
+        self._store.finish_request(request.request_id, result.ok, result.detail,
+                                   result.queue_id)
+        if request.action is Review.EXPIRE and not result.ok:
+            self._expiry_failed[record.record_id] = time.monotonic()
+        outcome = RequestOutcome.DONE if result.ok else RequestOutcome.FAILED
+        self._telemetry.review_request(request.action.value, outcome)
+        log.info("request %d (%s of %s on %s, by %s): %s: %s", request.request_id,
+                 request.action, record.queue_id, self._mta, request.actor, outcome,
+                 result.detail)
+
+    # Retention and vanished messages.
+
+    def sync(self) -> None:
+        """Close the records of vanished messages (their expiry could only fail), then
+        expire what is held too long."""
+        self.close_vanished()
+        self.expire()
+        self._telemetry.records_synced(self._clock())
+
+    def expire(self) -> None:
+        """Ask for the expiry of held mail older than the retention (carried out by the
+        next round of requests)."""
+        if self._recently(self._helper_down_at):
+            return  # each expiry would only fail, and be audited as failed
+        self._expiry_failed = {k: t for k, t in self._expiry_failed.items()
+                               if self._recently(t)}
+        settings = self._settings()
+        cutoff = self._now() - dt.timedelta(seconds=settings.retention_seconds)
+        mode = ReleaseMode.RETURN if settings.on_expiry is OnExpiry.RETURN else ReleaseMode.PLAIN
+        reason = f"held longer than {settings.retention} (quarantine.retention_days)"
+        asked = 0
+        for record in self._held():
+            if record.held_at > cutoff or asked >= defaults.EXPIRY_BATCH:
+                break
+            if self._recently(self._expiry_failed.get(record.record_id)):
+                continue  # the failure is in the audit trail; not again every round
+            try:
+                self._store.request(record.record_id, Review.EXPIRE, mode, ACTOR, reason)
+            except Conflict as exc:  # a reviewer acted first
+                log.info("expiry of %s on %s: %s", record.queue_id, self._mta, exc)
+                continue
+            asked += 1
+            log.info("expiring %s on %s (record %d): %s; %s", record.queue_id, self._mta,
+                     record.record_id, reason,
+                     "returning it to the sender" if mode is ReleaseMode.RETURN
+                     else "deleting it")
+
+    def close_vanished(self) -> None:
+        """Close the held records whose message is no longer in the hold queue."""
+        cutoff = self._now() - dt.timedelta(seconds=self.gone_grace)
+        # Not yet: Postfix moves a message into hold only after the milter's answer.
+        candidates = [r for r in self._held() if r.held_at <= cutoff]
+        if not candidates:
+            return
+        try:
+            held = _queue_ids(self._postfix.hold_queue())
+        except PostfixError as exc:
+            self._telemetry.error(ErrorKind.HOLD_QUEUE)
+            log.warning("cannot list the hold queue of MTA %s: %s; records of messages that "
+                        "left it stay open until it can be listed", self._mta, exc)
+            return
+        for record in candidates:
+            if record.queue_id in held:
+                continue
+            try:
+                self._store.close_gone(record.record_id, GONE)
+            except Conflict as exc:  # a reviewer acted on it meanwhile
+                log.info("record %d of %s on %s: %s", record.record_id, record.queue_id,
+                         self._mta, exc)
+                continue
+            self._telemetry.record_gone()
+            log.warning("record %d: message %s %s on MTA %s; closed as gone",
+                        record.record_id, record.queue_id, GONE, self._mta)
+
+    @staticmethod
+    def _recently(failed_at: float | None) -> bool:
+        return failed_at is not None and time.monotonic() - failed_at < defaults.EXPIRY_RETRY
+
+    def _held(self) -> list[QuarantineRecord]:
+        """This MTA's records in status held, oldest first."""
+        return self._store.quarantine_records((Status.HELD,), mta=self._mta)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+
+
+def _queue_ids(entries: Collection[dict[str, object]]) -> frozenset[str]:
+    return frozenset(str(e.get("queue_id", "")) for e in entries)

@@ -1,0 +1,265 @@
+"""The daemon's share of review: requests carried out through the release helper, held
+mail expired after the retention, and records of vanished messages closed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from postwacht.core.decide import RecipientVerdict
+from postwacht.core.policy import OnExpiry, QuarantineSettings
+from postwacht.core.vocabulary import Action, Rule
+from postwacht.records.executor import HelperUnreachableError, RequestExecutor
+from postwacht.records.queue import ActionResult, PostfixError
+from postwacht.records.store import (
+    Conflict,
+    QuarantineRecord,
+    RecordsError,
+    ReleaseMode,
+    Request,
+    Review,
+    Status,
+)
+from postwacht.telemetry import ErrorKind, NoTelemetry, RequestOutcome
+
+from tests.labs.util import poll
+
+NOW = dt.datetime(2026, 3, 6, 12, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+MTA = "mta-a"
+
+
+def record(record_id: int, held_at: dt.datetime, queue_id: str = "",
+           mta: str = MTA, status: Status = Status.HELD) -> QuarantineRecord:
+    verdict = RecipientVerdict("x@samen-veiIig.nl", ("samen-veiig.nl",), Action.QUARANTINE,
+                               Rule.LOOKALIKE, "looks like samen-veilig.nl")
+    return QuarantineRecord(record_id, mta, queue_id or f"4Q{record_id:08X}", f"key{record_id}",
+                            held_at, "a@samen-veilig.nl", (verdict,), Rule.LOOKALIKE,
+                            verdict.reason, "0" * 64, status)
+
+
+@dataclass
+class Store:
+    """The records store as the executor uses it; keeps what was asked of it."""
+
+    records: dict[int, QuarantineRecord] = field(default_factory=dict)
+    requests: dict[int, tuple[Request, QuarantineRecord]] = field(default_factory=dict)
+    finished: list[tuple[int, bool, str, str | None]] = field(default_factory=list)
+    gone: list[tuple[int, str]] = field(default_factory=list)
+    fail: list[str] = field(default_factory=list)
+    """Method names that raise RecordsError once each."""
+    conflicts: set[int] = field(default_factory=set)
+    ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.fail:
+            self.fail.remove(method)
+            raise RecordsError(f"records unreachable in {method}")
+
+    def add(self, *records: QuarantineRecord) -> None:
+        self.records.update((r.record_id, r) for r in records)
+
+    def quarantine_records(self, statuses: Collection[Status] | None = None,
+                           mta: str | None = None) -> list[QuarantineRecord]:
+        self._maybe_fail("quarantine_records")
+        found = [r for r in self.records.values()
+                 if (statuses is None or r.status in statuses) and mta in (None, r.mta)]
+        return sorted(found, key=lambda r: r.held_at)
+
+    def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
+                reason: str) -> Request:
+        if record_id in self.conflicts:
+            raise Conflict(f"record {record_id} is requested already (by reviewer)")
+        request = Request(next(self.ids), record_id, action, mode, actor, reason, NOW)
+        self.records[record_id] = replace(self.records[record_id], status=Status.REQUESTED,
+                                          request=request)
+        self.requests[request.request_id] = (request, self.records[record_id])
+        return request
+
+    def pending_requests(self, mta: str) -> list[tuple[Request, QuarantineRecord]]:
+        self._maybe_fail("pending_requests")
+        return [(q, r) for q, r in self.requests.values() if r.mta == mta and not q.outcome]
+
+    def finish_request(self, request_id: int, ok: bool, detail: str,
+                       queue_id: str | None = None) -> None:
+        self._maybe_fail("finish_request")
+        request, rec = self.requests[request_id]
+        self.requests[request_id] = (replace(request, outcome="done" if ok else "failed"), rec)
+        status = request.action.status if ok else Status.HELD
+        self.records[rec.record_id] = replace(self.records[rec.record_id], status=status)
+        self.finished.append((request_id, ok, detail, queue_id))
+
+    def close_gone(self, record_id: int, detail: str) -> None:
+        self.records[record_id] = replace(self.records[record_id], status=Status.GONE)
+        self.gone.append((record_id, detail))
+
+
+@dataclass
+class Helper:
+    answers: list[ActionResult | Exception] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)
+
+    def carry_out(self, request_id: int) -> ActionResult:
+        self.asked.append(request_id)
+        answer = self.answers.pop(0) if self.answers else ActionResult(True, "done it")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@dataclass
+class HoldQueue:
+    queue_ids: list[str] = field(default_factory=list)
+    broken: bool = False
+
+    def hold_queue(self) -> list[dict[str, object]]:
+        if self.broken:
+            raise PostfixError("postqueue -j failed: fatal: Queue report unavailable")
+        return [{"queue_id": q, "queue_name": "hold"} for q in self.queue_ids]
+
+
+class Counted(NoTelemetry):
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, RequestOutcome]] = []
+        self.errors: list[ErrorKind] = []
+        self.gone = 0
+
+    def review_request(self, action: str, outcome: RequestOutcome) -> None:
+        self.requests.append((action, outcome))
+
+    def error(self, kind: ErrorKind) -> None:
+        self.errors.append(kind)
+
+    def record_gone(self) -> None:
+        self.gone += 1
+
+
+@dataclass
+class Setup:
+    store: Store
+    helper: Helper
+    queue: HoldQueue
+    telemetry: Counted
+    executor: RequestExecutor
+
+
+def setup(settings: QuarantineSettings | None = None, sync_interval: float = 60.0) -> Setup:
+    store, helper, queue, telemetry = Store(), Helper(), HoldQueue(), Counted()
+    quarantine = settings or QuarantineSettings(30.0, OnExpiry.RETURN)
+    executor = RequestExecutor(store, MTA, helper, queue, lambda: quarantine, telemetry,
+                               requests_interval=0.01, sync_interval=sync_interval,
+                               clock=NOW.timestamp)
+    return Setup(store, helper, queue, telemetry, executor)
+
+
+def test_a_reviewers_request_is_carried_out_by_the_helper_and_its_outcome_written_back() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY), record(2, NOW - DAY, mta="mta-b"))
+    mine = s.store.request(1, Review.RELEASE, ReleaseMode.PLAIN, "officer", "checked")
+    s.store.request(2, Review.DELETE, ReleaseMode.PLAIN, "officer", "spam")
+    s.helper.answers = [ActionResult(True, "released 4Q00000001 as 4R0000001", "4R0000001")]
+    s.executor.carry_out_requests()
+    assert s.helper.asked == [mine.request_id]  # the other MTA's request is not ours
+    assert s.store.finished == [(mine.request_id, True, "released 4Q00000001 as 4R0000001",
+                                 "4R0000001")]
+    assert s.telemetry.requests == [("release", RequestOutcome.DONE)]
+
+
+def test_a_helper_that_cannot_be_reached_fails_the_request_in_words_a_reviewer_reads() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY))
+    request = s.store.request(1, Review.DELETE, ReleaseMode.PLAIN, "officer", "spam")
+    down = HelperUnreachableError("release helper at /x/release.sock: cannot be reached: "
+                                  "No such file or directory")
+    s.helper.answers = [down, down, down]
+    s.executor.carry_out_requests()
+    s.executor.carry_out_requests()
+    assert s.store.finished == []  # it may be restarting: asked again next round
+    s.executor.carry_out_requests()
+    [(request_id, ok, detail, _)] = s.store.finished
+    assert (request_id, ok) == (request.request_id, False)
+    assert detail == ("the release helper on MTA mta-a is not running: release helper at "
+                      "/x/release.sock: cannot be reached: No such file or directory")
+    assert s.telemetry.errors == [ErrorKind.RELEASE_HELPER] * 3
+    assert s.telemetry.requests == [("delete", RequestOutcome.FAILED)]
+
+
+@pytest.mark.parametrize(("on_expiry", "mode"), [(OnExpiry.RETURN, ReleaseMode.RETURN),
+                                                 (OnExpiry.DELETE, ReleaseMode.PLAIN)])
+def test_held_mail_older_than_the_retention_is_expired_as_the_policy_says(
+    on_expiry: OnExpiry, mode: ReleaseMode,
+) -> None:
+    s = setup(QuarantineSettings(30.0, on_expiry))
+    s.store.add(record(1, NOW - 31 * DAY), record(2, NOW - 29 * DAY),
+                record(3, NOW - 40 * DAY, mta="mta-b"))
+    s.queue.queue_ids = [r.queue_id for r in s.store.records.values()]
+    s.executor.sync()
+    [(request, _)] = s.store.requests.values()
+    assert (request.record_id, request.action, request.mode, request.actor) == (
+        1, Review.EXPIRE, mode, "postwacht")
+    assert request.reason == "held longer than 30 days (quarantine.retention_days)"
+    s.executor.carry_out_requests()
+    assert s.store.records[1].status is Status.EXPIRED
+    assert s.telemetry.requests == [("expire", RequestOutcome.DONE)]
+
+
+def test_a_reviewer_who_acted_first_wins_over_the_expiry() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - 31 * DAY), record(2, NOW - 31 * DAY))
+    s.queue.queue_ids = [r.queue_id for r in s.store.records.values()]
+    s.store.conflicts.add(1)
+    s.executor.sync()
+    assert [q.record_id for q, _ in s.store.requests.values()] == [2]
+
+
+def test_a_failed_expiry_is_not_asked_for_again_every_round() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - 31 * DAY))
+    s.queue.queue_ids = [s.store.records[1].queue_id]
+    s.helper.answers = [ActionResult(False, "not the message this record is about")]
+    s.executor.sync()
+    s.executor.carry_out_requests()
+    assert s.store.records[1].status is Status.HELD
+    s.executor.sync()
+    assert len(s.store.requests) == 1
+
+
+def test_a_record_whose_message_left_the_hold_queue_is_closed_as_gone_after_a_grace() -> None:
+    s = setup(sync_interval=60.0)
+    s.store.add(record(1, NOW - dt.timedelta(minutes=10)),  # gone
+                record(2, NOW - dt.timedelta(minutes=10)),  # still held
+                record(3, NOW - dt.timedelta(seconds=30)),  # maybe not in hold yet
+                record(4, NOW - dt.timedelta(minutes=10), mta="mta-b"))  # not ours
+    s.queue.queue_ids = [s.store.records[2].queue_id]
+    s.executor.sync()
+    assert s.store.gone == [(1, "left the hold queue outside Postwacht")]
+    assert s.telemetry.gone == 1
+    assert s.executor.gone_grace == 120.0
+
+
+def test_a_hold_queue_that_cannot_be_listed_closes_nothing() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - dt.timedelta(minutes=10)))
+    s.queue.broken = True
+    s.executor.sync()
+    assert s.store.gone == []
+    assert s.telemetry.errors == [ErrorKind.HOLD_QUEUE]
+
+
+def test_records_that_cannot_be_reached_are_tried_again_and_the_thread_lives_on() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY))
+    s.queue.queue_ids = [s.store.records[1].queue_id]
+    s.store.request(1, Review.DELETE, ReleaseMode.PLAIN, "officer", "spam")
+    s.store.fail = ["quarantine_records", "pending_requests", "finish_request"]
+    s.executor.start()
+    try:
+        poll(lambda: s.store.finished, "the request to be carried out", timeout=10)
+    finally:
+        s.executor.stop()
+    assert s.telemetry.errors.count(ErrorKind.RECORDS) == 3
+    assert s.helper.asked == [1, 1]  # asked again after finishing failed: it answers alike
