@@ -9,7 +9,9 @@ Two kinds of conversation reach it:
 
 Fail closed: a hold is recorded before the message is held, and a record that cannot be
 written tempfails the message instead; an exception in a callback becomes a tempfail
-(pymilter's exception policy, set in `run`).
+(pymilter's exception policy, set in `run`). Only holds wait on the records store:
+accepting, routing and refusing never do, so mail that need not be held flows while the
+store is down (a retired-domain attempt that cannot be recorded is only logged).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -46,15 +49,22 @@ from postwacht.core.policy import Policy
 from postwacht.core.tables import one_line
 from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Action
-from postwacht.records.store import RecordsError
+from postwacht.records.queue import QUARANTINE_HEADER
+from postwacht.records.store import Hold, RecordsError
 from postwacht.telemetry import ErrorKind, Stage
 
 log = logging.getLogger("postwacht.milter")
-QUARANTINE_HEADER = "X-Postwacht-Quarantine"
 ROUTE_HEADER = "X-Postwacht-Route"
 """`milter_header_checks` maps it to `FILTER` (deploy/postfix/header_checks)."""
 
 _CODES = {Action.REJECT: Milter.REJECT, Action.TEMPFAIL: Milter.TEMPFAIL}
+
+
+def quarantine_header(hold: Hold) -> str:
+    """The X-Postwacht-Quarantine value: the rule and policy for a person reading the
+    held message, and the record's key, by which the release helper knows that a message
+    under this queue id is the one the record is about."""
+    return f"rule={hold.rule}; policy={hold.policy[:12]}; key={hold.key}"
 
 
 def smtp_text(text: str) -> str:
@@ -278,17 +288,22 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             return self._refuse(Action.TEMPFAIL, NO_QUEUE_ID)
         rule = outcome.rule
         assert rule is not None  # a hold always names its rule
+        hold = Hold(
+            mta=self._app.mta, queue_id=queue_id, key=secrets.token_hex(16),
+            sender=self._shown_sender, recipients=outcome.verdicts, rule=rule,
+            reason=outcome.reason, policy=self._policy.checksum, client=self._client(),
+            route=outcome.route)
         try:
-            self._app.records.record_quarantine(
-                queue_id, self._shown_sender, outcome.verdicts, rule, outcome.reason,
-                self._policy.checksum, self._client())
+            self._app.records.record_quarantine(hold)
         except RecordsError as exc:
             self._app.telemetry.error(ErrorKind.RECORDS)
             self._app.telemetry.message(Action.TEMPFAIL)
             log.error("id=%s: %s; tempfailing instead of holding unrecorded", queue_id, exc)
             return self._refuse(Action.TEMPFAIL, RECORD_FAILED)
         self._app.telemetry.message(Action.QUARANTINE)
-        self.addheader(QUARANTINE_HEADER, f"rule={rule}; policy={self._policy.checksum[:12]}")
+        self.addheader(QUARANTINE_HEADER, quarantine_header(hold))
+        if hold.route is not None:  # Postfix sets it as the next hop now; a release keeps it
+            self.addheader(ROUTE_HEADER, hold.route)
         self.quarantine(f"postwacht: {rule}")
         self._log(Stage.EOM, Action.QUARANTINE, rule, who, queue_id)
         return Milter.ACCEPT  # type: ignore[no-any-return]
