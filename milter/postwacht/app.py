@@ -1,9 +1,11 @@
 """The composition root: builds the parts the daemon shares and hands them out.
 
-`build()` turns the command line's paths into a running policy holder, a records store,
-discovery (one DNS cache per resolver setting), the fact gatherer, the domain watch and
-Prometheus telemetry, all wired to each other here and nowhere else. Adapters receive the
-`App` (or the parts they need); no module keeps a global of its own.
+`build()` turns the command line's paths into a running policy holder, a records store
+(SQLite under the state directory, or PostgreSQL shared by several MTAs), discovery (one
+DNS cache per resolver setting), the fact gatherer, the domain watch, the executor of
+review requests and retention for this MTA, and Prometheus telemetry, all wired to each
+other here and nowhere else. Adapters receive the `App` (or the parts they need); no
+module keeps a global of its own.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from postwacht import defaults
 from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
-from postwacht.records.sqlite import SqliteRecords
+from postwacht.records.executor import ReleaseHelper, RequestExecutor
+from postwacht.records.locate import open_records
+from postwacht.records.queue import Postfix
 from postwacht.records.store import RecordsError, RecordStore
 from postwacht.telemetry import NO_TELEMETRY
 from postwacht.telemetry.prometheus import PrometheusTelemetry
@@ -35,6 +40,21 @@ class StartError(Exception):
         self.problems = problems
 
 
+@dataclass(frozen=True)
+class MtaSettings:
+    """This MTA instance, as its records and review requests know it."""
+
+    name: str
+    """Names the MTA in every record: review requests on its messages come to it."""
+    records: str | None = None
+    """The records URL (postgresql://...); None: SQLite under the state directory."""
+    postfix_config: str | None = None
+    """The configuration directory of the Postfix this daemon filters for (None: Postfix's
+    default): its hold queue is the one the records are kept true to."""
+    requests_interval: float = defaults.REQUESTS_INTERVAL
+    sync_interval: float = defaults.SYNC_INTERVAL
+
+
 @dataclass
 class App:
     telemetry: PrometheusTelemetry
@@ -45,44 +65,56 @@ class App:
     domain_watch: DomainWatcher
     policy_watch: PolicyWatcher
     state_dir: Path
+    mta: str
+    executor: RequestExecutor
 
     def start(self) -> None:
-        """Start the background work: the policy file watch and the domain watch."""
+        """Start the background work: the policy file watch, the domain watch, and the
+        review requests and retention of this MTA."""
         self.policy_watch.start()
         self.domain_watch.start()
+        self.executor.start()
 
     def stop(self) -> None:
+        self.executor.stop()
         self.domain_watch.stop()
         self.policy_watch.stop()
         self.facts.close()
         self.records.close()
 
 
-def build(policy_path: str, state_dir: str, check_interval: float) -> App:
-    """Everything `serve` needs, or a `StartError` naming what is wrong."""
+def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSettings,
+          helper: ReleaseHelper) -> App:
+    """Everything `serve` needs, or a `StartError` naming what is wrong. `helper` carries
+    out review requests as root (the release helper's client)."""
     try:
         policy = load(policy_path)
     except PolicyError as exc:
         raise StartError(f"{policy_path} is invalid",
                          tuple(str(p) for p in exc.problems)) from None
     try:
-        records = SqliteRecords(state_dir)
+        records = open_records(mta.records, state_dir, create=True, mta=mta.name)
     except RecordsError as exc:
         raise StartError(str(exc)) from None
     telemetry = PrometheusTelemetry()
-    telemetry.watch_quarantine(lambda: _held_summary(records))
+    telemetry.watch_quarantine(lambda: _held_summary(records, mta.name))
     holder = PolicyHolder(policy_path, policy, telemetry)
     discovery = DiscoveryPool(telemetry)
     domain_watch = DomainWatcher(lambda: holder.current, discovery, telemetry)
     holder.on_change(lambda _policy: domain_watch.wake())  # a new policy: audit it now
     facts = FactGatherer(discovery, lambda: domain_watch.control_lost)
+    executor = RequestExecutor(
+        records, mta.name, helper, Postfix(mta.postfix_config),
+        lambda: holder.current.quarantine, telemetry, mta.requests_interval,
+        mta.sync_interval)
     return App(telemetry, holder, records, discovery, facts, domain_watch,
-               PolicyWatcher(holder, check_interval), Path(state_dir))
+               PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor)
 
 
-def _held_summary(records: RecordStore) -> tuple[int, dt.datetime | None] | None:
+def _held_summary(records: RecordStore, mta: str) -> tuple[int, dt.datetime | None] | None:
+    """This MTA's open records only: each MTA's gauges add up to the whole quarantine."""
     try:
-        return records.held_summary()
+        return records.held_summary(mta)
     except RecordsError as exc:
         log.error("quarantine metrics: %s", exc)
         return None

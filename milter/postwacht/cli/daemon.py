@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from postwacht import defaults
 from postwacht.adapters.control import ControlError, ask
-from postwacht.cli.common import ExitCode, add_state_option
+from postwacht.cli.common import (
+    ExitCode,
+    UsageError,
+    add_records_options,
+    add_state_option,
+    records_spec,
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -40,6 +48,25 @@ def add_parsers(sub: Any) -> None:
     add_state_option(serve)
     serve.add_argument("--check-interval", type=float, default=defaults.POLICY_CHECK_INTERVAL,
                        metavar="SECONDS", help="how often the policy file is checked for changes")
+    serve.add_argument("--mta", type=mta_name, metavar="NAME",
+                       help="this MTA instance's name in the records: review requests on the "
+                            "messages it holds come to it (default: the host name)")
+    add_records_options(serve)
+    serve.add_argument("--postfix-config", metavar="DIR",
+                       help="configuration directory of the Postfix this filter serves, whose "
+                            "hold queue the records follow (default: Postfix's own)")
+    serve.add_argument("--release-helper", type=Path, metavar="PATH",
+                       help=f"the release helper's socket (default "
+                            f"STATE/{defaults.RELEASE_HELPER_SOCKET})")
+    serve.add_argument("--requests-interval", type=_positive_float,
+                       default=defaults.REQUESTS_INTERVAL, metavar="SECONDS",
+                       help=f"how often review requests for this MTA are looked for (default "
+                            f"{defaults.REQUESTS_INTERVAL:g})")
+    serve.add_argument("--sync-interval", type=_positive_float, default=defaults.SYNC_INTERVAL,
+                       metavar="SECONDS",
+                       help=f"how often held mail is expired (policy quarantine.retention_days) "
+                            f"and records of messages that left the hold queue otherwise are "
+                            f"closed (default {defaults.SYNC_INTERVAL:g})")
     serve.set_defaults(run=_serve)
 
     for name, text in (("reload", "load the policy file again in the running daemon"),
@@ -52,12 +79,37 @@ def add_parsers(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from postwacht.adapters.socketmap import ConnectionLimits  # noqa: PLC0415 - as below
+    from postwacht.app import MtaSettings  # noqa: PLC0415 - as below
     from postwacht.cli.serve import serve  # noqa: PLC0415 - pymilter only where it is needed
 
     limits = ConnectionLimits(idle_timeout=args.socketmap_idle_timeout,
                               max_connections=args.socketmap_max_connections)
+    mta = MtaSettings(
+        name=args.mta or _host_name(), records=records_spec(args),
+        postfix_config=args.postfix_config, requests_interval=args.requests_interval,
+        sync_interval=args.sync_interval)
     return serve(args.policy, args.milter, args.metrics or None, args.socketmap or None,
-                 args.state, args.check_interval, args.milter_timeout, limits)
+                 args.state, args.check_interval, args.milter_timeout, limits, mta,
+                 args.release_helper)
+
+
+def mta_name(text: str) -> str:
+    """An MTA instance's name as records carry it: printable, no blanks, 1 to 64
+    characters (a host name fits)."""
+    if not 0 < len(text) <= defaults.MTA_NAME_MAX or not text.isprintable() or any(
+            c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an MTA name (1 to {defaults.MTA_NAME_MAX} printable "
+            "characters without blanks, e.g. the host name)")
+    return text
+
+
+def _host_name() -> str:
+    name = socket.gethostname()
+    try:
+        return mta_name(name)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"the host name cannot name this MTA: {exc}; give --mta") from None
 
 
 def _positive_int(text: str) -> int:

@@ -1,7 +1,9 @@
 """`postwacht serve`: the composition root's parts handed to the listeners and the milter.
 
 Every listener is bound before anything starts serving, and whatever was opened is
-closed again on the way out, so a failed start leaves no socket behind.
+closed again on the way out, so a failed start leaves no socket behind. The release
+helper is a separate process (root): the daemon only asks it, through its socket, to
+carry out review requests on this MTA.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 from postwacht import defaults
 from postwacht.adapters import milterd
 from postwacht.adapters.control import ControlServer
+from postwacht.adapters.releasehelper import ReleaseHelperClient, ReleaseHelperError
 from postwacht.adapters.socketmap import (
     ConnectionLimits,
     Lookup,
@@ -25,8 +29,10 @@ from postwacht.adapters.socketmap import (
     transport_table,
 )
 from postwacht.adapters.unixsocket import unix_path
-from postwacht.app import App, StartError, build
+from postwacht.app import App, MtaSettings, StartError, build
 from postwacht.cli.common import ExitCode
+from postwacht.records.executor import HelperUnreachableError
+from postwacht.records.queue import ActionResult
 from postwacht.telemetry.prometheus import MetricsServer
 
 log = logging.getLogger("postwacht")
@@ -59,7 +65,12 @@ def serve(
     check_interval: float,
     milter_timeout: int = defaults.MILTER_TIMEOUT,
     socketmap_limits: ConnectionLimits | None = None,
+    mta: MtaSettings | None = None,
+    release_helper: Path | None = None,
 ) -> int:
+    """Serve until SIGTERM. `mta` names this MTA instance and its records (default: the
+    host name, SQLite under `state_dir`); `release_helper` is the helper's socket (default
+    STATE/release.sock)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,8 +80,12 @@ def serve(
     # thread started before it (metrics, control, watchers) must not take them instead, or
     # the default action kills the process mid-conversation. Threads inherit this mask.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+    mta = mta or MtaSettings(socket.gethostname())
+    helper = _Helper(ReleaseHelperClient(
+        release_helper or Path(state_dir) / defaults.RELEASE_HELPER_SOCKET,
+        defaults.RELEASE_HELPER_TIMEOUT))
     try:
-        app = build(policy_path, state_dir, check_interval)
+        app = build(policy_path, state_dir, check_interval, mta, helper)
     except StartError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
@@ -99,13 +114,27 @@ def serve(
         app.start()
 
         def ready() -> None:
-            log.info("serving milter on %s, socketmap on %s, metrics on %s; policy %s (%s)",
-                     milter_socket, socketmap_listen or "-", metrics_listen or "-",
-                     policy_path, app.holder.current.summary())
+            log.info("serving milter on %s, socketmap on %s, metrics on %s as MTA %s; "
+                     "policy %s (%s)", milter_socket, socketmap_listen or "-",
+                     metrics_listen or "-", mta.name, policy_path,
+                     app.holder.current.summary())
 
         milterd.run(app, milter_socket, ready, milter_timeout)
     log.info("stopped")
     return ExitCode.OK
+
+
+class _Helper:
+    """The release helper's client, as the request executor asks it."""
+
+    def __init__(self, client: ReleaseHelperClient) -> None:
+        self._client = client
+
+    def carry_out(self, request_id: int) -> ActionResult:
+        try:
+            return self._client.carry_out(request_id)
+        except ReleaseHelperError as exc:
+            raise HelperUnreachableError(str(exc)) from None
 
 
 def _raise_file_limit() -> None:
