@@ -1,120 +1,91 @@
-"""The embedded records store: one SQLite file in the state directory.
+"""The embedded records store: one SQLite file in the state directory, for one MTA.
 
-Postfix keeps the held message; Postfix ignores a quarantine reason, so the reason, the
-rule and the policy that decided live here, under the queue id. Written from many milter
-threads through one lock.
+The SQL is `records.sql`'s, shared with PostgreSQL; this module opens the file, guards
+it and runs each transaction. Written from many milter threads through one connection
+and one lock; a review command in another process writes the same file, and every
+transaction that changes it starts with BEGIN IMMEDIATE, so writers take turns and each
+finds the audit head and a record's status as the one before it left them.
 
-A record is never replaced: Postfix reuses short queue ids, and anyone who can reach the
-milter port can claim any queue id, so every hold is a row of its own and review reads
-all rows of a queue id. The store refuses to work once its file was deleted, replaced or
-damaged while open (`RecordsError`, and the milter tempfails instead of holding
-unrecorded) until the daemon is restarted on a good file. The file holds addresses: it is
-created 0640 in a 0750 directory whatever the umask, and looser modes are tightened.
+The store refuses to work once its file was deleted, replaced or damaged while open
+(`RecordsError`, and the milter tempfails instead of holding unrecorded) until the daemon
+is restarted on a good file. The file holds addresses: it is created 0640 in a 0750
+directory whatever the umask, and looser modes are tightened. Files of schema 1 and 2
+(before records named their MTA) are migrated in place, in one transaction.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
+import socket
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from postwacht import defaults
-from postwacht.core.decide import RecipientVerdict
-from postwacht.core.text import printable
-from postwacht.core.vocabulary import Action, Rule
-from postwacht.records.store import (
-    AuditRecord,
-    QuarantineRecord,
-    RecordsError,
-    RetiredSender,
-    Review,
+from postwacht.core.text import QUEUE_ID_MAX, printable
+from postwacht.records.audit import stamp
+from postwacht.records.sql import (
+    ACTOR_MAX,
+    CLIENT_MAX,
+    REASON_MAX,
+    SCHEMA_VERSION,
+    SENDER_MAX,
+    Cursor,
+    Dialect,
+    SqlRecords,
+    T,
+    Tx,
+    parse_time,
 )
+from postwacht.records.store import AuditAction, RecordsError
 
 log = logging.getLogger("postwacht.records")
 
 DB_NAME = defaults.RECORDS_FILE
-SCHEMA_VERSION = 2
-"""1 (user_version 0): one quarantine row per queue id, replaced on reuse. 2: one row per
-hold, and the client each came from."""
 DIRECTORY_MODE = 0o750
 FILE_MODE = 0o640
 QUICK_CHECK_INTERVAL = 300.0
 """Seconds between integrity checks of the open file (also run at open)."""
+BUSY_TIMEOUT = 5.0
+"""Seconds to wait for another process's write to finish."""
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _MAGIC = b"SQLite format 3\x00"
-# Bounds for text from outside: the sender and client of an attempt, a reviewer's reason.
-SENDER_MAX = 320
-CLIENT_MAX = 300
-REASON_MAX = 1000
+SQLITE = Dialect(
+    placeholder="?",
+    identity="INTEGER PRIMARY KEY AUTOINCREMENT",
+    lock_head="",  # BEGIN IMMEDIATE has locked the whole file for writing
+    tables="SELECT name FROM sqlite_master WHERE type = 'table'",
+)
+_CARRIED = {"release": AuditAction.RELEASED, "delete": AuditAction.DELETED}
+"""Review actions of schemas 1 and 2, as audit actions."""
 
-_QUARANTINE_COLUMNS = """(
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    queue_id   TEXT NOT NULL,
-    held_at    TEXT NOT NULL,
-    sender     TEXT NOT NULL,
-    recipients TEXT NOT NULL,
-    rule       TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    policy     TEXT NOT NULL,
-    status     TEXT NOT NULL DEFAULT 'held',
-    client     TEXT NOT NULL DEFAULT ''
-)"""
-"""Schema 2: every hold its own row; the same columns for a new file and a migrated one."""
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS quarantine {_QUARANTINE_COLUMNS};
-CREATE INDEX IF NOT EXISTS quarantine_queue_id ON quarantine (queue_id);
-CREATE TABLE IF NOT EXISTS audit (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    at       TEXT NOT NULL,
-    actor    TEXT NOT NULL,
-    action   TEXT NOT NULL,
-    queue_id TEXT NOT NULL,
-    reason   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS retired_attempts (
-    at       TEXT NOT NULL,
-    sender   TEXT NOT NULL,
-    client   TEXT NOT NULL,
-    domain   TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS retired_attempts_at ON retired_attempts (at);
-"""
-
-_COPY_VERSION_1 = """
-INSERT INTO quarantine (queue_id, held_at, sender, recipients, rule, reason, policy, status)
-    SELECT queue_id, held_at, sender, recipients, rule, reason, policy, status
-    FROM quarantine_v1 ORDER BY held_at, queue_id;
-DROP TABLE quarantine_v1;
-"""
-_FROM_VERSION_1 = f"""
-ALTER TABLE quarantine RENAME TO quarantine_v1;
-CREATE TABLE quarantine {_QUARANTINE_COLUMNS};
-{_COPY_VERSION_1}"""
-
-class SqliteRecords:
+class SqliteRecords(SqlRecords):
     """The `RecordStore` in one SQLite file under the state directory; thread-safe.
 
     `create=False` (review commands) opens an existing store only: a missing file is an
-    error, never silently replaced by an empty one.
+    error, never silently replaced by an empty one. `mta`: the name records held here
+    carry (default: this host's name).
     """
 
     def __init__(self, directory: str | Path, *, create: bool = True,
-                 check_interval: float = QUICK_CHECK_INTERVAL) -> None:
+                 check_interval: float = QUICK_CHECK_INTERVAL, mta: str | None = None) -> None:
+        super().__init__(SQLITE, socket.gethostname() if mta is None else mta)
         self.path = Path(directory) / DB_NAME
+        self.where = str(self.path)
         self._lock = threading.Lock()
         self._lost: str | None = None
         self._check_interval = check_interval
         self._checked = time.monotonic()
         self._fd: int | None = None
+        self._opening = True
+        self._user_version = 0
         if not create and not self.path.exists():
             raise RecordsError(f"no records store at {self.path} (has the daemon run with "
                                "this --state?)")
@@ -123,14 +94,16 @@ class SqliteRecords:
             if create and not self.path.exists():  # 0640 from the start, whatever the umask
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
             self._db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True,
-                                       check_same_thread=False, timeout=5)
+                                       check_same_thread=False, timeout=BUSY_TIMEOUT,
+                                       isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise RecordsError(f"cannot open the records store {self.path}: {exc}") from exc
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
             self._quick_check()
-            self._upgrade()
+            self._run("prepare the records schema", self._prepare, write=True)
             # Kept open for the life of the store, to compare with what the path names and
             # to read the header: closing any descriptor of the file would drop SQLite's
             # POSIX locks on it, so this one is closed only after the connection.
@@ -142,27 +115,75 @@ class SqliteRecords:
             if isinstance(exc, RecordsError):
                 raise
             raise RecordsError(f"cannot open the records store {self.path}: {exc}") from exc
+        self._opening = False
 
-    def _upgrade(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RecordsError(f"{self.path} has schema {version}, newer than this "
-                               f"Postwacht's {SCHEMA_VERSION}: upgrade Postwacht")
-        with self._db:
-            old = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'"
-            ).fetchone()
-            if old and version < SCHEMA_VERSION:
-                # One transaction: every row is copied, or nothing changes.
-                self._db.execute("BEGIN IMMEDIATE")
-                for statement in _FROM_VERSION_1.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                log.info("records store %s: migrated to schema %d", self.path, SCHEMA_VERSION)
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # The schema: PRAGMA user_version kept in step with the schema_version table.
+
+    def _stored_version(self, tx: Tx) -> int:
+        row = tx.row("PRAGMA user_version")
+        user_version = int(row[0]) if row else 0
+        self._user_version = user_version
+        return max(user_version, super()._stored_version(tx))
+
+    def _legacy_version(self, tx: Tx) -> int:
+        return 2 if self._user_version == 2 else 1
+
+    def _schema_written(self, tx: Tx) -> None:
+        tx.run(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _migrate(self, tx: Tx, version: int) -> None:
+        """Schema 1 or 2 to the current one, in the caller's transaction: every row is
+        carried over, or nothing changes. Old holds get this store's MTA name and a key
+        of their own; old review actions become the first entries of the chained trail."""
+        old_id = "rowid" if version == 1 else "id"
+        client = "''" if version == 1 else "client"
+        holds = tx.rows(f"SELECT {old_id}, queue_id, held_at, sender, recipients, rule, "  # noqa: S608
+                        f"reason, policy, status, {client} FROM quarantine "
+                        f"ORDER BY held_at, {old_id}")
+        tables = {str(r[0]) for r in tx.rows(SQLITE.tables)}
+        actions = tx.rows("SELECT at, actor, action, queue_id, reason FROM audit "
+                          "ORDER BY id") if "audit" in tables else []
+        attempts = tx.rows("SELECT at, sender, client, domain FROM retired_attempts "
+                           "ORDER BY rowid") if "retired_attempts" in tables else []
+        for table in ("quarantine", "audit", "retired_attempts"):
+            tx.run(f"DROP TABLE IF EXISTS {table}")
+        self._create_schema(tx)
+        domains: dict[int, list[str]] = {}
+        for n, queue_id, held_at, sender, recipients, rule, reason, policy, status, came \
+                in holds:
+            tx.run("INSERT INTO quarantine (id, mta, queue_id, hold_key, held_at, sender, "
+                   "recipients, rule, reason, policy, client, status) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (n, self.mta, printable(str(queue_id), QUEUE_ID_MAX), f"migrated-{n}",
+                    _restamped(held_at, f"record {n}"), printable(str(sender), SENDER_MAX),
+                    recipients, rule, printable(str(reason), REASON_MAX), policy,
+                    printable(str(came), CLIENT_MAX), status))
+            domains[n] = _domains(recipients)
+        for at, sender, came, domain in attempts:
+            tx.run("INSERT INTO retired_attempts (at, sender, client, domain) "
+                   "VALUES (?, ?, ?, ?)", (_restamped(at, "a retired-domain attempt"),
+                                           sender, came, domain))
+        tx.lock_head()
+        for at, actor, action, queue_id, reason in actions:
+            when = parse_time(_restamped(at, "an audit line"))
+            # The record it acted on: the newest hold of that queue id before it.
+            mine = [h for h in holds if h[1] == queue_id and parse_time(
+                _restamped(h[2], "a record")) <= when]
+            record = mine[-1] if mine else None
+            kind = _CARRIED.get(str(action), AuditAction.MIGRATED)
+            detail = f"carried over from schema {version}" + (
+                f" (action {printable(str(action), 32)})" if kind is AuditAction.MIGRATED
+                else "")
+            self._append(tx, when, printable(str(actor), ACTOR_MAX), kind, mta=self.mta,
+                         queue_id=printable(str(queue_id), QUEUE_ID_MAX),
+                         record_id=int(record[0]) if record else 0,
+                         rule=str(record[5]) if record else "",
+                         domains=domains[int(record[0])] if record else (),
+                         reason=str(reason), detail=detail)
+        log.info("records store %s: migrated from schema %d to %d (%d records, %d audit "
+                 "lines)", self.path, version, SCHEMA_VERSION, len(holds), len(actions))
+
+    # Guarding the file.
 
     def _quick_check(self) -> None:
         self._db.execute("PRAGMA shrink_memory")  # read the file, not this connection's cache
@@ -207,115 +228,45 @@ class SqliteRecords:
             except RecordsError as exc:
                 raise self._lose(str(exc)) from None
 
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+    def _execute(self, what: str, work: Callable[[Cursor], T], write: bool) -> T:
         with self._lock:
             try:
-                self._ensure_intact()
-                with self._db:
-                    yield self._db
+                if not self._opening:
+                    self._ensure_intact()
+                cursor = self._db.cursor()
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(cursor)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _CORRUPT:
                     raise self._lose(f"{self.path}: {exc}") from exc
                 raise RecordsError(f"cannot {what} in {self.path}: {exc}") from exc
-
-    def record_quarantine(
-        self,
-        queue_id: str,
-        sender: str,
-        recipients: Sequence[RecipientVerdict],
-        rule: Rule,
-        reason: str,
-        policy: str,
-        client: str = "",
-    ) -> None:
-        """Add the record before the message is held; raises RecordsError if it cannot.
-
-        Text from outside (addresses, the client) is stored escaped and bounded.
-        """
-        rows = [
-            {"address": printable(r.address, SENDER_MAX),
-             "domains": [printable(d, SENDER_MAX) for d in r.domains],
-             "action": r.action.value, "rule": r.rule.value,
-             "reason": printable(r.reason, REASON_MAX),
-             "matched": printable(r.matched, SENDER_MAX) if r.matched else r.matched}
-            for r in recipients
-        ]
-        with self._transaction("write the quarantine record") as db:
-            db.execute(
-                "INSERT INTO quarantine (queue_id, held_at, sender, recipients, rule, reason, "
-                "policy, status, client) VALUES (?, ?, ?, ?, ?, ?, ?, 'held', ?)",
-                (printable(queue_id, 64), _now(), printable(sender, SENDER_MAX),
-                 json.dumps(rows), rule.value, printable(reason, REASON_MAX),
-                 printable(policy, 128), printable(client, CLIENT_MAX)),
-            )
-
-    def quarantine_records(self, status: str | None = "held") -> list[QuarantineRecord]:
-        with self._transaction("read quarantine records") as db:
-            rows = db.execute(
-                "SELECT id, queue_id, held_at, sender, recipients, rule, reason, policy, "
-                "status, client FROM quarantine WHERE ? IS NULL OR status = ? "
-                "ORDER BY held_at, id", (status, status)).fetchall()
-        return [_record(row) for row in rows]
-
-    def records_of(self, queue_id: str) -> list[QuarantineRecord]:
-        """Every record under `queue_id`, oldest first, whatever its status."""
-        with self._transaction("read quarantine records") as db:
-            rows = db.execute(
-                "SELECT id, queue_id, held_at, sender, recipients, rule, reason, policy, "
-                "status, client FROM quarantine WHERE queue_id = ? ORDER BY id",
-                (queue_id,)).fetchall()
-        return [_record(row) for row in rows]
-
-    def resolve(self, queue_id: str, review: Review, actor: str, reason: str) -> None:
-        """Record a review action (release, delete) on every held record of the queue id,
-        and its audit line, together."""
-        with self._transaction("write the audit record") as db:
-            db.execute("UPDATE quarantine SET status = ? WHERE queue_id = ? AND status = 'held'",
-                       (review.status, queue_id))
-            db.execute(
-                "INSERT INTO audit (at, actor, action, queue_id, reason) VALUES (?, ?, ?, ?, ?)",
-                (_now(), printable(actor, 128), review.value, printable(queue_id, 64),
-                 printable(reason, REASON_MAX)),
-            )
-
-    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None:
-        """One attempt to mail a retired domain: who and from where, never the content."""
-        with self._transaction("write a retired-domain attempt") as db:
-            db.execute("INSERT INTO retired_attempts (at, sender, client, domain) "
-                       "VALUES (?, ?, ?, ?)",
-                       (_now(), printable(sender, SENDER_MAX), printable(client, CLIENT_MAX),
-                        printable(domain, SENDER_MAX)))
-
-    def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]:
-        """Who still mails retired domains since `since`, most frequent first."""
-        with self._transaction("read retired-domain attempts") as db:
-            rows = db.execute(
-                "SELECT sender, client, domain, COUNT(*), MIN(at), MAX(at) "
-                "FROM retired_attempts WHERE at >= ? GROUP BY sender, client, domain "
-                "ORDER BY COUNT(*) DESC, MAX(at) DESC",
-                (since.isoformat(timespec="seconds"),),
-            ).fetchall()
-        return [RetiredSender(r[0], r[1], r[2], r[3], dt.datetime.fromisoformat(r[4]),
-                              dt.datetime.fromisoformat(r[5])) for r in rows]
-
-    def held_summary(self) -> tuple[int, dt.datetime | None]:
-        """How many holds Postwacht's records show, and since when the oldest."""
-        with self._transaction("read quarantine records") as db:
-            count, oldest = db.execute(
-                "SELECT COUNT(*), MIN(held_at) FROM quarantine WHERE status = 'held'"
-            ).fetchone()
-        return int(count), dt.datetime.fromisoformat(oldest) if oldest else None
-
-    def audit(self) -> list[AuditRecord]:
-        with self._transaction("read the audit log") as db:
-            rows = db.execute("SELECT at, actor, action, queue_id, reason FROM audit "
-                              "ORDER BY id").fetchall()
-        return [AuditRecord(dt.datetime.fromisoformat(r[0]), *r[1:]) for r in rows]
+            return result
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def _restamped(text: Any, what: str) -> str:
+    """An old store's time in the one form of schema 3."""
+    try:
+        return stamp(parse_time(str(text)))
+    except ValueError:
+        raise RecordsError(f"cannot migrate the records store: {what} has the time "
+                           f"{printable(str(text), 64)!r}") from None
+
+
+def _domains(recipients: Any) -> list[str]:
+    try:
+        seen: dict[str, None] = {}
+        for r in json.loads(str(recipients)):
+            for d in r["domains"]:
+                seen.setdefault(str(d), None)
+        return list(seen)
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
@@ -359,23 +310,3 @@ def _private_file(path: Path) -> None:
     else:
         log.warning("records file %s was mode %o; tightened to %o", path, mode,
                     mode & FILE_MODE)
-
-
-def _record(row: tuple[object, ...]) -> QuarantineRecord:
-    record_id, queue_id, held_at, sender, recipients, rule, reason, policy, status, client = row
-    try:
-        verdicts = tuple(
-            RecipientVerdict(
-                r["address"], tuple(r["domains"]), Action(r["action"]), Rule(r["rule"]),
-                r["reason"], r.get("matched"),
-            )
-            for r in json.loads(str(recipients))
-        )
-        return QuarantineRecord(
-            str(queue_id), dt.datetime.fromisoformat(str(held_at)), str(sender), verdicts,
-            Rule(str(rule)), str(reason), str(policy), str(status), int(str(record_id)),
-            str(client),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RecordsError(f"the record of {printable(str(queue_id), 64)} cannot be read: "
-                           f"{exc}") from None

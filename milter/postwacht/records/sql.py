@@ -1,0 +1,672 @@
+"""The records in SQL, written once for every backend.
+
+The schema, every statement and the audit chain live here; a backend (SQLite,
+PostgreSQL) adds only its `Dialect` (placeholders, the identity column, how the audit
+head is locked) and how it opens, guards and runs one transaction. A state change and
+the audit entry that records it are one transaction, and a transaction that appends to
+the audit locks the head (the newest seq and hash) before it reads or changes anything
+else: entries are chained in the order their changes commit, whichever thread, process
+or MTA wrote them, and of two requests on one record exactly one finds it held.
+
+Every time is stored as `audit.stamp` text (UTC, microseconds): one fixed-width form
+that sorts as it reads, in both backends. Text from outside (addresses, a client, a
+reviewer's name and reason) is stored escaped and bounded (`core.text.printable`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from postwacht.core.decide import RecipientVerdict
+from postwacht.core.text import QUEUE_ID_MAX, printable
+from postwacht.core.vocabulary import Action, Rule
+from postwacht.records.audit import GENESIS, entry_hash, stamp
+from postwacht.records.store import (
+    OPEN,
+    AuditAction,
+    AuditEntry,
+    Conflict,
+    Hold,
+    QuarantineRecord,
+    RecordsError,
+    ReleaseMode,
+    Request,
+    RetiredSender,
+    Review,
+    Status,
+)
+
+audit_log = logging.getLogger("postwacht.audit")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 3
+"""1: one quarantine row per queue id (SQLite only). 2: one row per hold (SQLite only).
+3: records keyed by MTA and a key that never repeats, review requests, a chained audit
+trail, reviewers; the same in SQLite and PostgreSQL."""
+# Bounds for text from outside.
+SENDER_MAX = 320
+CLIENT_MAX = 300
+REASON_MAX = 1000
+ACTOR_MAX = 128
+NAME_MAX = 255
+"""An MTA's name, a policy's, a hold key, a route."""
+POSTWACHT = "postwacht"
+"""The actor of what the daemon does by itself."""
+
+_SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE quarantine (
+        id         {identity},
+        mta        TEXT NOT NULL,
+        queue_id   TEXT NOT NULL,
+        hold_key   TEXT NOT NULL UNIQUE,
+        held_at    TEXT NOT NULL,
+        sender     TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        rule       TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        policy     TEXT NOT NULL,
+        client     TEXT NOT NULL DEFAULT '',
+        route      TEXT,
+        status     TEXT NOT NULL,
+        closed_at  TEXT
+    )""",
+    "CREATE INDEX quarantine_mta_queue_id ON quarantine (mta, queue_id)",
+    "CREATE INDEX quarantine_status ON quarantine (status)",
+    """CREATE TABLE requests (
+        id           {identity},
+        record_id    BIGINT NOT NULL REFERENCES quarantine (id),
+        action       TEXT NOT NULL,
+        mode         TEXT NOT NULL,
+        actor        TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        done_at      TEXT,
+        outcome      TEXT NOT NULL DEFAULT '',
+        detail       TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX requests_record_id ON requests (record_id)",
+    "CREATE INDEX requests_outcome ON requests (outcome)",
+    """CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        mta       TEXT NOT NULL,
+        queue_id  TEXT NOT NULL,
+        record_id BIGINT NOT NULL,
+        rule      TEXT NOT NULL,
+        domains   TEXT NOT NULL,
+        reason    TEXT NOT NULL,
+        override  INTEGER NOT NULL,
+        detail    TEXT NOT NULL,
+        prev      TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    )""",
+    "CREATE INDEX audit_at ON audit (at)",
+    """CREATE TABLE audit_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    """CREATE TABLE retired_attempts (
+        at     TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        client TEXT NOT NULL,
+        domain TEXT NOT NULL
+    )""",
+    "CREATE INDEX retired_attempts_at ON retired_attempts (at)",
+    """CREATE TABLE reviewers (
+        name     TEXT PRIMARY KEY,
+        added_at TEXT NOT NULL,
+        added_by TEXT NOT NULL
+    )""",
+)
+TABLES = ("schema_version", "quarantine", "requests", "audit", "audit_head",
+          "retired_attempts", "reviewers")
+
+_RECORD = (
+    "SELECT q.id, q.mta, q.queue_id, q.hold_key, q.held_at, q.sender, q.recipients, q.rule, "
+    "q.reason, q.policy, q.status, q.client, q.route, q.closed_at, r.id, r.action, r.mode, "
+    "r.actor, r.reason, r.requested_at, r.done_at, r.outcome, r.detail FROM quarantine q "
+)
+# Statements are built from these constants only, never from values (S608).
+_WITH_NEWEST_REQUEST = (
+    _RECORD + "LEFT JOIN requests r ON r.id = "  # noqa: S608
+    "(SELECT MAX(n.id) FROM requests n WHERE n.record_id = q.id) "
+)
+_REQUEST = ("SELECT id, record_id, action, mode, actor, reason, requested_at, done_at, "
+            "outcome, detail FROM requests ")
+_AUDIT = ("SELECT seq, at, actor, action, mta, queue_id, record_id, rule, domains, reason, "
+          "override, detail, prev, hash FROM audit ")
+_DONE = {Review.RELEASE: AuditAction.RELEASED, Review.DELETE: AuditAction.DELETED,
+         Review.EXPIRE: AuditAction.EXPIRED}
+_ASKED = {Review.RELEASE: AuditAction.RELEASE_REQUESTED,
+          Review.DELETE: AuditAction.DELETE_REQUESTED}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the SQL of two backends, and nothing else."""
+
+    placeholder: str
+    """How a statement marks a parameter (statements here are written with `?`)."""
+    identity: str
+    """The column type of a key the database assigns."""
+    lock_head: str
+    """Appended to the SELECT of the audit head in a transaction that appends to it."""
+    tables: str
+    """A query for the names of the tables in the store."""
+
+
+class Cursor(Protocol):
+    """What the statements need of a DB-API cursor (sqlite3's and psycopg's both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def execute(self, sql: str, params: Sequence[Any], /) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+class Tx:
+    """One transaction: statements written with `?`, and the audit entries it appends
+    (logged once it commits)."""
+
+    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self._dialect = dialect
+        self.head: tuple[int, str] | None = None
+        self.appended: list[AuditEntry] = []
+
+    def _sql(self, sql: str) -> str:
+        return sql if self._dialect.placeholder == "?" else sql.replace(
+            "?", self._dialect.placeholder)
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows it changed."""
+        self._cursor.execute(self._sql(sql), params)
+        return self._cursor.rowcount
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(self._sql(sql), params)
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+    def row(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cursor.execute(self._sql(sql), params)
+        row = self._cursor.fetchone()
+        return None if row is None else tuple(row)
+
+    def lock_head(self) -> tuple[int, str]:
+        """Take the audit head for this transaction: first, before any other statement
+        of a transaction that appends (one lock order, so no deadlock)."""
+        row = self.row("SELECT seq, hash FROM audit_head WHERE id = 1"  # noqa: S608
+                       + self._dialect.lock_head)
+        if row is None:
+            raise RecordsError("the audit trail has no head row (audit_head, id 1): the "
+                               "trail was tampered with")
+        self.head = (int(row[0]), str(row[1]))
+        return self.head
+
+
+def redact(url: str) -> str:
+    """A records URL fit to show: any password in it replaced by ***."""
+    url = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def _optional_time(text: object) -> dt.datetime | None:
+    return None if text is None else parse_time(str(text))
+
+
+class SqlRecords:
+    """`RecordStore` over SQL; a backend subclass supplies `_execute` and `close`."""
+
+    where: str
+    """The store as an error message names it (a path, or a redacted URL)."""
+
+    def __init__(self, dialect: Dialect, mta: str) -> None:
+        self.mta = printable(mta, NAME_MAX)
+        self._dialect = dialect
+
+    # What a backend supplies.
+
+    def _execute(self, what: str, work: Callable[[Cursor], T], write: bool) -> T:
+        """Run `work` in one transaction (`write`: one that changes the store), or raise
+        RecordsError naming `what` could not be done."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _legacy_version(self, tx: Tx) -> int:
+        """The schema of a store that has tables but no schema_version table."""
+        raise RecordsError(f"{self.where} has tables but no schema_version: it is not a "
+                           "Postwacht records store")
+
+    def _migrate(self, tx: Tx, version: int) -> None:
+        raise RecordsError(f"{self.where} has schema {version}, which this Postwacht "
+                           f"cannot migrate to {SCHEMA_VERSION}")
+
+    def _schema_written(self, tx: Tx) -> None:
+        """Called inside the transaction that created or migrated the schema."""
+
+    # The schema.
+
+    def _run(self, what: str, work: Callable[[Tx], T], *, write: bool = False) -> T:
+        done: list[Tx] = []
+
+        def attempt(cursor: Cursor) -> T:
+            tx = Tx(cursor, self._dialect)
+            done[:] = [tx]
+            return work(tx)
+
+        result = self._execute(what, attempt, write)
+        for entry in done[-1].appended if done else ():
+            audit_log.info("%s", audit_line(entry))
+        return result
+
+    def _stored_version(self, tx: Tx) -> int:
+        tables = {str(row[0]) for row in tx.rows(self._dialect.tables)}
+        if "schema_version" in tables:
+            row = tx.row("SELECT MAX(version) FROM schema_version")
+            return int(row[0]) if row and row[0] is not None else 0
+        if tables & set(TABLES):
+            return self._legacy_version(tx)
+        return 0
+
+    def _prepare(self, tx: Tx) -> None:
+        """Create or migrate the schema (inside one transaction), or refuse a newer one."""
+        version = self._stored_version(tx)
+        if version > SCHEMA_VERSION:
+            raise RecordsError(f"{self.where} has schema {version}, newer than this "
+                               f"Postwacht's {SCHEMA_VERSION}: upgrade Postwacht")
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0:
+            self._create_schema(tx)
+        else:
+            self._migrate(tx, version)
+        self._schema_written(tx)
+
+    def _create_schema(self, tx: Tx) -> None:
+        for statement in _SCHEMA:
+            tx.run(statement.format(identity=self._dialect.identity))
+        tx.run("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
+        tx.run("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    # The audit trail.
+
+    def _append(self, tx: Tx, at: dt.datetime, actor: str, action: AuditAction, *,
+                mta: str, queue_id: str = "", record_id: int = 0, rule: str = "",
+                domains: Sequence[str] = (), reason: str = "", override: bool = False,
+                detail: str = "") -> None:
+        if tx.head is None:
+            raise AssertionError("an audit entry appended without the head locked first")
+        seq, prev = tx.head[0] + 1, tx.head[1]
+        actor, reason = printable(actor, ACTOR_MAX), printable(reason, REASON_MAX)
+        detail = printable(detail, REASON_MAX)
+        digest = entry_hash(seq, at, actor, action.value, mta, queue_id, record_id, rule,
+                            domains, reason, override, detail, prev)
+        tx.run("INSERT INTO audit (seq, at, actor, action, mta, queue_id, record_id, rule, "
+               "domains, reason, override, detail, prev, hash) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (seq, stamp(at), actor, action.value, mta, queue_id, record_id, rule,
+                json.dumps(list(domains)), reason, int(override), detail, prev, digest))
+        tx.run("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+        tx.head = (seq, digest)
+        tx.appended.append(AuditEntry(seq, at, actor, action, mta, queue_id, record_id, rule,
+                                      tuple(domains), reason, override, detail, prev, digest))
+
+    def _append_on(self, tx: Tx, at: dt.datetime, actor: str, action: AuditAction,
+                   record: QuarantineRecord, *, reason: str = "", override: bool = False,
+                   detail: str = "") -> None:
+        self._append(tx, at, actor, action, mta=record.mta, queue_id=record.queue_id,
+                     record_id=record.record_id, rule=record.rule.value,
+                     domains=record.domains, reason=reason, override=override, detail=detail)
+
+    def audit_entries(self, since: dt.datetime | None = None) -> list[AuditEntry]:
+        def work(tx: Tx) -> list[tuple[Any, ...]]:
+            if since is None:
+                return tx.rows(_AUDIT + "ORDER BY seq")
+            return tx.rows(_AUDIT + "WHERE at >= ? ORDER BY seq", (stamp(since),))
+
+        return [_entry(row) for row in self._run("read the audit trail", work)]
+
+    def audit_head(self) -> tuple[int, str]:
+        row = self._run("read the audit trail",
+                        lambda tx: tx.row("SELECT seq, hash FROM audit_head WHERE id = 1"))
+        if row is None:
+            raise RecordsError(f"the audit trail in {self.where} has no head row")
+        return int(row[0]), str(row[1])
+
+    # The milter.
+
+    def record_quarantine(self, hold: Hold) -> QuarantineRecord:
+        recipients = json.dumps([
+            {"address": printable(r.address, SENDER_MAX),
+             "domains": [printable(d, SENDER_MAX) for d in r.domains],
+             "action": r.action.value, "rule": r.rule.value,
+             "reason": printable(r.reason, REASON_MAX),
+             "matched": printable(r.matched, SENDER_MAX) if r.matched else r.matched}
+            for r in hold.recipients
+        ])
+
+        def work(tx: Tx) -> QuarantineRecord:
+            tx.lock_head()
+            at = now()
+            row = tx.row(
+                "INSERT INTO quarantine (mta, queue_id, hold_key, held_at, sender, recipients, "
+                "rule, reason, policy, client, route, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (printable(hold.mta, NAME_MAX), printable(hold.queue_id, QUEUE_ID_MAX),
+                 printable(hold.key, NAME_MAX), stamp(at), printable(hold.sender, SENDER_MAX),
+                 recipients, hold.rule.value, printable(hold.reason, REASON_MAX),
+                 printable(hold.policy, NAME_MAX), printable(hold.client, CLIENT_MAX),
+                 None if hold.route is None else printable(hold.route, NAME_MAX),
+                 Status.HELD.value))
+            assert row is not None
+            record = self._record_in(tx, int(row[0]))
+            self._append_on(tx, at, POSTWACHT, AuditAction.HELD, record, reason=record.reason,
+                            detail=f"key {record.key}, policy {record.policy}")
+            return record
+
+        return self._run("write the quarantine record", work, write=True)
+
+    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None:
+        """One attempt to mail a retired domain: who and from where, never the content."""
+        self._run("write a retired-domain attempt", lambda tx: tx.run(
+            "INSERT INTO retired_attempts (at, sender, client, domain) VALUES (?, ?, ?, ?)",
+            (stamp(now()), printable(sender, SENDER_MAX), printable(client, CLIENT_MAX),
+             printable(domain, SENDER_MAX))), write=True)
+
+    def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]:
+        """Who still mails retired domains since `since`, most frequent first."""
+        rows = self._run("read retired-domain attempts", lambda tx: tx.rows(
+            "SELECT sender, client, domain, COUNT(*), MIN(at), MAX(at) FROM retired_attempts "
+            "WHERE at >= ? GROUP BY sender, client, domain ORDER BY COUNT(*) DESC, MAX(at) DESC",
+            (stamp(since),)))
+        return [RetiredSender(str(r[0]), str(r[1]), str(r[2]), int(r[3]), parse_time(r[4]),
+                              parse_time(r[5])) for r in rows]
+
+    def held_summary(self, mta: str | None = None) -> tuple[int, dt.datetime | None]:
+        sql = "SELECT COUNT(*), MIN(held_at) FROM quarantine WHERE status IN (?, ?)"
+        params: list[Any] = [s.value for s in OPEN]
+        if mta is not None:
+            sql += " AND mta = ?"
+            params.append(mta)
+        row = self._run("read quarantine records", lambda tx: tx.row(sql, params))
+        assert row is not None
+        return int(row[0]), _optional_time(row[1])
+
+    # Review.
+
+    def quarantine_records(self, statuses: Collection[Status] | None = OPEN,
+                           mta: str | None = None) -> list[QuarantineRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if statuses is not None:
+            if not statuses:
+                return []
+            where.append(f"q.status IN ({', '.join('?' for _ in statuses)})")
+            params += [Status(s).value for s in statuses]
+        if mta is not None:
+            where.append("q.mta = ?")
+            params.append(mta)
+        sql = (_WITH_NEWEST_REQUEST + (f"WHERE {' AND '.join(where)} " if where else "")
+               + "ORDER BY q.held_at, q.id")
+        return [_record(row) for row in self._run("read quarantine records",
+                                                  lambda tx: tx.rows(sql, params))]
+
+    def record(self, record_id: int) -> QuarantineRecord:
+        return self._run("read a quarantine record", lambda tx: self._record_in(tx, record_id))
+
+    def _record_in(self, tx: Tx, record_id: int) -> QuarantineRecord:
+        row = tx.row(_WITH_NEWEST_REQUEST + "WHERE q.id = ?", (record_id,))
+        if row is None:
+            raise RecordsError(f"there is no quarantine record {record_id} in {self.where}")
+        return _record(row)
+
+    def records_of(self, queue_id: str, mta: str | None = None) -> list[QuarantineRecord]:
+        sql, params = _WITH_NEWEST_REQUEST + "WHERE q.queue_id = ?", [queue_id]
+        if mta is not None:
+            sql += " AND q.mta = ?"
+            params.append(mta)
+        rows = self._run("read quarantine records",
+                         lambda tx: tx.rows(sql + " ORDER BY q.held_at, q.id", params))
+        return [_record(row) for row in rows]
+
+    def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
+                reason: str) -> Request:
+        actor, reason = printable(actor, ACTOR_MAX), printable(reason, REASON_MAX)
+
+        def work(tx: Tx) -> Request:
+            tx.lock_head()
+            at = now()
+            if tx.run("UPDATE quarantine SET status = ? WHERE id = ? AND status = ?",
+                      (Status.REQUESTED.value, record_id, Status.HELD.value)) != 1:
+                raise Conflict(_not_held(self._record_in(tx, record_id), "request"))
+            row = tx.row("INSERT INTO requests (record_id, action, mode, actor, reason, "
+                         "requested_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                         (record_id, action.value, mode.value, actor, reason, stamp(at)))
+            assert row is not None
+            record = self._record_in(tx, record_id)
+            if action in _ASKED:
+                self._append_on(tx, at, actor, _ASKED[action], record, reason=reason,
+                                override=mode is ReleaseMode.OVERRIDE, detail=f"mode {mode}")
+            return Request(int(row[0]), record_id, action, mode, actor, reason, at)
+
+        return self._run("write the review request", work, write=True)
+
+    def request_of(self, request_id: int) -> Request:
+        return self._run("read a review request", lambda tx: self._request_in(tx, request_id))
+
+    def _request_in(self, tx: Tx, request_id: int) -> Request:
+        row = tx.row(_REQUEST + "WHERE id = ?", (request_id,))
+        if row is None:
+            raise RecordsError(f"there is no review request {request_id} in {self.where}")
+        return _request(row)
+
+    def dismiss(self, record_id: int, actor: str, reason: str) -> None:
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            if tx.run("UPDATE quarantine SET status = ? WHERE id = ? AND status = ?",
+                      (Status.DISMISSED.value, record_id, Status.GONE.value)) != 1:
+                record = self._record_in(tx, record_id)
+                raise Conflict(f"record {record_id} ({record.queue_id} on {record.mta}) is "
+                               f"{record.status}: only a record whose message is gone can be "
+                               "dismissed")
+            self._append_on(tx, at, actor, AuditAction.DISMISSED,
+                            self._record_in(tx, record_id), reason=reason)
+
+        self._run("dismiss the record", work, write=True)
+
+    # The daemon on the MTA that holds the message.
+
+    def pending_requests(self, mta: str) -> list[tuple[Request, QuarantineRecord]]:
+        rows = self._run("read pending review requests", lambda tx: tx.rows(
+            _RECORD + "JOIN requests r ON r.record_id = q.id WHERE r.outcome = ? AND "
+            "q.mta = ? ORDER BY r.requested_at, r.id", ("", mta)))
+        pending = []
+        for row in rows:
+            record = _record(row)
+            assert record.request is not None
+            pending.append((record.request, record))
+        return pending
+
+    def finish_request(self, request_id: int, ok: bool, detail: str,
+                       queue_id: str | None = None) -> None:
+        detail = printable(detail, REASON_MAX)
+
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            asked = self._request_in(tx, request_id)
+            if asked.outcome:
+                raise Conflict(f"request {request_id} is {asked.outcome} already "
+                               f"({stamp(asked.done_at) if asked.done_at else 'no time'})")
+            record = self._record_in(tx, asked.record_id)
+            new_id = printable(queue_id, QUEUE_ID_MAX) if queue_id else record.queue_id
+            status = asked.action.status if ok else Status.HELD
+            if tx.run("UPDATE quarantine SET status = ?, closed_at = ?, queue_id = ? "
+                      "WHERE id = ? AND status = ?",
+                      (status.value, stamp(at) if ok else None, new_id if ok else
+                       record.queue_id, record.record_id, Status.REQUESTED.value)) != 1:
+                raise Conflict(f"cannot finish request {request_id}: record "
+                               f"{record.record_id} ({record.queue_id} on {record.mta}) is "
+                               f"{record.status}, not requested")
+            tx.run("UPDATE requests SET done_at = ?, outcome = ?, detail = ? WHERE id = ?",
+                   (stamp(at), "done" if ok else "failed", detail, request_id))
+            told = [f"mode {asked.mode}" if asked.mode is not ReleaseMode.PLAIN else "",
+                    detail if ok else f"{asked.action} failed: {detail}",
+                    f"new queue id {new_id}" if ok and new_id != record.queue_id else ""]
+            self._append_on(tx, at, asked.actor, _DONE[asked.action] if ok else
+                            AuditAction.FAILED, record, reason=asked.reason,
+                            override=asked.mode is ReleaseMode.OVERRIDE,
+                            detail="; ".join(t for t in told if t))
+
+        self._run("write the outcome of a review request", work, write=True)
+
+    def follow(self, record_id: int, queue_id: str) -> None:
+        new_id = printable(queue_id, QUEUE_ID_MAX)
+
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            record = self._record_in(tx, record_id)
+            tx.run("UPDATE quarantine SET queue_id = ? WHERE id = ?", (new_id, record_id))
+            self._append_on(tx, now(), POSTWACHT, AuditAction.FOLLOWED, record,
+                            detail=f"new queue id {new_id}")
+
+        self._run("follow the record's message", work, write=True)
+
+    def close_gone(self, record_id: int, detail: str) -> None:
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            if tx.run("UPDATE quarantine SET status = ?, closed_at = ? WHERE id = ? AND "
+                      "status = ?", (Status.GONE.value, stamp(at), record_id,
+                                     Status.HELD.value)) != 1:
+                raise Conflict(_not_held(self._record_in(tx, record_id), "close"))
+            self._append_on(tx, at, POSTWACHT, AuditAction.GONE,
+                            self._record_in(tx, record_id), detail=detail)
+
+        self._run("close the record", work, write=True)
+
+    # Who may review.
+
+    def reviewers(self) -> list[str]:
+        rows = self._run("read the reviewers",
+                         lambda tx: tx.rows("SELECT name FROM reviewers ORDER BY name"))
+        return [str(row[0]) for row in rows]
+
+    def add_reviewer(self, name: str, actor: str) -> None:
+        name = printable(name, ACTOR_MAX)
+
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            if tx.row("SELECT name FROM reviewers WHERE name = ?", (name,)) is not None:
+                raise Conflict(f"{name} is a reviewer already")
+            tx.run("INSERT INTO reviewers (name, added_at, added_by) VALUES (?, ?, ?)",
+                   (name, stamp(at), printable(actor, ACTOR_MAX)))
+            self._append(tx, at, actor, AuditAction.REVIEWER_ADDED, mta=self.mta,
+                         detail=f"reviewer {name}")
+
+        self._run("add a reviewer", work, write=True)
+
+    def remove_reviewer(self, name: str, actor: str) -> None:
+        name = printable(name, ACTOR_MAX)
+
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            if tx.run("DELETE FROM reviewers WHERE name = ?", (name,)) != 1:
+                raise Conflict(f"{name} is not a reviewer")
+            self._append(tx, now(), actor, AuditAction.REVIEWER_REMOVED, mta=self.mta,
+                         detail=f"reviewer {name}")
+
+        self._run("remove a reviewer", work, write=True)
+
+
+def audit_line(entry: AuditEntry) -> str:
+    """An audit entry as one JSON line (for the log, and for an export)."""
+    return json.dumps({
+        "seq": entry.seq, "at": stamp(entry.at), "actor": entry.actor,
+        "action": entry.action.value, "mta": entry.mta, "queue_id": entry.queue_id,
+        "record_id": entry.record_id, "rule": entry.rule, "domains": list(entry.domains),
+        "reason": entry.reason, "override": entry.override, "detail": entry.detail,
+        "prev": entry.prev, "hash": entry.hash,
+    }, separators=(",", ":"))
+
+
+def _not_held(record: QuarantineRecord, what: str) -> str:
+    where = f"record {record.record_id} ({record.queue_id} on {record.mta})"
+    asked = record.request
+    if record.status is Status.REQUESTED and asked is not None and not asked.outcome:
+        return (f"cannot {what} {where}: {asked.actor} requested {asked.action} at "
+                f"{asked.requested_at:%Y-%m-%d %H:%M:%S} UTC (reason: {asked.reason})")
+    return f"cannot {what} {where}: it is {record.status}, not held"
+
+
+def _request(row: Sequence[Any]) -> Request:
+    (request_id, record_id, action, mode, actor, reason, requested_at, done_at, outcome,
+     detail) = row
+    try:
+        return Request(int(request_id), int(record_id), Review(action), ReleaseMode(mode),
+                       str(actor), str(reason), parse_time(requested_at),
+                       _optional_time(done_at), str(outcome), str(detail))
+    except (ValueError, TypeError) as exc:
+        raise RecordsError(f"review request {request_id} cannot be read: {exc}") from None
+
+
+def _record(row: Sequence[Any]) -> QuarantineRecord:
+    (record_id, mta, queue_id, key, held_at, sender, recipients, rule, reason, policy,
+     status, client, route, closed_at) = row[:14]
+    try:
+        verdicts = tuple(
+            RecipientVerdict(r["address"], tuple(r["domains"]), Action(r["action"]),
+                             Rule(r["rule"]), r["reason"], r.get("matched"))
+            for r in json.loads(str(recipients))
+        )
+        return QuarantineRecord(
+            int(record_id), str(mta), str(queue_id), str(key), parse_time(held_at),
+            str(sender), verdicts, Rule(rule), str(reason), str(policy), Status(status),
+            str(client), None if route is None else str(route), _optional_time(closed_at),
+            None if row[14] is None else _request((row[14], record_id, *row[15:])),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordsError(f"record {record_id} ({printable(str(queue_id), 64)}) cannot be "
+                           f"read: {exc}") from None
+
+
+def _entry(row: Sequence[Any]) -> AuditEntry:
+    (seq, at, actor, action, mta, queue_id, record_id, rule, domains, reason, override,
+     detail, prev, digest) = row
+    try:
+        names = json.loads(str(domains))
+    except ValueError:
+        names = None
+    if not isinstance(names, list):
+        raise RecordsError(f"audit entry {seq} cannot be read (edited?): domains "
+                           f"{printable(str(domains), 64)!r} is not a JSON list")
+    try:
+        return AuditEntry(int(seq), parse_time(str(at)), str(actor), AuditAction(action),
+                          str(mta), str(queue_id), int(record_id), str(rule),
+                          tuple(str(n) for n in names), str(reason), bool(override),
+                          str(detail), str(prev), str(digest))
+    except (ValueError, TypeError) as exc:
+        raise RecordsError(f"audit entry {seq} cannot be read (edited?): {exc}") from None
