@@ -149,8 +149,12 @@ class RequestExecutor:
         else:
             self._helper_down_at = None
         self._unreachable.pop(request.request_id, None)
-        self._store.finish_request(request.request_id, result.ok, result.detail,
-                                   result.queue_id)
+        try:
+            self._store.finish_request(request.request_id, result.ok, result.detail,
+                                       result.queue_id)
+        except Conflict as exc:  # finished already (a write whose answer was lost)
+            log.info("request %d: %s", request.request_id, exc)
+            return
         if request.action is Review.EXPIRE and not result.ok:
             self._expiry_failed[record.record_id] = time.monotonic()
         outcome = RequestOutcome.DONE if result.ok else RequestOutcome.FAILED
