@@ -55,3 +55,28 @@ def test_an_invalid_policy_is_named_with_every_problem(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "unknown key 'organisaton'" in result.stderr
     assert f"not starting: {policy} is invalid" in result.stderr
+
+
+def test_an_mta_name_with_a_blank_is_a_usage_error(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--mta", "mta a", "--metrics", "", "--socketmap", "")
+    assert result.returncode == 2
+    assert "--mta: 'mta a' is not an MTA name" in result.stderr
+    assert not (tmp_path / "control.sock").exists()
+
+
+def test_a_records_store_that_cannot_be_opened_stops_the_start(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens: a PostgreSQL that is down
+    result = serve(tmp_path, "--records", f"postgresql://postwacht@127.0.0.1:{port}/mail",
+                   "--metrics", "", "--socketmap", "")
+    assert result.returncode == 1
+    assert "not starting:" in result.stderr
+    assert str(port) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "control.sock").exists()
+
+
+def test_a_records_spec_that_is_no_url_is_named(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--records", "mysql://db/mail", "--metrics", "",
+                   "--socketmap", "")
+    assert result.returncode == 1
+    assert "not starting: records store 'mysql://db/mail': not a records URL" in result.stderr
