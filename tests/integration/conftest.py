@@ -1,10 +1,12 @@
-"""A real Postfix on loopback, a real SMTP sink as the outside world, and the daemon.
+"""A real Postfix on loopback, a real SMTP sink as the outside world, the daemon and its
+release helper.
 
 Postfix is configured from `deploy/postfix/` (the lines a postmaster adds), on top of
 a private instance: its own config, queue, data and log directories, chroot off, smtpd
 listeners on free loopback ports, and every outgoing message relayed to the sink. Needs
 root (Postfix's master runs as root) and Debian's postfix package (`make test` installs
-it).
+it). Each lab names its MTA, so that two labs sharing one PostgreSQL records store are
+two MTAs of one organisation.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def deploy_main_cf(ports: Ports) -> list[str]:
                 line.replace("inet:127.0.0.1:8894", f"inet:127.0.0.1:{ports.milter}")
                 .replace("inet:127.0.0.1:8895", f"inet:127.0.0.1:{ports.socketmap}")
                 .replace("/etc/postfix/postwacht_header_checks", str(DEPLOY / "header_checks"))
+                .replace("/etc/postfix/postwacht_smtp_header_checks",
+                         str(DEPLOY / "smtp_header_checks"))
             )
     return settings
 
@@ -211,10 +215,13 @@ virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.o
 
 
 class Daemon:
-    """`postwacht serve` as a separate process, the way it runs in production."""
+    """`postwacht serve` as a separate process, the way it runs in production, as MTA
+    `mta`. With `postfix_config` it follows that Postfix's hold queue every half second;
+    without one there is no Postfix to follow, and it looks only once an hour."""
 
     def __init__(self, root: Path, policy: Path, ports: Ports | None = None,
-                 cafile: Path | None = None) -> None:
+                 cafile: Path | None = None, *, mta: str = "lab",
+                 postfix_config: Path | None = None, records: str | None = None) -> None:
         self.root = root
         self.env = dict(os.environ)
         if cafile is not None:
@@ -225,16 +232,28 @@ class Daemon:
         self.metrics_port = self.ports.metrics
         self.state = root / "state"
         self.log = root / "postwacht.log"
+        self.mta = mta
+        self.postfix_config = postfix_config
+        self.records = records
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def records_options(self) -> list[str]:
+        """Where the records are, as every command that reads them is told."""
+        return ["--state", str(self.state), *(["--records", self.records] if self.records
+                                              else [])]
+
     def start(self) -> None:
+        follow = (["--postfix-config", str(self.postfix_config), "--sync-interval", "0.5"]
+                  if self.postfix_config else ["--sync-interval", "3600"])
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [POSTWACHT, "serve", "--policy", str(self.policy),
                  "--milter", f"inet:{self.milter_port}@127.0.0.1",
                  "--metrics", f"127.0.0.1:{self.metrics_port}",
                  "--socketmap", f"127.0.0.1:{self.ports.socketmap}",
-                 "--state", str(self.state), "--check-interval", "0.2"],
+                 *self.records_options, "--check-interval", "0.2", "--mta", self.mta,
+                 "--requests-interval", "0.2", *follow],
                 stdout=log, stderr=log, env=self.env,
             )
         poll(lambda: self.process is not None and (self.process.poll() is not None
@@ -268,6 +287,41 @@ class Daemon:
         return absent
 
 
+class ReleaseHelper:
+    """`postwacht release-helper` as a separate process (root, as in production), on the
+    socket where the daemon looks for it by default (STATE/release.sock)."""
+
+    def __init__(self, root: Path, daemon: Daemon, postfix: PostfixInstance) -> None:
+        self.daemon = daemon
+        self.postfix = postfix
+        self.socket = daemon.state / "release.sock"
+        self.log = root / "release-helper.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [POSTWACHT, "release-helper", "--socket", str(self.socket),
+                 "--mta", self.daemon.mta, *self.daemon.records_options,
+                 "--postfix-config", str(self.postfix.config)],
+                stdout=log, stderr=log,
+            )
+        poll(lambda: self.process is not None and (self.process.poll() is not None
+                                                    or self.socket.is_socket()),
+             "the release helper to listen")
+        assert self.process.poll() is None, self.log_text()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=DEADLINE)
+        self.process = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
 def write_test_policy(path: Path, **changes: Any) -> None:
     """The example policy, with loopback not counted as internal (so inbound can be
     tested), without the secure-transport rule (the Postfix lab has no DNS; tests of that
@@ -286,9 +340,14 @@ class Lab:
     postfix: PostfixInstance
     sink: Sink
     daemon: Daemon
+    helper: ReleaseHelper | None = None
+
+    @property
+    def mta(self) -> str:
+        return self.daemon.mta
 
     def quarantine(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.daemon.cli("quarantine", "--state", str(self.daemon.state),
+        return self.daemon.cli("quarantine", *self.daemon.records_options,
                                "--postfix-config", str(self.postfix.config), *args)
 
 
@@ -317,35 +376,44 @@ def lab(sts_server: StsServer) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = None
-                ) -> Iterator[Lab]:
-    """Postfix, a sink and the daemon on the test policy; the daemon started under
-    `umask` when given (the README's manual start runs with root's 022)."""
+def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = None, *,
+                mta: str = "lab", records: str | None = None,
+                policy: dict[str, Any] | None = None) -> Iterator[Lab]:
+    """Postfix, a sink, the daemon as MTA `mta` and its release helper, on the test
+    policy with the top-level `policy` changes; the records in PostgreSQL at `records`
+    (else SQLite under the daemon's state directory). The daemon is started under `umask`
+    when given (the README's manual start runs with root's 022)."""
     _require_root()
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     sink = Sink()
     sink.start()
     ports = Ports()
-    policy = root / "policy.yaml"
-    write_test_policy(policy)
+    policy_file = root / "policy.yaml"
+    write_test_policy(policy_file, **(policy or {}))
     postfix = PostfixInstance(root, sink.port, ports)
     postfix.setup()
-    daemon = Daemon(root, policy, ports, cafile=cafile)
+    daemon = Daemon(root, policy_file, ports, cafile=cafile, mta=mta,
+                    postfix_config=postfix.config, records=records)
+    helper = ReleaseHelper(root, daemon, postfix)
     old_umask = os.umask(umask) if umask is not None else None
     try:
         daemon.start()
     finally:
         if old_umask is not None:
             os.umask(old_umask)
-    postfix.start()
     try:
-        yield Lab(postfix, sink, daemon)
+        helper.start()
+        postfix.start()
+        yield Lab(postfix, sink, daemon, helper)
     finally:
         postfix.stop()
         stopped = daemon.stop() if daemon.process is not None else 0
+        helper_stopped = helper.stop() if helper.process is not None else 0
         sink.stop()
         assert stopped == 0, "postwacht serve did not stop cleanly on SIGTERM"
+        assert helper_stopped == 0, "the release helper did not stop cleanly on SIGTERM"
         assert "Traceback" not in daemon.log_text(), daemon.log_text()
+        assert "Traceback" not in helper.log_text(), helper.log_text()
         if os.environ.get("POSTWACHT_KEEP_LAB"):
             print(f"lab kept in {root}")
         else:
