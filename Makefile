@@ -10,11 +10,12 @@ POLICY ?= policies/example.yaml
 STATE ?= run-state
 
 # Debian packages: a Python that can make virtual environments and build pymilter
-# against libmilter; the tests also start a real Postfix and a DNSSEC lab (nsd serves
-# zones that ldns-signzone signs, unbound validates), and check the deploy kit with
-# promtool (prometheus) and systemd-analyze (systemd).
+# against libmilter; the tests also start a real Postfix, a DNSSEC lab (nsd serves
+# zones that ldns-signzone signs, unbound validates) and a private PostgreSQL 15 cluster
+# for the shared records (postgresql), and check the deploy kit with promtool
+# (prometheus) and systemd-analyze (systemd).
 DEB_RUN := python3 python3-venv python3-dev gcc libmilter-dev
-DEB_TEST := $(DEB_RUN) postfix nsd unbound ldnsutils prometheus systemd
+DEB_TEST := $(DEB_RUN) postfix nsd unbound ldnsutils prometheus systemd postgresql
 DEB_PACKAGES ?= $(DEB_TEST)
 
 .PHONY: run test bench system-packages clean

@@ -1,15 +1,18 @@
-"""Shared fixtures: the example policy and a way to write policies for a test."""
+"""Shared fixtures: the example policy, a way to write policies for a test, and the
+PostgreSQL lab."""
 
 from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from postwacht.config.compiler import load
 from postwacht.core.policy import Policy
+
+from tests.labs.postgres import PostgresLab
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = ROOT / "policies" / "example.yaml"
@@ -44,3 +47,18 @@ def write_policy(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_lab() -> Iterator[PostgresLab]:
+    """A private PostgreSQL 15 cluster on loopback for the whole run, removed after it;
+    each test takes a database of its own (`postgres_lab.new_database()`). Needs root."""
+    if os.geteuid() != 0:
+        pytest.fail("the PostgreSQL lab needs root (initdb runs as the postgres user)")
+    lab = PostgresLab()
+    try:
+        lab.build()
+        lab.start()
+        yield lab
+    finally:
+        lab.cleanup()

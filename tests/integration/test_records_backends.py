@@ -1,0 +1,472 @@
+"""One behaviour suite for both records backends: the embedded SQLite file and a real
+PostgreSQL 15 (the lab's private cluster). Each test gets an empty store of its own; a
+second store opened on the same records stands for another process or MTA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from postwacht.core.decide import RecipientVerdict
+from postwacht.core.vocabulary import Action, Rule
+from postwacht.records import audit
+from postwacht.records.postgres import PostgresRecords
+from postwacht.records.sql import SqlRecords
+from postwacht.records.sqlite import DB_NAME, SqliteRecords
+from postwacht.records.store import (
+    AuditAction,
+    Conflict,
+    Hold,
+    QuarantineRecord,
+    RecordsError,
+    ReleaseMode,
+    Request,
+    Review,
+    Status,
+)
+
+from tests.labs.postgres import PostgresLab
+
+LOOKALIKE = RecipientVerdict("x@samen-veiIig.nl", ("samen-veiiig.nl",), Action.QUARANTINE,
+                             Rule.LOOKALIKE, "looks like ours", "samen-veilig.nl")
+INSECURE = RecipientVerdict("y@zorg.example", ("zorg.example",), Action.QUARANTINE,
+                            Rule.INSECURE_TRANSPORT, "no DANE, no MTA-STS", None)
+
+
+@dataclass
+class Backend:
+    name: str
+    open: Callable[[str], SqlRecords]
+    """Another store on the same records, as the MTA named (another process)."""
+    tamper: Callable[[list[str]], None]
+    """Run statements on the records directly, as someone with database access."""
+    opened: list[SqlRecords]
+
+    def store(self, mta: str = "mta-a") -> SqlRecords:
+        store = self.open(mta)
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        def tamper_file(statements: list[str]) -> None:
+            db = sqlite3.connect(tmp_path / DB_NAME)
+            with db:
+                for statement in statements:
+                    db.execute(statement)
+            db.close()
+
+        chosen = Backend("sqlite", lambda mta: SqliteRecords(tmp_path, mta=mta), tamper_file, [])
+    else:
+        lab: PostgresLab = request.getfixturevalue("postgres_lab")
+        url = lab.new_database()
+
+        def tamper_database(statements: list[str]) -> None:
+            for statement in statements:
+                lab.sql(url, statement)
+
+        chosen = Backend("postgresql", lambda mta: PostgresRecords(url, mta=mta),
+                         tamper_database, [])
+    yield chosen
+    for store in chosen.opened:
+        store.close()
+
+
+def hold(store: SqlRecords, queue_id: str = "ABC123", verdict: RecipientVerdict = LOOKALIKE,
+         mta: str | None = None) -> QuarantineRecord:
+    return store.record_quarantine(Hold(
+        mta or store.mta, queue_id, uuid.uuid4().hex, "medewerker@samen-veilig.nl",
+        (verdict,), verdict.rule, verdict.reason, "policy-1", "smtp from 127.0.0.1"))
+
+
+def actions(store: SqlRecords) -> list[AuditAction]:
+    return [entry.action for entry in store.audit_entries()]
+
+
+def test_a_hold_is_a_held_record_with_its_audit_entry(
+    backend: Backend, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = backend.store()
+    caplog.set_level(logging.INFO, logger="postwacht.audit")
+    record = hold(store, verdict=INSECURE)
+    assert (record.status, record.mta, record.queue_id) == (Status.HELD, "mta-a", "ABC123")
+    assert store.record(record.record_id) == record
+    [entry] = store.audit_entries()
+    assert (entry.seq, entry.action, entry.actor, entry.record_id) == (
+        1, AuditAction.HELD, "postwacht", record.record_id)
+    assert (entry.rule, entry.domains, entry.reason) == ("insecure-transport",
+                                                         ("zorg.example",), record.reason)
+    assert store.audit_head() == (1, entry.hash)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "postwacht.audit"]
+    assert json.loads(line) == {**json.loads(line), "seq": 1, "action": "held",
+                                "hash": entry.hash, "domains": ["zorg.example"]}
+
+
+def race(first: SqlRecords, second: SqlRecords, record_id: int) -> list[object]:
+    """Anna (release) and Bram (delete) ask at the same moment, through two stores."""
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def ask(store: SqlRecords, actor: str, action: Review) -> None:
+        start.wait()
+        try:
+            outcomes.append(store.request(record_id, action, ReleaseMode.PLAIN, actor,
+                                          "checked"))
+        except Conflict as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(first, "anna", Review.RELEASE)),
+               threading.Thread(target=ask, args=(second, "bram", Review.DELETE))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcomes
+
+
+def test_of_two_requests_at_once_on_one_record_exactly_one_wins(backend: Backend) -> None:
+    first, second = backend.store(), backend.store()
+    for n in range(5):
+        record = hold(first, f"ABC12{n}")
+        outcomes = race(first, second, record.record_id)
+        [lost] = [o for o in outcomes if isinstance(o, Conflict)]
+        [won] = [o for o in outcomes if isinstance(o, Request)]
+        assert f"{won.actor} requested {won.action} at " in str(lost)
+        assert first.record(record.record_id).request == won
+    assert actions(second).count(AuditAction.RELEASE_REQUESTED) + actions(second).count(
+        AuditAction.DELETE_REQUESTED) == 5
+    assert audit.verify(second.audit_entries(), second.audit_head()) == []
+
+
+def test_a_request_on_a_closed_record_names_its_status(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store)
+    store.close_gone(record.record_id, "not in the hold queue")
+    with pytest.raises(Conflict, match=r"record \d+ \(ABC123 on mta-a\).* gone, not held"):
+        store.request(record.record_id, Review.RELEASE, ReleaseMode.PLAIN, "anna", "ok")
+    with pytest.raises(RecordsError, match="no quarantine record 999"):
+        store.request(999, Review.RELEASE, ReleaseMode.PLAIN, "anna", "ok")
+
+
+def test_a_request_done_closes_the_record_and_follows_its_new_queue_id(
+    backend: Backend,
+) -> None:
+    store, daemon = backend.store(), backend.store()
+    record = hold(store, verdict=INSECURE)
+    asked = store.request(record.record_id, Review.RELEASE, ReleaseMode.OVERRIDE, "anna",
+                          "the receiver confirmed by phone")
+    [(pending, of)] = daemon.pending_requests("mta-a")
+    assert pending == asked
+    assert of.status is Status.REQUESTED
+    assert daemon.pending_requests("mta-b") == []
+
+    daemon.finish_request(asked.request_id, True, "postsuper -r", queue_id="DEF456")
+    done = store.record(record.record_id)
+    assert (done.status, done.queue_id) == (Status.RELEASED, "DEF456")
+    assert done.closed_at is not None
+    assert done.request is not None
+    assert (done.request.outcome, done.request.detail) == ("done", "postsuper -r")
+    assert daemon.pending_requests("mta-a") == []
+    requested, released = store.audit_entries()[1:]
+    assert (requested.action, requested.actor, requested.override) == (
+        AuditAction.RELEASE_REQUESTED, "anna", True)
+    assert (released.action, released.actor, released.override) == (
+        AuditAction.RELEASED, "anna", True)
+    assert released.reason == "the receiver confirmed by phone"
+    assert "new queue id DEF456" in released.detail
+    with pytest.raises(Conflict, match="done already"):
+        daemon.finish_request(asked.request_id, True, "again")
+
+
+def test_a_failed_request_holds_the_record_again(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store)
+    asked = store.request(record.record_id, Review.DELETE, ReleaseMode.PLAIN, "anna", "spam")
+    store.finish_request(asked.request_id, False, "postsuper: no such message")
+    again = store.record(record.record_id)
+    assert again.status is Status.HELD
+    assert again.request is not None
+    assert (again.request.outcome, again.request.detail) == (
+        "failed", "postsuper: no such message")
+    failed = store.audit_entries()[-1]
+    assert (failed.action, failed.actor) == (AuditAction.FAILED, "anna")
+    assert "postsuper: no such message" in failed.detail
+    store.request(record.record_id, Review.RELEASE, ReleaseMode.PLAIN, "bram", "after all")
+
+
+def test_an_expiry_is_audited_when_it_is_done_not_when_it_is_asked(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store)
+    asked = store.request(record.record_id, Review.EXPIRE, ReleaseMode.RETURN, "postwacht",
+                          "older than 30 days")
+    assert actions(store) == [AuditAction.HELD]
+    store.finish_request(asked.request_id, True, "returned to the sender")
+    assert store.record(record.record_id).status is Status.EXPIRED
+    assert actions(store) == [AuditAction.HELD, AuditAction.EXPIRED]
+
+
+def test_a_gone_record_can_be_dismissed_and_only_a_gone_one(backend: Backend) -> None:
+    store = backend.store()
+    gone, held = hold(store, "ABC001"), hold(store, "ABC002")
+    with pytest.raises(Conflict, match="held: only a record whose message is gone"):
+        store.dismiss(held.record_id, "anna", "tidy")
+    store.close_gone(gone.record_id, "left the hold queue by hand")
+    with pytest.raises(Conflict):
+        store.close_gone(gone.record_id, "again")
+    assert [r.record_id for r in store.quarantine_records()] == [held.record_id]
+    assert store.held_summary()[0] == 1
+    store.dismiss(gone.record_id, "anna", "deleted by the postmaster")
+    assert store.record(gone.record_id).status is Status.DISMISSED
+    with pytest.raises(Conflict, match="dismissed"):
+        store.dismiss(gone.record_id, "anna", "twice")
+    gone_entry, dismissed = store.audit_entries()[-2:]
+    assert (gone_entry.action, gone_entry.actor, gone_entry.detail) == (
+        AuditAction.GONE, "postwacht", "left the hold queue by hand")
+    assert (dismissed.action, dismissed.actor, dismissed.reason) == (
+        AuditAction.DISMISSED, "anna", "deleted by the postmaster")
+
+
+def test_listing_filters_by_status_and_mta_and_shows_the_newest_request(
+    backend: Backend,
+) -> None:
+    a, b = backend.store("mta-a"), backend.store("mta-b")
+    on_a, on_b = hold(a, "ABC001"), hold(b, "ABC001")
+    closed = hold(a, "ABC002")
+    first = a.request(closed.record_id, Review.RELEASE, ReleaseMode.PLAIN, "anna", "one")
+    a.finish_request(first.request_id, False, "busy")
+    second = a.request(closed.record_id, Review.DELETE, ReleaseMode.PLAIN, "bram", "two")
+    a.finish_request(second.request_id, True, "deleted")
+
+    assert [r.record_id for r in b.quarantine_records()] == [on_a.record_id, on_b.record_id]
+    assert [r.record_id for r in b.quarantine_records(mta="mta-b")] == [on_b.record_id]
+    everything = a.quarantine_records(None)
+    assert [r.record_id for r in everything] == [on_a.record_id, on_b.record_id,
+                                                  closed.record_id]
+    assert everything[0].request is None
+    assert everything[2].request == a.request_of(second.request_id)
+    assert [r.mta for r in a.records_of("ABC001")] == ["mta-a", "mta-b"]
+    assert [r.record_id for r in a.records_of("ABC001", mta="mta-b")] == [on_b.record_id]
+    assert a.quarantine_records([Status.DELETED]) == [a.record(closed.record_id)]
+    count, oldest = a.held_summary()
+    assert (count, oldest) == (2, on_a.held_at)
+    assert a.held_summary("mta-b") == (1, on_b.held_at)
+
+
+def test_a_record_follows_its_message_to_a_new_queue_id(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store)
+    store.follow(record.record_id, "XYZ789")
+    assert store.record(record.record_id).queue_id == "XYZ789"
+    assert store.records_of("XYZ789") == [store.record(record.record_id)]
+    followed = store.audit_entries()[-1]
+    assert (followed.action, followed.queue_id, followed.detail) == (
+        AuditAction.FOLLOWED, "ABC123", "new queue id XYZ789")
+
+
+def test_reviewers_are_added_and_removed_with_an_audit_entry(backend: Backend) -> None:
+    store = backend.store()
+    store.add_reviewer("anna", "root")
+    store.add_reviewer("bram", "root")
+    with pytest.raises(Conflict, match="anna is a reviewer already"):
+        store.add_reviewer("anna", "root")
+    store.remove_reviewer("anna", "root")
+    with pytest.raises(Conflict, match="anna is not a reviewer"):
+        store.remove_reviewer("anna", "root")
+    assert backend.store().reviewers() == ["bram"]
+    entries = store.audit_entries()
+    assert [(e.action, e.actor, e.detail) for e in entries] == [
+        (AuditAction.REVIEWER_ADDED, "root", "reviewer anna"),
+        (AuditAction.REVIEWER_ADDED, "root", "reviewer bram"),
+        (AuditAction.REVIEWER_REMOVED, "root", "reviewer anna"),
+    ]
+
+
+def test_retired_attempts_are_counted_per_sender(backend: Backend) -> None:
+    store = backend.store()
+    before = dt.datetime.now(dt.UTC)
+    for _ in range(2):
+        store.record_retired_attempt("a@samen-veilig.nl", "smtp", "bjzutrecht.nl")
+    store.record_retired_attempt("b\n@samen-veilig.nl", "smtp", "bjzutrecht.nl")
+    counted = store.retired_attempts(before)
+    assert [(r.sender, r.attempts) for r in counted] == [("a@samen-veilig.nl", 2),
+                                                          ("b\\n@samen-veilig.nl", 1)]
+    assert store.retired_attempts(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == []
+
+
+def test_audit_entries_since_a_time(backend: Backend) -> None:
+    store = backend.store()
+    hold(store, "ABC001")
+    middle = dt.datetime.now(dt.UTC)
+    hold(store, "ABC002")
+    assert [e.queue_id for e in store.audit_entries(since=middle)] == ["ABC002"]
+
+
+def _trail(store: SqlRecords) -> None:
+    """Five entries: two holds, a request, its outcome, a reviewer."""
+    first, _ = hold(store, "ABC001"), hold(store, "ABC002")
+    asked = store.request(first.record_id, Review.RELEASE, ReleaseMode.PLAIN, "anna", "ok")
+    store.finish_request(asked.request_id, True, "released")
+    store.add_reviewer("bram", "root")
+
+
+TAMPERING = {
+    "edited": (["UPDATE audit SET reason = 'nothing to see' WHERE seq = 3"],
+               "entry 3 .* edited after it was written"),
+    "deleted": (["DELETE FROM audit WHERE seq = 3"], "entry 3 missing"),
+    "newest deleted": (["DELETE FROM audit WHERE seq = 5"],
+                       "the newest entry is 4 but the trail's head says 5"),
+    "swapped": (["UPDATE audit SET seq = 0 WHERE seq = 2", "UPDATE audit SET seq = 2 WHERE "
+                 "seq = 3", "UPDATE audit SET seq = 3 WHERE seq = 0"],
+                "entry 2 .* edited after it was written"),
+}
+
+
+def test_an_untouched_audit_trail_verifies(backend: Backend) -> None:
+    store = backend.store()
+    _trail(store)
+    assert audit.verify(store.audit_entries(), store.audit_head()) == []
+    assert store.audit_head()[0] == 5
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_a_tampered_audit_trail_names_the_entry(backend: Backend, how: str) -> None:
+    store = backend.store()
+    _trail(store)
+    statements, named = TAMPERING[how]
+    backend.tamper(statements)
+    problems = audit.verify(store.audit_entries(), store.audit_head())
+    assert problems
+    assert any(re.search(named, p) for p in problems), problems
+
+
+def test_a_store_of_a_newer_postwacht_is_refused(backend: Backend) -> None:
+    backend.store().close()
+    backend.tamper(["UPDATE schema_version SET version = 4"])
+    with pytest.raises(RecordsError, match="schema 4, newer than this Postwacht's 3"):
+        backend.store()
+
+
+def test_postgresql_stopped_fails_each_call_quickly_and_the_next_call_after_its_return_works(
+    postgres_lab: PostgresLab,
+) -> None:
+    store = PostgresRecords(postgres_lab.new_database(), mta="mta-a")
+    try:
+        hold(store, "ABC001")
+        postgres_lab.stop()
+        try:
+            for queue_id in ("ABC002", "ABC003"):
+                started = time.monotonic()
+                with pytest.raises(RecordsError, match="cannot write the quarantine record"):
+                    hold(store, queue_id)
+                assert time.monotonic() - started < 5
+        finally:
+            postgres_lab.start()
+        hold(store, "ABC004")
+        assert [r.queue_id for r in store.quarantine_records()] == ["ABC001", "ABC004"]
+        assert audit.verify(store.audit_entries(), store.audit_head()) == []
+    finally:
+        store.close()
+
+
+def test_daemons_starting_together_create_the_schema_once(postgres_lab: PostgresLab) -> None:
+    url = postgres_lab.new_database()
+    start = threading.Barrier(4)
+    opened: list[object] = []
+
+    def open_store(mta: str) -> None:
+        start.wait()
+        try:
+            opened.append(PostgresRecords(url, mta=mta))
+        except RecordsError as exc:
+            opened.append(exc)
+
+    threads = [threading.Thread(target=open_store, args=(f"mta-{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(isinstance(s, PostgresRecords) for s in opened), opened
+    for s in opened:
+        assert isinstance(s, PostgresRecords)
+        s.close()
+    assert postgres_lab.sql(url, "SELECT version FROM schema_version") == [(3,)]
+
+
+SCHEMA_2 = """
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, queue_id TEXT NOT NULL, held_at TEXT NOT NULL,
+    sender TEXT NOT NULL, recipients TEXT NOT NULL, rule TEXT NOT NULL,
+    reason TEXT NOT NULL, policy TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'held',
+    client TEXT NOT NULL DEFAULT '');
+CREATE INDEX quarantine_queue_id ON quarantine (queue_id);
+CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
+    actor TEXT NOT NULL, action TEXT NOT NULL, queue_id TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE retired_attempts (at TEXT NOT NULL, sender TEXT NOT NULL,
+    client TEXT NOT NULL, domain TEXT NOT NULL);
+CREATE INDEX retired_attempts_at ON retired_attempts (at);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_sqlite_store_of_schema_2_is_migrated_into_one_chained_trail(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / DB_NAME)
+    old.executescript(SCHEMA_2)
+    recipients = json.dumps([{"address": "d@bjzutrecht.nl", "domains": ["bjzutrecht.nl"],
+                              "action": "quarantine", "rule": "retired", "reason": "given up",
+                              "matched": "bjzutrecht.nl"}])
+    for n, (queue_id, status) in enumerate([("ABC001", "held"), ("ABC002", "released"),
+                                            ("ABC002", "deleted")]):
+        old.execute("INSERT INTO quarantine (queue_id, held_at, sender, recipients, rule, "
+                    "reason, policy, status, client) VALUES (?, ?, 's@x.nl', ?, 'retired', "
+                    "'given up', 'p', ?, 'smtp')",
+                    (queue_id, f"2024-01-0{n + 1}T00:00:00+00:00", recipients, status))
+    old.execute("INSERT INTO audit (at, actor, action, queue_id, reason) VALUES "
+                "('2024-01-02T12:00:00+00:00', 'anna', 'release', 'ABC002', 'checked')")
+    old.execute("INSERT INTO audit (at, actor, action, queue_id, reason) VALUES "
+                "('2024-01-03T12:00:00+00:00', 'bram', 'delete', 'ABC002', 'spam')")
+    old.execute("INSERT INTO retired_attempts VALUES ('2024-01-01T08:00:00+00:00', 's@x.nl', "
+                "'smtp', 'bjzutrecht.nl')")
+    old.commit()
+    old.close()
+
+    store = SqliteRecords(tmp_path, mta="mta-a")
+    records = store.quarantine_records(None)
+    assert [(r.record_id, r.queue_id, r.status, r.mta, r.key, r.client) for r in records] == [
+        (1, "ABC001", Status.HELD, "mta-a", "migrated-1", "smtp"),
+        (2, "ABC002", Status.RELEASED, "mta-a", "migrated-2", "smtp"),
+        (3, "ABC002", Status.DELETED, "mta-a", "migrated-3", "smtp"),
+    ]
+    assert store.held_summary() == (1, dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    entries = store.audit_entries()
+    assert [(e.seq, e.action, e.actor, e.record_id, e.reason, e.domains) for e in entries] == [
+        (1, AuditAction.RELEASED, "anna", 2, "checked", ("bjzutrecht.nl",)),
+        (2, AuditAction.DELETED, "bram", 3, "spam", ("bjzutrecht.nl",)),
+    ]
+    assert {e.detail for e in entries} == {"carried over from schema 2"}
+    assert audit.verify(entries, store.audit_head()) == []
+    [attempt] = store.retired_attempts(dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    assert attempt.attempts == 1
+    added = hold(store, "ABC001")  # new holds go on where the old ids stopped
+    assert added.record_id == 4
+    store.close()
+
+    check = sqlite3.connect(tmp_path / DB_NAME)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert check.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    check.close()
+    again = SqliteRecords(tmp_path, mta="mta-b")  # opening again changes nothing
+    assert [r.mta for r in again.quarantine_records(None)] == ["mta-a"] * 4
+    assert len(again.audit_entries()) == 3
+    again.close()
