@@ -1,4 +1,6 @@
-"""The SQLite records store: never replaced, never silently lost, private on disk."""
+"""The SQLite records store: never replaced, never silently lost, private on disk; and
+which store a records spec opens. (What both backends do alike:
+tests/integration/test_records_backends.py.)"""
 
 from __future__ import annotations
 
@@ -6,14 +8,20 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.vocabulary import Action, Rule
+from postwacht.records.locate import open_records
+from postwacht.records.sql import redact
 from postwacht.records.sqlite import DB_NAME, SqliteRecords
-from postwacht.records.store import RecordsError, Review
+from postwacht.records.store import Hold, RecordsError, ReleaseMode, Review, Status
 
 LOOKALIKE = RecipientVerdict("x@samen-veiIig.nl", ("samen-veiiig.nl",), Action.QUARANTINE,
                              Rule.LOOKALIKE, "looks like ours", "samen-veilig.nl")
@@ -30,7 +38,8 @@ def umask_022() -> Iterator[None]:
 
 def hold(store: SqliteRecords, queue_id: str, verdict: RecipientVerdict,
          sender: str = "a@samen-veilig.nl") -> None:
-    store.record_quarantine(queue_id, sender, [verdict], verdict.rule, verdict.reason, "abc")
+    store.record_quarantine(Hold(store.mta, queue_id, uuid.uuid4().hex, sender, (verdict,),
+                                 verdict.rule, verdict.reason, "abc"))
 
 
 def mode(path: Path) -> int:
@@ -47,8 +56,8 @@ def test_a_second_hold_under_one_queue_id_is_added_never_replaces_the_first(
     assert [r.rule for r in records] == [Rule.RETIRED, Rule.LOOKALIKE]
     assert records[0].needs_force
     assert not records[1].needs_force
-    store.resolve("ABCDEF12", Review.RELEASE, "po", "checked")
-    assert {r.status for r in store.records_of("ABCDEF12")} == {"released"}
+    store.request(records[1].record_id, Review.RELEASE, ReleaseMode.PLAIN, "po", "checked")
+    assert [r.status for r in store.records_of("ABCDEF12")] == [Status.HELD, Status.REQUESTED]
     store.close()
 
 
@@ -75,16 +84,31 @@ def test_a_store_of_the_first_schema_is_migrated_in_place_keeping_every_row(
     old.commit()
     old.close()
 
-    store = SqliteRecords(tmp_path)
-    assert [r.queue_id for r in store.quarantine_records(None)] == ["ABC000", "ABC001", "ABC002"]
+    store = SqliteRecords(tmp_path, mta="mx1")
+    records = store.quarantine_records(None)
+    assert [r.queue_id for r in records] == ["ABC000", "ABC001", "ABC002"]
+    assert {r.mta for r in records} == {"mx1"}
+    assert len({r.key for r in records}) == 3
     assert store.held_summary()[0] == 2
     hold(store, "ABC000", LOOKALIKE)  # the old primary key is gone: a reused id is added
     assert len(store.records_of("ABC000")) == 2
     store.close()
     check = sqlite3.connect(tmp_path / DB_NAME)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
     check.close()
     SqliteRecords(tmp_path).close()  # opening again changes nothing
+
+
+def test_a_store_of_a_newer_postwacht_is_refused_and_left_alone(tmp_path: Path) -> None:
+    SqliteRecords(tmp_path).close()
+    newer = sqlite3.connect(tmp_path / DB_NAME)
+    newer.execute("PRAGMA user_version = 7")
+    newer.close()
+    with pytest.raises(RecordsError, match="schema 7, newer than this Postwacht's 3: upgrade"):
+        SqliteRecords(tmp_path)
+    check = sqlite3.connect(tmp_path / DB_NAME)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 7
+    check.close()
 
 
 def test_a_deleted_store_fails_every_later_write_even_once_a_new_file_appears(
@@ -130,8 +154,15 @@ def _fill(store: SqliteRecords) -> None:
 
 
 def _damage_a_page(path: Path) -> None:
+    """Overwrite the start of the quarantine table's root page (read from the file as it
+    is: the checkpointed main file, without the daemon's cache)."""
+    look = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    root = look.execute("SELECT rootpage FROM sqlite_master WHERE name = 'quarantine'"
+                        ).fetchone()[0]
+    size = look.execute("PRAGMA page_size").fetchone()[0]
+    look.close()
     with path.open("r+b") as f:
-        f.seek(4096 * 3 + 40)
+        f.seek(size * (root - 1) + 40)
         f.write(b"\xff" * 200)
 
 
@@ -198,3 +229,53 @@ def test_text_from_outside_is_stored_escaped_and_bounded(tmp_path: Path) -> None
     assert attempt.sender == "x\\n2024-01-01 forged"
     assert len(attempt.client) < 400
     store.close()
+
+
+def test_no_records_spec_is_the_sqlite_file_under_the_state_directory(tmp_path: Path) -> None:
+    store = open_records(None, tmp_path, create=True, mta="mx1")
+    assert isinstance(store, SqliteRecords)
+    assert (store.path, store.mta) == (tmp_path / DB_NAME, "mx1")
+    store.close()
+    with pytest.raises(RecordsError, match="no records store"):
+        open_records(None, tmp_path / "none", create=False, mta="mx1")
+
+
+def test_an_unknown_records_spec_is_named_without_its_password(tmp_path: Path) -> None:
+    with pytest.raises(RecordsError) as refused:
+        open_records("mysql://po:s3cret@db.example/records", tmp_path, create=True, mta="mx1")
+    assert "mysql://po:***@db.example/records" in str(refused.value)
+    assert "postgresql://USER@HOST" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_an_unreachable_postgresql_fails_quickly_and_hides_the_password(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    for url in ("postgresql://po:s3cret@127.0.0.1:1/records",
+                "postgres://po@127.0.0.1:1/records?password=s3cret&sslmode=disable"):
+        with pytest.raises(RecordsError, match="cannot prepare the records schema") as failed:
+            open_records(url, tmp_path, create=True, mta="mx1")
+        assert "s3cret" not in str(failed.value)
+        assert "***" in str(failed.value)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://po:pw@db/records", "postgresql://po:***@db/records"),
+    ("postgresql://po:p%40w@db:5432/records", "postgresql://po:***@db:5432/records"),
+    ("postgresql://po@db/records?password=pw&x=1", "postgresql://po@db/records?password=***&x=1"),
+    ("postgresql://db/records", "postgresql://db/records"),
+])
+def test_redact_hides_a_password_wherever_the_url_has_it(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_a_store_on_sqlite_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    script = ("import sys\n"
+              "from postwacht.records.locate import open_records\n"
+              f"open_records(None, {str(tmp_path)!r}, create=True, mta='mx1').close()\n"
+              "print(sorted(m for m in sys.modules if m.startswith('psycopg')))\n")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
