@@ -303,7 +303,8 @@ class ReleaseHelper:
             self.process = subprocess.Popen(
                 [POSTWACHT, "release-helper", "--socket", str(self.socket),
                  "--mta", self.daemon.mta, *self.daemon.records_options,
-                 "--postfix-config", str(self.postfix.config)],
+                 "--postfix-config", str(self.postfix.config),
+                 "--socket-group", "root"],  # the daemon runs as root here
                 stdout=log, stderr=log,
             )
         poll(lambda: self.process is not None and (self.process.poll() is not None
