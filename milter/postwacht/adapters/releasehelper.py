@@ -18,6 +18,7 @@ asking twice never acts twice.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import io
 import json
@@ -26,6 +27,7 @@ import os
 import socket
 import socketserver
 import struct
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +38,7 @@ from typing import Any
 
 from postwacht.adapters.background import BackgroundServer
 from postwacht.adapters.netstring import NetstringError, encode, read_netstring
-from postwacht.adapters.unixsocket import SOCKET_MODE, claim, group_only, identity, release
+from postwacht.adapters.unixsocket import claim, group_only, identity, release
 from postwacht.records.queue import ActionResult
 
 log = logging.getLogger("postwacht.release")
@@ -172,18 +174,33 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
             super().__init__(str(path), _Handler)
 
     def server_bind(self) -> None:
-        super().server_bind()
-        self.path.chmod(SOCKET_MODE)
-        self._made = identity(self.path)
-        if self._group is None:
-            return
+        """Bind in a fresh directory of root's own, give the socket its group there, then
+        move it into place: whoever can write the socket's directory (the daemon's user,
+        when it is the state directory) can never have root chown a file of its choice."""
+        gid = self._gid()
+        staging = Path(tempfile.mkdtemp(prefix=".release-", dir=self.path.parent))
         try:
-            gid = grp.getgrnam(self._group).gr_gid
+            made = staging / "s"
+            self.socket.bind(str(made))  # 0660: the umask is group_only's
+            if gid is not None:
+                os.chown(made, -1, gid)
+            made.rename(self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                (staging / "s").unlink()
+            staging.rmdir()
+        self.server_address = str(self.path)
+        self._made = identity(self.path)
+
+    def _gid(self) -> int | None:
+        if self._group is None:
+            return None
+        try:
+            return grp.getgrnam(self._group).gr_gid
         except KeyError:
             log.warning("group %r does not exist: %s stays root's only (mode 0660, group "
                         "root), and the daemon cannot reach it", self._group, self.path)
-            return
-        os.chown(self.path, -1, gid)
+            return None
 
     def server_close(self) -> None:
         super().server_close()

@@ -366,14 +366,18 @@ def _act(postfix: Postfix, record: QuarantineRecord, entry: QueueEntry, step: St
     except PostfixError as exc:
         return ActionResult(True, f"released {queue_id} ({age}); its new queue id could not "
                                   f"be looked for: {exc}", "")
-    if new:
-        return ActionResult(True, f"released {queue_id} as {new} ({age} gives it a new queue "
-                                  "id and a fresh lifetime)", new)
     if new is None:
+        return ActionResult(True, f"released {queue_id} ({age}); it left the queue before its "
+                                  "new queue id could be seen", "")
+    if new.queue_name == "maildrop":
         return ActionResult(True, f"released {queue_id} ({age}); it still waits in the "
                                   f"maildrop queue for Postfix's pickup{nudge}", "")
-    return ActionResult(True, f"released {queue_id} ({age}); it left the queue before its "
-                              "new queue id could be seen", "")
+    if new.queue_name == "hold":
+        return ActionResult(False, f"requeued {queue_id} as {new.queue_id} ({age}), but Postfix "
+                                   "put it on hold again (a HOLD in header_checks?): still "
+                                   "held", new.queue_id)
+    return ActionResult(True, f"released {queue_id} as {new.queue_id} ({age} gives it a new "
+                              "queue id and a fresh lifetime)", new.queue_id)
 
 
 def _nudged(nudge: Callable[[str], None], queue_id: str) -> str:
@@ -386,11 +390,11 @@ def _nudged(nudge: Callable[[str], None], queue_id: str) -> str:
 
 
 def follow(postfix: Postfix, key: str, sender: str, known: set[str], old: str,
-           window: float = FOLLOW_WINDOW) -> str | None:
-    """The new queue id of message `old` after `postsuper -r`: a new entry of the same
-    sender whose header carries `key`. "" when the old one left maildrop and no such
-    entry was seen twice running (delivered at once); None when it is still in maildrop
-    after `window` seconds (pickup is not running)."""
+           window: float = FOLLOW_WINDOW) -> QueueEntry | None:
+    """Message `old` after `postsuper -r`: the new entry of the same sender whose header
+    carries `key`; the old entry if it still waits in maildrop after `window` seconds
+    (pickup is not running); None when it left maildrop and no such entry was seen twice
+    running (delivered at once)."""
     deadline = time.monotonic() + window
     pause = threading.Event()
     looked: set[str] = set()
@@ -404,15 +408,16 @@ def follow(postfix: Postfix, key: str, sender: str, known: set[str], old: str,
             looked.add(entry.queue_id)
             try:
                 if key in quarantine_keys(postfix.headers(entry.queue_id)):
-                    return entry.queue_id
+                    return entry
             except PostfixError:
                 continue  # it left while we looked
-        waiting = any(e.queue_id == old and e.queue_name == "maildrop" for e in entries)
+        waiting = next((e for e in entries
+                        if e.queue_id == old and e.queue_name == "maildrop"), None)
         misses = 0 if waiting else misses + 1
         if misses >= 2:
-            return ""
+            return None
         if time.monotonic() >= deadline:
-            return None if waiting else ""
+            return waiting
         pause.wait(0.05)
 
 
