@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from postwacht.records.sqlite import SqliteRecords
+from postwacht.records.locate import open_records
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 from tests.conftest import ROOT
@@ -23,9 +23,14 @@ METRIC = re.compile(r"\bpostwacht_[a-z_]+\b")
 def exported_names(tmp_path: Path) -> set[str]:
     """Every sample name the daemon can expose."""
     telemetry = PrometheusTelemetry()
-    telemetry.watch_quarantine(SqliteRecords(tmp_path).held_summary)
+    store = open_records(None, tmp_path / "state", create=True, mta="mta1.example")
+    telemetry.watch_quarantine(store.held_summary)
     names: set[str] = set()
-    for family in telemetry.registry.collect():
+    try:
+        families = list(telemetry.registry.collect())
+    finally:
+        store.close()
+    for family in families:
         if not family.name.startswith("postwacht_"):
             continue
         suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum",
@@ -93,3 +98,75 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     level = re.search(r"Overall exposure level for postwacht.service: ([0-9.]+)", security.stdout)
     assert level is not None, security.stdout + security.stderr
     assert float(level.group(1)) < 2.0
+
+
+def deploy_settings() -> list[str]:
+    """The `name = value` lines of deploy/postfix/main.cf."""
+    text = (DEPLOY / "postfix" / "main.cf").read_text()
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_postconf_takes_every_main_cf_line_without_a_warning(tmp_path: Path) -> None:
+    shutil.copy("/etc/postfix/master.cf", tmp_path / "master.cf")
+    (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
+    subprocess.run([tool("postconf"), "-c", str(tmp_path), "-e", *deploy_settings()],
+                   check=True)
+    shown = subprocess.run([tool("postconf"), "-c", str(tmp_path), "-n"],
+                           capture_output=True, text=True, check=True)
+    assert shown.stderr == "", shown.stderr
+    assert "enable_long_queue_ids = yes" in shown.stdout.splitlines()
+    assert ("smtp_header_checks = regexp:/etc/postfix/postwacht_smtp_header_checks"
+            in shown.stdout.splitlines())
+
+
+@pytest.mark.parametrize(("header", "answer"), [
+    ("X-Postwacht-Quarantine: rule=lookalike; policy=0a1b2c3d4e5f; key=k1", "IGNORE"),
+    ("x-postwacht-quarantine: key=k1", "IGNORE"),
+    ("X-Postwacht-Route: relay:[securemail.example]:587", "IGNORE"),
+    ("Subject: about X-Postwacht-Quarantine: nothing", None),
+    ("X-Postwacht-Quarantined-By: someone", None),
+])
+def test_bookkeeping_headers_are_dropped_at_delivery_and_nothing_else(
+    tmp_path: Path, header: str, answer: str | None
+) -> None:
+    (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
+    table = f"regexp:{DEPLOY / 'postfix' / 'smtp_header_checks'}"
+    looked = subprocess.run([tool("postmap"), "-c", str(tmp_path), "-q", header, table],
+                            capture_output=True, text=True, check=False)
+    assert looked.stderr == "", looked.stderr
+    assert (looked.stdout.strip() or None) == answer
+
+
+def test_release_helper_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = (DEPLOY / "systemd" / "postwacht-release.service").read_text()
+    postwacht = str(Path(sys.executable).with_name("postwacht"))
+    path = tmp_path / "postwacht-release.service"
+    path.write_text(unit.replace("/opt/postwacht/.venv/bin/postwacht", postwacht))
+    verify = subprocess.run([tool("systemd-analyze"), "verify", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert verify.returncode == 0
+    assert verify.stderr.strip() == "", verify.stderr
+    security = subprocess.run([tool("systemd-analyze"), "security", "--offline=true", str(path)],
+                              capture_output=True, text=True, check=False)
+    level = re.search(r"Overall exposure level for postwacht-release.service: ([0-9.]+)",
+                      security.stdout)
+    assert level is not None, security.stdout + security.stderr
+    assert float(level.group(1)) < 3.0  # root, with what postsuper needs: no lower
+    settings = dict(line.split("=", 1) for line in unit.splitlines()
+                    if "=" in line and not line.startswith(("#", " ")))
+    assert settings["CapabilityBoundingSet"].split() == [
+        "CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
+        "CAP_CHOWN"]
+    assert "/var/spool/postfix" in settings["ReadWritePaths"].split()
+
+
+def test_release_helper_unit_runs_the_command_with_options_it_has() -> None:
+    unit = (DEPLOY / "systemd" / "postwacht-release.service").read_text()
+    command = re.search(r"^ExecStart=(.*?[^\\])$", unit, flags=re.MULTILINE | re.DOTALL)
+    assert command is not None
+    words = command.group(1).replace("\\\n", " ").split()
+    assert words[1] == "release-helper"
+    usage = subprocess.run([str(Path(sys.executable).with_name("postwacht")), "release-helper",
+                            "--help"], capture_output=True, text=True, check=True).stdout
+    for option in (w for w in words if w.startswith("--")):
+        assert option in usage, option
