@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from postwacht.records.executor import ReleaseHelper, RequestExecutor
 from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix
 from postwacht.records.store import RecordsError, RecordStore
-from postwacht.telemetry import NO_TELEMETRY
+from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 log = logging.getLogger("postwacht")
@@ -38,6 +40,37 @@ class StartError(Exception):
     def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
+
+
+class RetiredAttempts:
+    """Writes the attempts to mail a retired domain, for `postwacht report retired`,
+    without letting a records store that is down slow the milter's RCPT replies: after a
+    write fails, the attempts of the next `backoff` seconds are only counted (the
+    recipient is refused all the same; the report misses them)."""
+
+    def __init__(self, records: RecordStore, telemetry: Telemetry,
+                 backoff: float = defaults.RETIRED_ATTEMPT_BACKOFF,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._records = records
+        self._telemetry = telemetry
+        self._backoff = backoff
+        self._clock = clock
+        self._failed_at: float | None = None
+
+    def record(self, sender: str, client: str, domain: str) -> None:
+        failed_at = self._failed_at
+        if failed_at is not None and self._clock() - failed_at < self._backoff:
+            self._telemetry.error(ErrorKind.RECORDS)
+            return
+        try:
+            self._records.record_retired_attempt(sender, client, domain)
+        except RecordsError as exc:
+            self._failed_at = self._clock()
+            self._telemetry.error(ErrorKind.RECORDS)
+            log.error("cannot record a retired-domain attempt: %s; attempts of the next "
+                      "%g s are not recorded (the report misses them)", exc, self._backoff)
+        else:
+            self._failed_at = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +100,7 @@ class App:
     state_dir: Path
     mta: str
     executor: RequestExecutor
+    retired_attempts: RetiredAttempts
 
     def start(self) -> None:
         """Start the background work: the policy file watch, the domain watch, and the
@@ -108,7 +142,8 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         lambda: holder.current.quarantine, telemetry, mta.requests_interval,
         mta.sync_interval)
     return App(telemetry, holder, records, discovery, facts, domain_watch,
-               PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor)
+               PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
+               RetiredAttempts(records, telemetry))
 
 
 def _held_summary(records: RecordStore, mta: str) -> tuple[int, dt.datetime | None] | None:

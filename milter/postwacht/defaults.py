@@ -56,3 +56,6 @@ EXPIRY_RETRY = 600.0
 could not be reached (each failed expiry is an audit entry)."""
 MTA_NAME_MAX = 64
 """Characters of an MTA name (`serve --mta`), as records and the audit trail carry it."""
+RETIRED_ATTEMPT_BACKOFF = 30.0
+"""Seconds after a failed write of a retired-domain attempt in which the milter records no
+more of them (only counts them), so a records store that is down never slows RCPT."""

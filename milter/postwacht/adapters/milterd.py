@@ -222,12 +222,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
     def _record_retired_attempt(self, domain: str) -> None:
         """For `postwacht report retired`: which systems still mail retired domains."""
         self._app.telemetry.retired_attempt(domain)
-        try:
-            self._app.records.record_retired_attempt(self._shown_sender, self._client(),
-                                                     domain)
-        except RecordsError as exc:  # the recipient is refused anyway; the report misses one
-            self._app.telemetry.error(ErrorKind.RECORDS)
-            log.error("cannot record a retired-domain attempt: %s", exc)
+        self._app.retired_attempts.record(self._shown_sender, self._client(), domain)
 
     def eom(self) -> int:
         started = time.perf_counter()
