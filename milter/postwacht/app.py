@@ -32,6 +32,7 @@ from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 log = logging.getLogger("postwacht")
+STATE_MODE = 0o750
 
 
 class StartError(Exception):
@@ -126,6 +127,7 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     except PolicyError as exc:
         raise StartError(f"{policy_path} is invalid",
                          tuple(str(p) for p in exc.problems)) from None
+    _state_directory(Path(state_dir))
     try:
         records = open_records(mta.records, state_dir, create=True, mta=mta.name)
     except RecordsError as exc:
@@ -144,6 +146,19 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     return App(telemetry, holder, records, discovery, facts, domain_watch,
                PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
                RetiredAttempts(records, telemetry))
+
+
+def _state_directory(path: Path) -> None:
+    """The control socket (and the SQLite records, and by default the release helper's
+    socket) live here: made 0750 when missing, whatever the records backend."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True)
+        path.chmod(STATE_MODE)
+    except OSError as exc:
+        raise StartError(f"state directory {path}: cannot make it: "
+                         f"{exc.strerror or exc}") from None
 
 
 def _held_summary(records: RecordStore, mta: str) -> tuple[int, dt.datetime | None] | None:

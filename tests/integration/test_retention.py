@@ -1,7 +1,8 @@
 """Retention and vanished messages, with a real Postfix, the real daemon and its release
-helper: held mail older than quarantine.retention_days is expired by the daemon
-(returned to its sender, or deleted, as the policy says) and audited as expired; a held
-message removed by hand becomes a `gone` record and leaves the quarantine gauge."""
+helper, on SQLite and on PostgreSQL: held mail older than quarantine.retention_days is
+expired by the daemon (returned to its sender, or deleted, as the policy says) and
+audited as expired; a held message removed by hand becomes a `gone` record and leaves the
+quarantine gauge."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from postwacht.records.locate import open_records
 from postwacht.records.store import AuditAction, AuditEntry, QuarantineRecord, Status
 
 from tests.integration.conftest import Lab, held_for, running_lab, write_test_policy
+from tests.labs.postgres import PostgresLab
 from tests.labs.util import poll
 
 SENDER = "medewerker@samen-veilig.nl"
@@ -21,9 +23,14 @@ RETENTION = 3.0
 """Seconds held mail is kept here (30 days in the example policy)."""
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab("postwacht-retention-", mta="retention-lab") as started:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The lab on either records backend: the daemon's work is the same on both."""
+    records = None
+    if request.param == "postgresql":
+        postgres: PostgresLab = request.getfixturevalue("postgres_lab")
+        records = postgres.new_database()
+    with running_lab("postwacht-retention-", mta="retention-lab", records=records) as started:
         yield started
 
 

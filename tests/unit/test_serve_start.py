@@ -80,3 +80,12 @@ def test_a_records_spec_that_is_no_url_is_named(tmp_path: Path) -> None:
                    "--socketmap", "")
     assert result.returncode == 1
     assert "not starting: records store 'mysql://db/mail': not a records URL" in result.stderr
+
+
+def test_a_state_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    state = tmp_path / "file" / "state"
+    result = serve(state, "--metrics", "", "--socketmap", "")
+    assert result.returncode == 1
+    assert f"not starting: state directory {state}: cannot make it: Not a directory" in (
+        result.stderr)
