@@ -266,6 +266,8 @@ def test_an_unreachable_postgresql_fails_quickly_and_hides_the_password(
     ("postgresql://po:p%40w@db:5432/records", "postgresql://po:***@db:5432/records"),
     ("postgresql://po@db/records?password=pw&x=1", "postgresql://po@db/records?password=***&x=1"),
     ("postgresql://db/records", "postgresql://db/records"),
+    ("postgresql://po@db:5432/records", "postgresql://po@db:5432/records"),
+    ("postgresql://po:p@ss@db/records", "postgresql://po:***@db/records"),
 ])
 def test_redact_hides_a_password_wherever_the_url_has_it(url: str, shown: str) -> None:
     assert redact(url) == shown

@@ -179,9 +179,10 @@ class Tx:
     """One transaction: statements written with `?`, and the audit entries it appends
     (logged once it commits)."""
 
-    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+    def __init__(self, cursor: Cursor, dialect: Dialect, where: str) -> None:
         self._cursor = cursor
         self._dialect = dialect
+        self._where = where
         self.head: tuple[int, str] | None = None
         self.appended: list[AuditEntry] = []
 
@@ -209,15 +210,15 @@ class Tx:
         row = self.row("SELECT seq, hash FROM audit_head WHERE id = 1"  # noqa: S608
                        + self._dialect.lock_head)
         if row is None:
-            raise RecordsError("the audit trail has no head row (audit_head, id 1): the "
-                               "trail was tampered with")
+            raise RecordsError(f"the audit trail in {self._where} has no head row "
+                               "(audit_head, id 1): it was tampered with")
         self.head = (int(row[0]), str(row[1]))
         return self.head
 
 
 def redact(url: str) -> str:
     """A records URL fit to show: any password in it replaced by ***."""
-    url = re.sub(r"(://[^/@]*?:)[^/@]*@", r"\1***@", url)
+    url = re.sub(r"(://[^/@]*:)[^/]*@", r"\1***@", url)
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
@@ -271,7 +272,7 @@ class SqlRecords:
         done: list[Tx] = []
 
         def attempt(cursor: Cursor) -> T:
-            tx = Tx(cursor, self._dialect)
+            tx = Tx(cursor, self._dialect, self.where)
             done[:] = [tx]
             return work(tx)
 
