@@ -150,6 +150,31 @@ def test_of_two_requests_at_once_on_one_record_exactly_one_wins(backend: Backend
     assert audit.verify(second.audit_entries(), second.audit_head()) == []
 
 
+def test_holds_on_two_mtas_at_once_make_one_unbroken_chain(backend: Backend) -> None:
+    stores = [backend.store("mta-a"), backend.store("mta-b")]
+    start = threading.Barrier(6)
+    failures: list[Exception] = []
+
+    def hold_many(store: SqlRecords, worker: int) -> None:
+        start.wait()
+        try:
+            for n in range(10):
+                hold(store, f"ABC{worker}{n:02d}")
+        except RecordsError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hold_many, args=(stores[w % 2], w)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == []
+    entries = stores[0].audit_entries()
+    assert [e.seq for e in entries] == list(range(1, 61))
+    assert audit.verify(entries, stores[1].audit_head()) == []
+    assert {e.mta for e in entries} == {"mta-a", "mta-b"}
+
+
 def test_a_request_on_a_closed_record_names_its_status(backend: Backend) -> None:
     store = backend.store()
     record = hold(store)
