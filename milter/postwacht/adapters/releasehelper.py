@@ -53,6 +53,7 @@ MAX_CONNECTIONS = 16
 REQUEST_MAX = 200
 """Bytes of a request (`{"request": N}` is about 20)."""
 ANSWER_MAX = 65_536
+WARN_EVERY = 60.0
 REMEMBERED = 1000
 """Answers to carried-out requests kept, to be given again if asked again."""
 
@@ -169,6 +170,7 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
         self._done: OrderedDict[int, ActionResult] = OrderedDict()
         self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         self._made: tuple[int, int] | None = None
+        self._warned_at = -WARN_EVERY
         claim(path)
         with group_only():  # 0660 from the moment it exists
             super().__init__(str(path), _Handler)
@@ -209,8 +211,11 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            log.warning("release helper at its limit of %d connections: one closed "
-                        "unanswered", self.limits.max_connections)
+            now = time.monotonic()
+            if now - self._warned_at >= WARN_EVERY:  # a flood must not flood the log too
+                self._warned_at = now
+                log.warning("release helper at its limit of %d connections: new ones are "
+                            "closed unanswered", self.limits.max_connections)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -247,20 +252,26 @@ class ReleaseHelperClient:
         self.timeout = timeout
 
     def carry_out(self, request_id: int) -> HelperResult:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(self.timeout)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            try:
                 sock.connect(str(self.path))
+            except OSError as exc:
+                raise self._error(f"cannot be reached: {exc.strerror or exc}") from None
+            try:
                 sock.sendall(encode(json.dumps({"request": request_id})))
                 with sock.makefile("rb") as stream:
                     payload = read_netstring(stream, ANSWER_MAX)
-        except TimeoutError:
-            raise self._error(f"no answer within {self.timeout:g} s (the request may have "
-                              "been carried out; ask again)") from None
-        except NetstringError as exc:
-            raise self._error(f"answered garbage ({exc})") from None
-        except OSError as exc:
-            raise self._error(f"cannot be reached: {exc.strerror or exc}") from None
+            except TimeoutError:
+                raise self._error(f"no answer within {self.timeout:g} s (the request may "
+                                  "have been carried out; ask again)") from None
+            except NetstringError as exc:
+                if "closed" not in str(exc):
+                    raise self._error(f"answered garbage ({exc})") from None
+                payload = None
+            except OSError as exc:
+                raise self._error(f"closed the connection without an answer (busy, or "
+                                  f"stopping): {exc.strerror or exc}") from None
         if payload is None:
             raise self._error("closed the connection without an answer (busy, or stopping)")
         return self._result(payload)

@@ -7,14 +7,15 @@ command sees it, so it is never an option, `ALL` or `-`.
 `carry_out` is the privileged step of review, run by the release helper as root: it
 trusts nothing it is handed. The request and its record are read from the store, and it
 acts only on a pending request whose record is on this MTA and waits for it, on a
-message that is in the hold queue and carries the record's key in its
-X-Postwacht-Quarantine header (so a reused queue id never makes it touch another
-message). Mail kept on hold for a fifth of its queue lifetime or more is released with
-`postsuper -r` (Postfix's manual: otherwise one temporary failure bounces it as
-expired); that gives it a new queue id, which is looked for and handed back. A routed
-release always uses `-H`: `-r` sends the message through pickup and cleanup again, which
-drop the FILTER set at hold time (checked with Postfix 3.7), so it would leave in the
-clear.
+message that is in the hold queue and carries the record's key in its last
+X-Postwacht-Quarantine header, the one the milter added (so a reused queue id never
+makes it touch another message, and a header a sender wrote never counts).
+
+Mail kept on hold for a fifth of its queue lifetime or more is released with `postsuper
+-r` (Postfix's manual: otherwise one temporary failure bounces it as expired); that gives
+it a new queue id, which is looked for and handed back. A routed release always uses
+`-H`: `-r` sends the message through pickup and cleanup again, which drop the FILTER set
+at hold time (checked with Postfix 3.7), so it would leave in the clear.
 """
 
 from __future__ import annotations
@@ -196,24 +197,25 @@ def parse_time(name: str, value: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(match[1]) * _UNITS[match[2] or "d"])
 
 
-def quarantine_keys(headers: str) -> set[str]:
-    """The `key=` values of every X-Postwacht-Quarantine header in `headers` (as postcat
-    prints them: folded lines continue with a blank)."""
+def quarantine_key(headers: str) -> str | None:
+    """The `key=` of the last X-Postwacht-Quarantine header in `headers` (as postcat
+    prints them: folded lines go on with a blank). The last is the milter's: Postfix puts
+    a header a milter adds after the message's own, so one a sender wrote never counts."""
     unfolded: list[str] = []
     for line in headers.splitlines():
         if line[:1] in (" ", "\t") and unfolded:
             unfolded[-1] += " " + line.strip()
         else:
             unfolded.append(line)
-    keys: set[str] = set()
     prefix = QUARANTINE_HEADER.lower() + ":"
-    for header in unfolded:
-        if header.lower().startswith(prefix):
-            for part in header[len(prefix):].split(";"):
-                name, _, value = part.strip().partition("=")
-                if name.strip().lower() == "key" and value.strip():
-                    keys.add(value.strip())
-    return keys
+    ours = [h for h in unfolded if h.lower().startswith(prefix)]
+    if not ours:
+        return None
+    for part in ours[-1][len(prefix):].split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "key" and value.strip():
+            return value.strip()
+    return None
 
 
 class Step(StrEnum):
@@ -287,7 +289,7 @@ def _the_held_message(postfix: Postfix, mta: str, record: QuarantineRecord) -> Q
         raise RefusedError(f"message {record.queue_id} is no longer in the hold queue on "
                            f"{mta} (released, deleted or expired outside Postwacht, or "
                            "already acted on): nothing done")
-    if record.key not in quarantine_keys(postfix.headers(record.queue_id)):
+    if quarantine_key(postfix.headers(record.queue_id)) != record.key:
         raise RefusedError(f"the message held as {record.queue_id} on {mta} is not the one "
                            "this record is about (its X-Postwacht-Quarantine header lacks "
                            "the record's key: Postfix reused the queue id): nothing done")
@@ -298,25 +300,25 @@ def _trusted(store: RecordStore, mta: str, request_id: int
              ) -> tuple[Request, QuarantineRecord]:
     request = store.request_of(request_id)
     if request.outcome:
-        raise RefusedError(f"request {request_id} was already carried out ({request.outcome}): "
-                      "nothing done again")
+        raise RefusedError(f"request {request_id} is finished already ({request.outcome}): "
+                           "nothing done again")
     record = store.record(request.record_id)
     where = f"message {record.queue_id}"
     if record.mta != mta:
         raise RefusedError(f"{where} is held on MTA {record.mta!r}, not on this one ({mta!r}): "
-                      "nothing done")
+                           "nothing done")
     if record.status is not Status.REQUESTED:
         raise RefusedError(f"the record of {where} is {record.status}, not waiting for a "
-                      "release or delete: nothing done")
+                           "release or delete: nothing done")
     if record.request is not None and record.request.request_id != request_id:
         raise RefusedError(f"request {request_id} is not the newest on {where} (request "
-                      f"{record.request.request_id} is): nothing done")
+                           f"{record.request.request_id} is): nothing done")
     if not is_queue_id(record.queue_id):
         raise RefusedError(f"the record's queue id {printable(record.queue_id, 64)!r} is not a "
-                      "Postfix queue id: nothing done")
+                           "Postfix queue id: nothing done")
     if not record.key:
         raise RefusedError(f"the record of {where} has no key to recognise the message by: "
-                      "nothing done")
+                           "nothing done")
     if request.action is Review.RELEASE and request.mode is ReleaseMode.PLAIN:
         _check_plain_release(record)
     return request, record
@@ -328,12 +330,12 @@ def _check_plain_release(record: QuarantineRecord) -> None:
     rules = {record.rule, *(r.rule for r in record.recipients)}
     if record.needs_force:
         raise RefusedError(f"message {record.queue_id} is addressed to a retired domain or an "
-                      "unreadable address: an ordinary release is refused; it needs an "
-                      "override: nothing done")
+                           "unreadable address: an ordinary release is refused; it needs an "
+                           "override: nothing done")
     if Rule.INSECURE_TRANSPORT in rules:
         raise RefusedError(f"message {record.queue_id} was held because a recipient domain offers "
-                      "no verified secure transport: it is released only through the secure "
-                      "route or as an override, not in the clear: nothing done")
+                           "no verified secure transport: it is released only through the secure "
+                           "route or as an override, not in the clear: nothing done")
 
 
 def _check_route(postfix: Postfix, record: QuarantineRecord) -> None:
@@ -341,7 +343,7 @@ def _check_route(postfix: Postfix, record: QuarantineRecord) -> None:
     if not filters or (record.route and record.route not in filters):
         wanted = f" {record.route}" if record.route else ""
         raise RefusedError(f"message {record.queue_id} does not carry the secure route{wanted} "
-                      "(Postfix would deliver it the ordinary way): nothing done")
+                           "(Postfix would deliver it the ordinary way): nothing done")
 
 
 def _act(postfix: Postfix, record: QuarantineRecord, entry: QueueEntry, step: Step,
@@ -407,7 +409,7 @@ def follow(postfix: Postfix, key: str, sender: str, known: set[str], old: str,
                 continue
             looked.add(entry.queue_id)
             try:
-                if key in quarantine_keys(postfix.headers(entry.queue_id)):
+                if quarantine_key(postfix.headers(entry.queue_id)) == key:
                     return entry
             except PostfixError:
                 continue  # it left while we looked
