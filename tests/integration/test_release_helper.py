@@ -5,7 +5,8 @@ Messages are held the way the milter holds them (on hold, with an X-Postwacht-Qu
 header that carries the record's key, and for a routed hold the FILTER of the secure
 route and an X-Postwacht-Route header) by Postfix's own HOLD and FILTER actions, so that
 each test chooses its record: one on another MTA, one whose key the message does not
-carry. The helper runs as its own process on the records in SQLite, as in production.
+carry. The helper runs as its own process on the records in SQLite, as in production,
+with no more privilege than its systemd unit gives it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import dataclasses
 import grp
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -48,6 +50,7 @@ from postwacht.records.store import (
     Review,
 )
 
+from tests.conftest import ROOT
 from tests.integration.conftest import (
     POSTWACHT,
     Delivered,
@@ -161,6 +164,18 @@ def _require_root() -> None:
                     "(run them through `make test`)")
 
 
+def as_the_unit_runs_it() -> list[str]:
+    """setpriv with the systemd unit's CapabilityBoundingSet and NoNewPrivileges, so the
+    tests show that Postfix's commands work within them."""
+    unit = (ROOT / "deploy" / "systemd" / "postwacht-release.service").read_text()
+    found = re.search(r"^CapabilityBoundingSet=(.+)$", unit, flags=re.MULTILINE)
+    assert found is not None
+    keep = ",".join("+" + c.removeprefix("CAP_").lower() for c in found.group(1).split())
+    assert re.search(r"^NoNewPrivileges=yes$", unit, flags=re.MULTILINE)
+    return ["setpriv", "--no-new-privs", "--inh-caps", "-all", "--bounding-set",
+            f"-all,{keep}"]
+
+
 @pytest.fixture(scope="module")
 def helper_lab() -> Iterator[HelperLab]:
     _require_root()
@@ -186,8 +201,9 @@ def helper_lab() -> Iterator[HelperLab]:
     try:
         with lab.log.open("ab") as log:
             lab.process = subprocess.Popen(
-                [POSTWACHT, "release-helper", "--socket", str(lab.socket), "--mta", MTA,
-                 "--state", str(state), "--postfix-config", str(postfix.config),
+                [*as_the_unit_runs_it(), POSTWACHT, "release-helper",
+                 "--socket", str(lab.socket), "--mta", MTA, "--state", str(state),
+                 "--postfix-config", str(postfix.config),
                  "--socket-group", SOCKET_GROUP, "--idle-timeout", "3",
                  "--max-connections", "4"],
                 stdout=log, stderr=log)
