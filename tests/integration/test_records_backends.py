@@ -25,7 +25,7 @@ from postwacht.records.sql import SqlRecords
 from postwacht.records.sqlite import DB_NAME, SqliteRecords
 from postwacht.records.store import (
     AuditAction,
-    Conflict,
+    ConflictError,
     Hold,
     QuarantineRecord,
     RecordsError,
@@ -124,7 +124,7 @@ def race(first: SqlRecords, second: SqlRecords, record_id: int) -> list[object]:
         try:
             outcomes.append(store.request(record_id, action, ReleaseMode.PLAIN, actor,
                                           "checked"))
-        except Conflict as exc:
+        except ConflictError as exc:
             outcomes.append(exc)
 
     threads = [threading.Thread(target=ask, args=(first, "anna", Review.RELEASE)),
@@ -141,7 +141,7 @@ def test_of_two_requests_at_once_on_one_record_exactly_one_wins(backend: Backend
     for n in range(5):
         record = hold(first, f"ABC12{n}")
         outcomes = race(first, second, record.record_id)
-        [lost] = [o for o in outcomes if isinstance(o, Conflict)]
+        [lost] = [o for o in outcomes if isinstance(o, ConflictError)]
         [won] = [o for o in outcomes if isinstance(o, Request)]
         assert f"{won.actor} requested {won.action} at " in str(lost)
         assert first.record(record.record_id).request == won
@@ -179,7 +179,7 @@ def test_a_request_on_a_closed_record_names_its_status(backend: Backend) -> None
     store = backend.store()
     record = hold(store)
     store.close_gone(record.record_id, "not in the hold queue")
-    with pytest.raises(Conflict, match=r"record \d+ \(ABC123 on mta-a\).* gone, not held"):
+    with pytest.raises(ConflictError, match=r"record \d+ \(ABC123 on mta-a\).* gone, not held"):
         store.request(record.record_id, Review.RELEASE, ReleaseMode.PLAIN, "anna", "ok")
     with pytest.raises(RecordsError, match="no quarantine record 999"):
         store.request(999, Review.RELEASE, ReleaseMode.PLAIN, "anna", "ok")
@@ -211,7 +211,7 @@ def test_a_request_done_closes_the_record_and_follows_its_new_queue_id(
         AuditAction.RELEASED, "anna", True)
     assert released.reason == "the receiver confirmed by phone"
     assert "new queue id DEF456" in released.detail
-    with pytest.raises(Conflict, match="done already"):
+    with pytest.raises(ConflictError, match="done already"):
         daemon.finish_request(asked.request_id, True, "again")
 
 
@@ -245,16 +245,16 @@ def test_an_expiry_is_audited_when_it_is_done_not_when_it_is_asked(backend: Back
 def test_a_gone_record_can_be_dismissed_and_only_a_gone_one(backend: Backend) -> None:
     store = backend.store()
     gone, held = hold(store, "ABC001"), hold(store, "ABC002")
-    with pytest.raises(Conflict, match="held: only a record whose message is gone"):
+    with pytest.raises(ConflictError, match="held: only a record whose message is gone"):
         store.dismiss(held.record_id, "anna", "tidy")
     store.close_gone(gone.record_id, "left the hold queue by hand")
-    with pytest.raises(Conflict):
+    with pytest.raises(ConflictError):
         store.close_gone(gone.record_id, "again")
     assert [r.record_id for r in store.quarantine_records()] == [held.record_id]
     assert store.held_summary()[0] == 1
     store.dismiss(gone.record_id, "anna", "deleted by the postmaster")
     assert store.record(gone.record_id).status is Status.DISMISSED
-    with pytest.raises(Conflict, match="dismissed"):
+    with pytest.raises(ConflictError, match="dismissed"):
         store.dismiss(gone.record_id, "anna", "twice")
     gone_entry, dismissed = store.audit_entries()[-2:]
     assert (gone_entry.action, gone_entry.actor, gone_entry.detail) == (
@@ -304,10 +304,10 @@ def test_reviewers_are_added_and_removed_with_an_audit_entry(backend: Backend) -
     store = backend.store()
     store.add_reviewer("anna", "root")
     store.add_reviewer("bram", "root")
-    with pytest.raises(Conflict, match="anna is a reviewer already"):
+    with pytest.raises(ConflictError, match="anna is a reviewer already"):
         store.add_reviewer("anna", "root")
     store.remove_reviewer("anna", "root")
-    with pytest.raises(Conflict, match="anna is not a reviewer"):
+    with pytest.raises(ConflictError, match="anna is not a reviewer"):
         store.remove_reviewer("anna", "root")
     assert backend.store().reviewers() == ["bram"]
     entries = store.audit_entries()

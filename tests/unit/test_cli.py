@@ -141,4 +141,4 @@ def test_every_exit_code_has_one_meaning() -> None:
     from postwacht.cli.common import ExitCode
 
     assert {c.name: c.value for c in ExitCode} == {
-        "OK": 0, "FAILED": 1, "USAGE": 2, "ATTENTION": 3}
+        "OK": 0, "FAILED": 1, "USAGE": 2, "ATTENTION": 3, "PENDING": 4}

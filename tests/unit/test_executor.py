@@ -16,7 +16,7 @@ from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.executor import HelperUnreachableError, RequestExecutor
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
-    Conflict,
+    ConflictError,
     QuarantineRecord,
     RecordsError,
     ReleaseMode,
@@ -73,7 +73,7 @@ class Store:
     def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
                 reason: str) -> Request:
         if record_id in self.conflicts:
-            raise Conflict(f"record {record_id} is requested already (by reviewer)")
+            raise ConflictError(f"record {record_id} is requested already (by reviewer)")
         request = Request(next(self.ids), record_id, action, mode, actor, reason, NOW)
         self.records[record_id] = replace(self.records[record_id], status=Status.REQUESTED,
                                           request=request)

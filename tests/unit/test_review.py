@@ -1,4 +1,4 @@
-"""Review against Postfix's commands: the strictest record decides, ids are checked first."""
+"""Review from the records alone: what may be asked, by whom, and that ids are checked."""
 
 from __future__ import annotations
 
@@ -10,13 +10,119 @@ import pytest
 from postwacht.cli import main
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.vocabulary import Action, Rule
-from postwacht.records.review import Postfix, ReviewError, held_messages, release
+from postwacht.records.queue import Postfix, PostfixError
+from postwacht.records.review import ReviewError, ask, dismiss, find, wait
 from postwacht.records.sqlite import SqliteRecords
+from postwacht.records.store import Hold, ReleaseMode, Review, Status
 
 RETIRED = RecipientVerdict("d@bjzutrecht.nl", ("bjzutrecht.nl",), Action.QUARANTINE,
                            Rule.RETIRED, "given up", "bjzutrecht.nl")
 LOOKALIKE = RecipientVerdict("x@samen-veiIig.nl", ("samen-veiiig.nl",), Action.QUARANTINE,
                              Rule.LOOKALIKE, "looks like ours", "samen-veilig.nl")
+INSECURE = RecipientVerdict("z@zorg.example", ("zorg.example",), Action.QUARANTINE,
+                            Rule.INSECURE_TRANSPORT, "no verified TLS", None)
+HIDDEN = RecipientVerdict('"x@bjzutrecht.nl "@samen-veilig.nl', (), Action.QUARANTINE,
+                          Rule.BAD_ADDRESS, "cannot read", None)
+
+
+def hold(store: SqliteRecords, queue_id: str, verdict: RecipientVerdict,
+         route: str | None = None) -> int:
+    record = store.record_quarantine(Hold(
+        "mta-a", queue_id, f"key-{queue_id}-{verdict.rule}", "s@samen-veilig.nl", (verdict,),
+        verdict.rule, verdict.reason, "abc", route=route))
+    return record.record_id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteRecords:
+    return SqliteRecords(tmp_path, mta="mta-a")
+
+
+def test_a_forged_second_record_makes_the_queue_id_ambiguous(store: SqliteRecords) -> None:
+    hold(store, "ABC123", RETIRED)
+    second = hold(store, "ABC123", LOOKALIKE)
+    with pytest.raises(ReviewError, match=r"2 records claim queue id ABC123.*#N"):
+        find(store, "ABC123")
+    assert find(store, f"#{second}").rule is Rule.LOOKALIKE
+
+
+@pytest.mark.parametrize("mode", list(ReleaseMode))
+def test_mail_to_a_retired_domain_is_never_released(store: SqliteRecords,
+                                                    mode: ReleaseMode) -> None:
+    record = find(store, f"#{hold(store, 'ABC124', RETIRED)}")
+    with pytest.raises(ReviewError, match=r"retired domain bjzutrecht\.nl.*bounce"):
+        ask(store, record, Review.RELEASE, mode, "po", "checked")
+    assert store.record(record.record_id).status is Status.HELD
+    ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "po", "old address")
+
+
+def test_an_unreadable_address_leaves_only_as_an_override(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC126', HIDDEN)}")
+    with pytest.raises(ReviewError, match=r"cannot read.*--override"):
+        ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "po", "checked")
+    asked = ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "checked")
+    assert asked.mode is ReleaseMode.OVERRIDE
+    [*_, entry] = store.audit_entries()
+    assert (entry.action, entry.override) == ("release-requested", True)
+
+
+def test_insecure_transport_mail_goes_through_the_route_or_as_an_override(
+    store: SqliteRecords,
+) -> None:
+    routed = find(store, f"#{hold(store, 'ABC127', INSECURE, route='relay:[s.example]:587')}")
+    with pytest.raises(ReviewError, match=r"in the clear.*--route.*relay:\[s\.example\]"):
+        ask(store, routed, Review.RELEASE, ReleaseMode.PLAIN, "po", "checked")
+    assert ask(store, routed, Review.RELEASE, ReleaseMode.ROUTE, "po", "ok").mode is \
+        ReleaseMode.ROUTE
+    plain = find(store, f"#{hold(store, 'ABC128', INSECURE)}")
+    with pytest.raises(ReviewError, match=r"no secure route.*--override"):
+        ask(store, plain, Review.RELEASE, ReleaseMode.ROUTE, "po", "checked")
+    ask(store, plain, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "sender confirmed")
+
+
+def test_a_reason_is_required(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC129', LOOKALIKE)}")
+    for action in (Review.RELEASE, Review.DELETE):
+        with pytest.raises(ReviewError, match="a reason is required"):
+            ask(store, record, action, ReleaseMode.PLAIN, "po", "  ")
+
+
+def test_the_second_reviewer_is_told_who_acted_first(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC12A', LOOKALIKE)}")
+    ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "anna", "checked")
+    with pytest.raises(ReviewError, match=r"anna requested release"):
+        ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "bert", "typo")
+
+
+def test_only_listed_reviewers_review_once_there_is_a_list(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC12B', LOOKALIKE)}")
+    store.add_reviewer("anna", "root")
+    with pytest.raises(ReviewError, match="bert may not review"):
+        ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "bert", "checked")
+    ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "anna", "checked")
+
+
+def test_only_a_record_whose_message_is_gone_is_dismissed(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC12C', LOOKALIKE)}")
+    with pytest.raises(ReviewError, match="only a record whose message is gone"):
+        dismiss(store, record, "po", "seen")
+    store.close_gone(record.record_id, "left the hold queue")
+    dismiss(store, find(store, "ABC12C"), "po", "deleted by the postmaster")
+    assert store.record(record.record_id).status is Status.DISMISSED
+
+
+def test_waiting_ends_with_the_outcome_or_the_deadline(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC12D', LOOKALIKE)}")
+    asked = ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "po", "typo")
+    assert wait(store, asked.request_id, 0).outcome == ""
+    naps: list[float] = []
+
+    def finish(seconds: float) -> None:
+        naps.append(seconds)
+        store.finish_request(asked.request_id, True, "deleted")
+
+    assert wait(store, asked.request_id, 30, sleep=finish).outcome == "done"
+    assert len(naps) == 1
 
 
 class FakePostfix(Postfix):
@@ -24,7 +130,7 @@ class FakePostfix(Postfix):
 
     def __init__(self, held: list[str]) -> None:
         super().__init__()
-        self.held = held
+        self.held_ids = held
         self.calls: list[list[str]] = []
 
     def _run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -33,56 +139,16 @@ class FakePostfix(Postfix):
         if command == "postqueue" and args == ("-j",):
             out = "".join(json.dumps({"queue_name": "hold", "queue_id": q, "sender": "s",
                                       "recipients": [{"address": "r@x.nl"}]}) + "\n"
-                          for q in self.held)
-        elif command == "postsuper":
-            self.held.remove(args[1])
+                          for q in self.held_ids)
         return subprocess.CompletedProcess([command, *args], 0, out, "")
 
 
-def store_with(tmp_path: Path, *holds: tuple[str, RecipientVerdict]) -> SqliteRecords:
-    store = SqliteRecords(tmp_path)
-    for queue_id, verdict in holds:
-        store.record_quarantine(queue_id, "s@samen-veilig.nl", [verdict], verdict.rule,
-                                verdict.reason, "abc")
-    return store
-
-
-def test_a_forged_second_record_cannot_lift_a_retired_hold(tmp_path: Path) -> None:
-    store = store_with(tmp_path, ("ABC123", RETIRED), ("ABC123", LOOKALIKE))
-    postfix = FakePostfix(["ABC123"])
-    [held] = held_messages(store, postfix)
-    assert held.record is not None
-    assert held.record.rule is Rule.RETIRED
-    assert "2 records claim this queue id" in held.note
-    with pytest.raises(ReviewError, match=r"retired domain bjzutrecht\.nl.*--force.*2 records"):
-        release(store, postfix, "ABC123", "po", "", force=False)
-    assert postfix.held == ["ABC123"]
-    release(store, postfix, "ABC123", "po", "", force=True)
-    assert postfix.held == []
-
-
-def test_a_held_message_without_a_record_needs_force(tmp_path: Path) -> None:
-    store = store_with(tmp_path)
-    postfix = FakePostfix(["ABC124"])
-    with pytest.raises(ReviewError, match=r"no Postwacht record.*--force"):
-        release(store, postfix, "ABC124", "po", "", force=False)
-    assert postfix.held == ["ABC124"]
-    assert "no Postwacht record (release needs --force)" in held_messages(store, postfix)[0].note
-
-
-def test_a_lookalike_hold_is_released_without_force(tmp_path: Path) -> None:
-    store = store_with(tmp_path, ("ABC125", LOOKALIKE))
-    postfix = FakePostfix(["ABC125"])
-    release(store, postfix, "ABC125", "po", "checked", force=False)
-    assert ["postsuper", "-H", "ABC125", "hold"] in postfix.calls
-
-
 @pytest.mark.parametrize("bad", ["-x", "ALL", "-", "abc\nDEF"])
-def test_no_postfix_command_sees_what_is_not_a_queue_id(tmp_path: Path, bad: str) -> None:
+def test_no_postfix_command_sees_what_is_not_a_queue_id(bad: str) -> None:
     postfix = FakePostfix(["ABC126"])
     for act in (lambda: postfix.show(bad, body=False), lambda: postfix.postsuper("-d", bad),
                 lambda: postfix.deliver_now(bad)):
-        with pytest.raises(ReviewError, match="not a Postfix queue id"):
+        with pytest.raises(PostfixError, match="not a Postfix queue id"):
             act()
     assert postfix.calls == []
 
@@ -98,31 +164,19 @@ def test_an_actor_that_is_not_one_printable_word_is_a_usage_error(
     tmp_path: Path, actor: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main(["quarantine", "--state", str(tmp_path), "release", "ABC128", "--actor", actor])
+        main(["quarantine", "--state", str(tmp_path), "release", "ABC128", "--reason", "x",
+              "--actor", actor])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "an actor is a login name or an address" in err
     assert "\x1b" not in err
 
 
-def test_a_queue_id_on_the_command_line_is_checked_by_the_parser(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_a_reference_that_is_no_queue_id_is_refused_before_anything_runs(
+    store: SqliteRecords, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["quarantine", "--state", str(tmp_path), "show", "--", "-x"])
-    assert exit_.value.code == 2
-    assert "'-x' is not a Postfix queue id" in capsys.readouterr().err
-
-
-def test_an_unreadable_address_hold_needs_force(tmp_path: Path) -> None:
-    # Postfix may unquote "x@bjzutrecht.nl "@samen-veilig.nl and route it to the retired
-    # domain; released mail is not filtered again.
-    hidden = RecipientVerdict('"x@bjzutrecht.nl "@samen-veilig.nl', (), Action.QUARANTINE,
-                              Rule.BAD_ADDRESS, "cannot read", None)
-    store = store_with(tmp_path, ("ABC126", hidden))
-    postfix = FakePostfix(["ABC126"])
-    with pytest.raises(ReviewError, match=r"cannot read.*--force"):
-        release(store, postfix, "ABC126", "po", "", force=False)
-    assert postfix.held == ["ABC126"]
-    release(store, postfix, "ABC126", "po", "", force=True)
-    assert postfix.held == []
+    store.close()
+    code = main(["quarantine", "--state", str(tmp_path), "show", "--", "-x"])
+    assert code == 1
+    assert "'-x' is neither a record number (#N) nor a Postfix queue id" in \
+        capsys.readouterr().err

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from postwacht import __version__
-from postwacht.cli import daemon, domains, helper, policy, review
+from postwacht.cli import audit, daemon, domains, helper, policy, review
 from postwacht.cli.common import ExitCode, UsageError
 
 
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     domains.add_parsers(sub)
     review.add_parsers(sub)
     helper.add_parsers(sub)
+    audit.add_parsers(sub)
     return parser
 
 

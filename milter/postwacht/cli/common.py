@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from enum import IntEnum
+from pathlib import Path
 from typing import TextIO
 
 from postwacht import defaults
@@ -25,6 +25,8 @@ class ExitCode(IntEnum):
     """The command line, or a value on it, is wrong."""
     ATTENTION = 3
     """`domains audit`: a check failed, is unknown, or a registration expires soon."""
+    PENDING = 4
+    """`quarantine release|delete`: asked for, but not carried out by the MTA in time."""
 
 
 class UsageError(Exception):

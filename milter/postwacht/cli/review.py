@@ -1,4 +1,5 @@
-"""`postwacht quarantine list|show|release|delete|audit`: review of held mail."""
+"""`postwacht quarantine list|show|release|delete|dismiss|audit` and `report retired`:
+review of held mail with access to the records store only (no shell on the MTA)."""
 
 from __future__ import annotations
 
@@ -7,38 +8,46 @@ import datetime as dt
 import getpass
 import json
 import os
+import socket
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from postwacht.cli.common import ExitCode, UsageError, add_state_option
-from postwacht.core.text import is_queue_id, printable, terminal_text
-from postwacht.records.review import (
-    HeldMessage,
-    Postfix,
-    ReviewError,
-    conflict,
-    delete,
-    held_messages,
-    release,
+from postwacht.cli.common import (
+    ExitCode,
+    UsageError,
+    add_records_options,
+    add_state_option,
+    records_spec,
 )
-from postwacht.records.sqlite import SqliteRecords
-from postwacht.records.store import QuarantineRecord, RecordsError, RecordStore
+from postwacht.core.text import printable, terminal_text
+from postwacht.records.locate import open_records
+from postwacht.records.queue import Postfix, PostfixError
+from postwacht.records.review import (
+    ReviewError,
+    ask,
+    dismiss,
+    find,
+    note,
+    release_mode,
+    wait,
+)
+from postwacht.records.store import (
+    TO_REVIEW,
+    QuarantineRecord,
+    RecordsError,
+    RecordStore,
+    ReleaseMode,
+    Review,
+)
 
 ACTOR_MAX = 64
-
-
-def queue_id(text: str) -> str:
-    """A queue id from the command line: Postfix's shape only, so that nothing else (an
-    option, `ALL`, `-`) can ever reach postcat or postsuper."""
-    if not is_queue_id(text):
-        raise argparse.ArgumentTypeError(
-            f"{printable(text, 64)!r} is not a Postfix queue id (upper-case hex, or a long "
-            "queue id of letters and digits)")
-    return text
+WAIT_DEFAULT = 30.0
 
 
 def actor(text: str) -> str:
-    """Who reviews, as kept in the audit log: one printable word, bounded."""
+    """Who reviews, as kept in the audit trail: one printable word, bounded."""
     if not text or len(text) > ACTOR_MAX or printable(text) != text or text.split() != [text]:
         raise argparse.ArgumentTypeError(
             f"{printable(text, ACTOR_MAX)!r}: an actor is a login name or an address: "
@@ -46,26 +55,49 @@ def actor(text: str) -> str:
     return text
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    add_state_option(parser)
+    add_records_options(parser)
+
+
 def add_parsers(sub: Any) -> None:
     quarantine = sub.add_parser("quarantine", help="review held mail")
-    add_state_option(quarantine)
-    quarantine.add_argument("--postfix-config", metavar="DIR",
-                            help="Postfix configuration directory (default: Postfix's own)")
+    add_store_options(quarantine)
+    quarantine.add_argument("--mta", metavar="NAME",
+                            help="only the MTA of this name (by default: every MTA)")
     actions = quarantine.add_subparsers(dest="review", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="held messages with rule and reason")
+    listing.add_argument("--all", action="store_true",
+                         help="also released, deleted, expired and dismissed ones")
     listing.add_argument("--json", action="store_true")
-    show = actions.add_parser("show", help="envelope, headers and decision of one message")
-    show.add_argument("queue_id", metavar="ID", type=queue_id)
-    show.add_argument("--body", action="store_true", help="also print the body")
-    for name, text in (("release", "deliver a held message"), ("delete", "delete it")):
+    show = actions.add_parser("show", help="the record of one held message")
+    show.add_argument("ref", metavar="ID", help="queue id, or record number #N")
+    show.add_argument("--message", action="store_true",
+                      help="also print the message's headers (on the MTA that holds it, "
+                           "as root)")
+    show.add_argument("--body", action="store_true", help="with --message: the body too")
+    show.add_argument("--postfix-config", metavar="DIR",
+                      help="Postfix configuration directory for --message")
+    for name, text in (("release", "deliver a held message"),
+                       ("delete", "delete a held message"),
+                       ("dismiss", "close the record of a message that is gone")):
         action = actions.add_parser(name, help=text)
-        action.add_argument("queue_id", metavar="ID", type=queue_id)
-        action.add_argument("--reason", default="", help="why (kept in the audit log)")
+        action.add_argument("ref", metavar="ID", help="queue id, or record number #N")
+        action.add_argument("--reason", required=True, help="why (kept in the audit trail)")
         action.add_argument("--actor", type=actor, help="who (default: your login)")
+        if name != "dismiss":
+            action.add_argument("--wait", type=float, default=WAIT_DEFAULT, metavar="SECONDS",
+                                help="wait this long for the MTA to carry it out "
+                                     f"(default {WAIT_DEFAULT:g})")
         if name == "release":
-            action.add_argument("--force", action="store_true",
-                                help="release even when addressed to a retired domain")
-    actions.add_parser("audit", help="every review action: who, when, what, why")
+            action.add_argument("--route", action="store_true",
+                                help="held for insecure transport: send it through the "
+                                     "policy's secure route")
+            action.add_argument("--override", "--force", action="store_true",
+                                dest="override",
+                                help="release although a rule holds it (recorded as an "
+                                     "override)")
+    actions.add_parser("audit", help="the audit trail: who did what, when and why")
     quarantine.set_defaults(run=_review)
 
     report = sub.add_parser("report", help="reports from Postwacht's records")
@@ -74,22 +106,39 @@ def add_parsers(sub: Any) -> None:
         "retired", help="who and what still mails retired domains, most frequent first")
     retired.add_argument("--since", type=float, default=30.0, metavar="DAYS",
                          help="look back this many days (default 30)")
-    add_state_option(retired)
+    add_store_options(retired)
     retired.add_argument("--json", action="store_true")
     retired.set_defaults(run=_report_retired)
 
 
+@contextmanager
+def opened(args: argparse.Namespace) -> Iterator[RecordStore]:
+    """The store the options name (never created here); RecordsError when it cannot be."""
+    store = open_records(records_spec(args), args.state, create=False,
+                         mta=getattr(args, "mta", None) or socket.gethostname())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def run_with_store(args: argparse.Namespace, what: str,
+                   work: Callable[[RecordStore], int]) -> int:
+    try:
+        with opened(args) as store:
+            return work(store)
+    except (ReviewError, RecordsError, PostfixError) as exc:
+        print(f"postwacht {what}: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+
+
 def _report_retired(args: argparse.Namespace) -> int:
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.since)
-    try:
-        store = SqliteRecords(args.state, create=False)
-        try:
-            rows = store.retired_attempts(since)
-        finally:
-            store.close()
-    except RecordsError as exc:
-        print(f"postwacht report retired: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+    return run_with_store(args, "report retired", lambda store: _print_retired(
+        args, store.retired_attempts(since)))
+
+
+def _print_retired(args: argparse.Namespace, rows: list[Any]) -> int:
     if args.json:
         print(json.dumps([
             {"sender": r.sender, "client": r.client, "domain": r.domain,
@@ -107,7 +156,7 @@ def _report_retired(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _actor() -> str:
+def login_actor() -> str:
     """Who is reviewing: asked only when a review action runs (not to build the parser)."""
     login = os.environ.get("SUDO_USER") or getpass.getuser()
     try:
@@ -118,92 +167,114 @@ def _actor() -> str:
 
 
 def _review(args: argparse.Namespace) -> int:
-    postfix = Postfix(args.postfix_config)
-    try:
-        store = SqliteRecords(args.state, create=False)
-        try:
-            return _act(args, store, postfix)
-        finally:
-            store.close()
-    except (ReviewError, RecordsError) as exc:
-        print(f"postwacht quarantine {args.review}: {exc}", file=sys.stderr)
-        return ExitCode.FAILED
+    return run_with_store(args, f"quarantine {args.review}", lambda store: _act(args, store))
 
 
-def _act(args: argparse.Namespace, store: RecordStore, postfix: Postfix) -> int:
+def _act(args: argparse.Namespace, store: RecordStore) -> int:
     match args.review:
         case "list":
-            held = held_messages(store, postfix)
+            records = store.quarantine_records(None if args.all else TO_REVIEW, args.mta)
             if args.json:
-                print(json.dumps([_held_json(h) for h in held]))
+                print(json.dumps([_record_json(r, records) for r in records]))
             else:
-                _print_held(held)
+                _print_list(records)
         case "show":
-            _print_records(store.records_of(args.queue_id))
-            print(terminal_text(postfix.show(args.queue_id, args.body)), end="")
-        case "release":
-            release(store, postfix, args.queue_id, args.actor or _actor(),
-                    args.reason, args.force)
-            print(f"{args.queue_id}: released")
-        case "delete":
-            delete(store, postfix, args.queue_id, args.actor or _actor(), args.reason)
-            print(f"{args.queue_id}: deleted")
+            record = find(store, args.ref, args.mta)
+            _print_record(record)
+            if args.message:
+                postfix = Postfix(args.postfix_config)
+                print(terminal_text(postfix.show(record.queue_id, args.body)), end="")
+        case "release" | "delete":
+            return _request(args, store)
+        case "dismiss":
+            record = find(store, args.ref, args.mta)
+            dismiss(store, record, args.actor or login_actor(), args.reason)
+            print(f"{record.queue_id} (#{record.record_id}): dismissed")
         case "audit":
-            for entry in store.audit():
-                print(f"{entry.at.isoformat()} {printable(entry.actor)} {entry.action} "
-                      f"{printable(entry.queue_id)} {printable(entry.reason)!r}")
+            for entry in store.audit_entries():
+                print(f"{entry.seq:6d} {entry.at:%Y-%m-%d %H:%M:%S} {printable(entry.actor)} "
+                      f"{entry.action} {printable(entry.queue_id)} on {printable(entry.mta)}"
+                      f"{' (override)' if entry.override else ''} "
+                      f"{printable(entry.reason)!r}")
     return ExitCode.OK
 
 
-def _print_records(records: list[QuarantineRecord]) -> None:
-    """Every record under the queue id: a reviewer sees a conflict, never just one side."""
-    if not records:
-        print("no Postwacht record for this message (release needs --force)")
-    note = conflict([r for r in records if r.status == "held"])
-    if note:
-        print(f"WARNING: {note}")
-    for record in records:
-        if len(records) > 1:
-            print(f"record #{record.record_id}:")
-        print(f"held:    {record.held_at.isoformat()} ({printable(record.status)})")
-        print(f"rule:    {record.rule}\nreason:  {printable(record.reason)}")
-        print(f"sender:  {printable(record.sender) or '<>'}")
-        if record.client:
-            print(f"client:  {printable(record.client)}")
-        print(f"policy:  {printable(record.policy[:12])}")
-        for r in record.recipients:
-            print(f"  {printable(r.address)}: {r.action.value} ({r.rule}) "
-                  f"{printable(r.reason)}")
+def _request(args: argparse.Namespace, store: RecordStore) -> int:
+    record = find(store, args.ref, args.mta)
+    action = Review(args.review)
+    mode = release_mode(args.route, args.override) if action is Review.RELEASE \
+        else ReleaseMode.PLAIN
+    asked = ask(store, record, action, mode, args.actor or login_actor(), args.reason)
+    done = wait(store, asked.request_id, max(0.0, args.wait))
+    name = f"{record.queue_id} (#{record.record_id}) on {record.mta}"
+    if done.outcome == "done":
+        print(f"{name}: {action.status}{' as an override' if mode is ReleaseMode.OVERRIDE else ''}"
+              f" ({printable(done.detail)})")
+        return ExitCode.OK
+    if done.outcome == "failed":
+        print(f"postwacht quarantine {action}: {name}: not {action.status}: "
+              f"{printable(done.detail)}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"{name}: {action} requested (request {done.request_id}); the daemon on "
+          f"{record.mta} has not carried it out within {args.wait:g} s. "
+          f"`postwacht quarantine show #{record.record_id}` tells the outcome.")
+    return ExitCode.PENDING
 
 
-def _held_json(h: HeldMessage) -> dict[str, Any]:
+def _record_json(record: QuarantineRecord, records: list[QuarantineRecord]) -> dict[str, Any]:
+    request = record.request
     return {
-        "queue_id": h.queue_id,
-        "arrival": h.arrival.isoformat() if h.arrival else None,
-        "sender": h.sender,
-        "recipients": list(h.recipients),
-        "rule": h.record.rule if h.record else None,
-        "reason": h.record.reason if h.record else None,
-        "in_hold_queue": h.in_hold_queue,
-        "has_record": h.record is not None,
-        "records": len(h.records),
-        "rules": sorted({str(r.rule) for r in h.records}),
-        "note": h.note,
+        "record": record.record_id, "mta": record.mta, "queue_id": record.queue_id,
+        "held_at": record.held_at.isoformat(), "status": str(record.status),
+        "sender": record.sender, "recipients": [r.address for r in record.recipients],
+        "domains": list(record.domains), "rule": str(record.rule), "reason": record.reason,
+        "route": record.route, "needs_override": record.needs_force,
+        "request": None if request is None else {
+            "action": str(request.action), "mode": str(request.mode), "actor": request.actor,
+            "reason": request.reason, "requested_at": request.requested_at.isoformat(),
+            "outcome": request.outcome, "detail": request.detail},
+        "note": note(record, _same_queue_id(record, records)),
     }
 
 
-def _print_held(held: list[HeldMessage]) -> None:
-    if not held:
+def _same_queue_id(record: QuarantineRecord,
+                   records: list[QuarantineRecord]) -> list[QuarantineRecord]:
+    return [r for r in records if r.queue_id == record.queue_id and r.mta == record.mta
+            and r.record_id != record.record_id and r.status in TO_REVIEW]
+
+
+def _print_list(records: list[QuarantineRecord]) -> None:
+    if not records:
         print("no held messages")
         return
     now = dt.datetime.now(dt.UTC)
-    for h in held:
-        age = f"{(now - h.arrival).total_seconds() / 3600:.1f}h" if h.arrival else "?"
-        rule = h.record.rule if h.record else "-"
-        reason = printable(h.record.reason) if h.record else "-"
-        recipients = ", ".join(printable(r) for r in h.recipients)
-        print(f"{printable(h.queue_id)}  age {age}  from {printable(h.sender) or '<>'}  "
-              f"to {recipients}")
-        print(f"    rule: {rule}  reason: {reason}")
-        if h.note:
-            print(f"    note: {h.note}")
+    for r in records:
+        age = (now - r.held_at).total_seconds() / 3600
+        recipients = ", ".join(printable(v.address) for v in r.recipients)
+        print(f"#{r.record_id}  {printable(r.queue_id)} on {printable(r.mta)}  {r.status}  "
+              f"age {age:.1f}h  from {printable(r.sender) or '<>'}  to {recipients}")
+        print(f"    rule: {r.rule}  reason: {printable(r.reason)}")
+        if text := note(r, _same_queue_id(r, records)):
+            print(f"    note: {printable(text)}")
+
+
+def _print_record(record: QuarantineRecord) -> None:
+    print(f"record:  #{record.record_id}, {printable(record.queue_id)} on "
+          f"{printable(record.mta)} ({record.status})")
+    print(f"held:    {record.held_at.isoformat()}")
+    print(f"rule:    {record.rule}\nreason:  {printable(record.reason)}")
+    print(f"sender:  {printable(record.sender) or '<>'}")
+    if record.client:
+        print(f"client:  {printable(record.client)}")
+    if record.route:
+        print(f"route:   {printable(record.route)} (release --route sends it there)")
+    print(f"policy:  {printable(record.policy[:12])}")
+    for r in record.recipients:
+        print(f"  {printable(r.address)}: {r.action.value} ({r.rule}) {printable(r.reason)}")
+    if record.request is not None:
+        q = record.request
+        print(f"request: {q.action} ({q.mode}) by {printable(q.actor)} at "
+              f"{q.requested_at:%Y-%m-%d %H:%M:%S} UTC: {printable(q.reason)!r}; "
+              f"{q.outcome or 'pending'} {printable(q.detail)}")
+    if text := note(record):
+        print(f"note:    {printable(text)}")

@@ -26,7 +26,7 @@ from postwacht import defaults
 from postwacht.core.policy import OnExpiry, QuarantineSettings
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
-    Conflict,
+    ConflictError,
     QuarantineRecord,
     RecordsError,
     RecordStore,
@@ -152,7 +152,7 @@ class RequestExecutor:
         try:
             self._store.finish_request(request.request_id, result.ok, result.detail,
                                        result.queue_id)
-        except Conflict as exc:  # finished already (a write whose answer was lost)
+        except ConflictError as exc:  # finished already (a write whose answer was lost)
             log.info("request %d: %s", request.request_id, exc)
             return
         if request.action is Review.EXPIRE and not result.ok:
@@ -191,7 +191,7 @@ class RequestExecutor:
                 continue  # the failure is in the audit trail; not again every round
             try:
                 self._store.request(record.record_id, Review.EXPIRE, mode, ACTOR, reason)
-            except Conflict as exc:  # a reviewer acted first
+            except ConflictError as exc:  # a reviewer acted first
                 log.info("expiry of %s on %s: %s", record.queue_id, self._mta, exc)
                 continue
             asked += 1
@@ -219,7 +219,7 @@ class RequestExecutor:
                 continue
             try:
                 self._store.close_gone(record.record_id, GONE)
-            except Conflict as exc:  # a reviewer acted on it meanwhile
+            except ConflictError as exc:  # a reviewer acted on it meanwhile
                 log.info("record %d of %s on %s: %s", record.record_id, record.queue_id,
                          self._mta, exc)
                 continue

@@ -1,188 +1,169 @@
-"""Review of held mail: Postfix's hold queue joined with Postwacht's records.
+"""Review of held mail from the records store alone: no shell on the MTA, no root.
 
-Postfix holds the message (`postqueue -j`, `postcat`, `postsuper -H`/`-d`); Postwacht
-holds the reason. A held message without a record, and a record whose message is no
-longer held, are both shown, marked, so nothing held goes unseen.
-
-Records are evidence, not truth: a queue id can carry several (Postfix reuses short ids;
-anyone who reaches the milter port can claim one), so review shows them all and acts on
-the strictest, and a held message without any record needs --force to be released. A
-queue id is checked for Postfix's shape before any Postfix command sees it.
+A reviewer finds a record, and asks for a release or a delete; the request is written to
+the store, and the daemon on the MTA that holds the message carries it out (through the
+root release helper) and writes the outcome back, which the reviewer waits for. What may
+be asked is decided here, before anything is written, and again by the helper before it
+acts: a reason is required; mail to a retired domain is never released (the transport
+table would bounce it); mail to an unreadable address leaves only as a recorded override;
+mail held for want of verified TLS leaves through the policy's secure route, or as a
+recorded override, never by an ordinary release.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
 
 from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Rule
-from postwacht.records.store import QuarantineRecord, RecordStore, Review
+from postwacht.records.store import (
+    TO_REVIEW,
+    ConflictError,
+    QuarantineRecord,
+    RecordStore,
+    ReleaseMode,
+    Request,
+    Review,
+    Status,
+)
+
+REASON_MAX = 1000
+WAIT_STEP = 0.2
+"""Seconds between looks at a request's outcome."""
 
 
 class ReviewError(Exception):
     """A review action that cannot be done; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class HeldMessage:
-    queue_id: str
-    arrival: dt.datetime | None
-    sender: str
-    recipients: tuple[str, ...]
-    records: tuple[QuarantineRecord, ...]
-    """Every held record under this queue id: more than one means a reused or a claimed
-    queue id, and review acts on the strictest."""
-    in_hold_queue: bool
-
-    @property
-    def record(self) -> QuarantineRecord | None:
-        return strictest(self.records)
-
-    @property
-    def note(self) -> str:
-        if not self.records:
-            return "held by Postfix, no Postwacht record (release needs --force)"
-        if not self.in_hold_queue:
-            return "record only: the message is no longer in the hold queue"
-        return conflict(self.records)
-
-
-def strictest(records: Sequence[QuarantineRecord]) -> QuarantineRecord | None:
-    """The record review must act on: one that needs --force if any does."""
-    forced = [r for r in records if r.needs_force]
-    chosen = forced or list(records)
-    return chosen[0] if chosen else None
-
-
-def conflict(records: Sequence[QuarantineRecord]) -> str:
-    """A note when several records claim one queue id ("" when there is one)."""
-    if len(records) < 2:
-        return ""
-    rules = ", ".join(sorted({str(r.rule) for r in records}))
-    return (f"{len(records)} records claim this queue id (rules: {rules}): a reused or "
-            "forged queue id; review acts on the strictest")
-
-
-def _queue_id(queue_id: str) -> str:
-    """Checked before any Postfix command sees it: never an option, never `ALL` or `-`."""
-    if not is_queue_id(queue_id):
-        raise ReviewError(f"{printable(queue_id, 64)!r} is not a Postfix queue id")
-    return queue_id
-
-
-class Postfix:
-    """The Postfix commands review needs, for one configuration directory."""
-
-    def __init__(self, config_dir: str | None = None) -> None:
-        self._config = ["-c", config_dir] if config_dir else []
-
-    def _run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                [command, *self._config, *args], capture_output=True, text=True,
-                timeout=120, check=False,
-            )
-        except OSError as exc:
-            raise ReviewError(f"cannot run {command}: {exc.strerror}") from None
-
-    def hold_queue(self) -> list[dict[str, Any]]:
-        result = self._run("postqueue", "-j")
-        if result.returncode != 0:
-            raise ReviewError(f"postqueue -j failed: {result.stderr.strip()}")
-        entries = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-        return [e for e in entries if e.get("queue_name") == "hold"]
-
-    def show(self, queue_id: str, body: bool) -> str:
-        flags = ["-e", "-h"] + (["-b"] if body else [])
-        result = self._run("postcat", *flags, "-q", "--", _queue_id(queue_id))
-        if result.returncode != 0:
-            raise ReviewError(f"postcat: {result.stderr.strip() or 'no such message'}")
-        return result.stdout
-
-    def postsuper(self, flag: str, queue_id: str) -> None:
-        """Run `postsuper FLAG ID hold` on a message that must be in the hold queue."""
-        self.ensure_held(queue_id)
-        result = self._run("postsuper", flag, queue_id, "hold")
-        if result.returncode != 0 or any(e["queue_id"] == queue_id for e in self.hold_queue()):
-            raise ReviewError(f"postsuper {flag} {queue_id} failed: {result.stderr.strip()}")
-
-    def ensure_held(self, queue_id: str) -> None:
-        _queue_id(queue_id)
-        if not any(e["queue_id"] == queue_id for e in self.hold_queue()):
-            raise ReviewError(f"{queue_id} is not in the hold queue")
-
-    def deliver_now(self, queue_id: str) -> None:
-        """A released message waits in the deferred queue; ask for delivery now."""
-        self._run("postqueue", "-i", _queue_id(queue_id))
-
-
-def held_messages(store: RecordStore, postfix: Postfix) -> list[HeldMessage]:
-    records: dict[str, list[QuarantineRecord]] = {}
-    for record in store.quarantine_records("held"):
-        records.setdefault(record.queue_id, []).append(record)
-    out: list[HeldMessage] = []
-    for entry in postfix.hold_queue():
-        queue_id = entry["queue_id"]
-        arrival = entry.get("arrival_time")
-        out.append(HeldMessage(
-            queue_id,
-            dt.datetime.fromtimestamp(arrival, dt.UTC) if arrival else None,
-            entry.get("sender", ""),
-            tuple(r["address"] for r in entry.get("recipients", [])),
-            tuple(records.pop(queue_id, ())),
-            True,
-        ))
-    for queue_id, mine in records.items():
-        first = mine[0]
-        out.append(HeldMessage(
-            queue_id, first.held_at, first.sender,
-            tuple(r.address for r in first.recipients), tuple(mine), False,
-        ))
-    return out
-
-
-def release(
-    store: RecordStore, postfix: Postfix, queue_id: str, actor: str, reason: str, force: bool
-) -> None:
-    """Release a held message. Without --force only when no record of it (a message held
-    without a record is the strictest case) names a retired domain."""
-    postfix.ensure_held(queue_id)
-    records = [r for r in store.records_of(queue_id) if r.status == "held"]
-    if not force:
-        _check_release(queue_id, records)
-    postfix.postsuper("-H", queue_id)
-    store.resolve(queue_id, Review.RELEASE, actor, reason)
-    postfix.deliver_now(queue_id)
-
-
-def _check_release(queue_id: str, records: Sequence[QuarantineRecord]) -> None:
+def find(store: RecordStore, ref: str, mta: str | None = None) -> QuarantineRecord:
+    """The record `ref` names: `#N` (a record number), or a queue id that names exactly one
+    record to review (on `mta`, when given)."""
+    if ref.startswith("#") and ref[1:].isdigit():
+        return store.record(int(ref[1:]))
+    if not is_queue_id(ref):
+        raise ReviewError(f"{printable(ref, 64)!r} is neither a record number (#N) nor a "
+                          "Postfix queue id")
+    records = [r for r in store.records_of(ref, mta) if r.status in TO_REVIEW]
     if not records:
+        where = f" on {mta}" if mta else ""
+        raise ReviewError(f"no held message {ref}{where} in the records (`quarantine list` "
+                          "shows what is held; `--all` also what was)")
+    if len(records) > 1:
+        which = ", ".join(f"#{r.record_id} ({r.mta}, {r.rule}, held "
+                          f"{r.held_at:%Y-%m-%d %H:%M})" for r in records)
+        raise ReviewError(f"{len(records)} records claim queue id {ref}: {which}; name one "
+                          "by its number (#N)")
+    return records[0]
+
+
+def release_mode(route: bool, override: bool) -> ReleaseMode:
+    if route and override:
+        raise ReviewError("choose --route or --override, not both")
+    return ReleaseMode.ROUTE if route else ReleaseMode.OVERRIDE if override else \
+        ReleaseMode.PLAIN
+
+
+def check_release(record: QuarantineRecord, mode: ReleaseMode) -> None:
+    """Whether this release may be asked for; ReviewError saying why not and what may."""
+    verdicts = [*record.recipients]
+    rules = {record.rule, *(v.rule for v in verdicts)}
+    name = f"{record.queue_id} (#{record.record_id})"
+    if Rule.RETIRED in rules:
+        domains = sorted({v.matched or v.domains[0] for v in verdicts
+                          if v.rule is Rule.RETIRED and (v.matched or v.domains)})
         raise ReviewError(
-            f"{queue_id} has no Postwacht record: why it is held is unknown, and it may be "
-            "addressed to a retired domain; check it with `show`, then add --force to "
-            "release it anyway")
-    unreadable = [v for r in records for v in r.recipients if v.rule is Rule.BAD_ADDRESS]
-    if unreadable and not any(v.rule is Rule.RETIRED for r in records for v in r.recipients):
+            f"{name} is addressed to retired domain {', '.join(domains) or '(unnamed)'}: "
+            "it is not released, because Postfix asks Postwacht's transport table about "
+            "every recipient and would bounce it anyway. Delete it, and ask the sender to "
+            "use the current address")
+    if mode is ReleaseMode.ROUTE and not record.route:
         raise ReviewError(
-            f"{queue_id} is addressed to an address the filter cannot read, which Postfix may "
+            f"{name} has no secure route: the policy had none when it was held. Release it "
+            "with --override (recorded as one), or delete it")
+    if mode is not ReleaseMode.PLAIN:
+        return
+    if Rule.BAD_ADDRESS in rules:
+        raise ReviewError(
+            f"{name} is addressed to an address the filter cannot read, which Postfix may "
             "route to another domain (a retired one, say); released mail is not checked "
-            "again; add --force to release it anyway")
-    retired = [v for r in records for v in r.recipients if v.rule is Rule.RETIRED]
-    if retired or any(r.needs_force for r in records):
-        domains = ", ".join(sorted({v.matched or v.domains[0] for v in retired
-                                    if v.matched or v.domains})) or "(unnamed)"
-        note = conflict(records)
+            "again. Add --override to release it anyway (recorded as an override)")
+    if Rule.INSECURE_TRANSPORT in rules:
+        choice = (f"--route sends it through the secure route {record.route}; "
+                  if record.route else "the policy had no secure route when it was held; ")
         raise ReviewError(
-            f"{queue_id} is addressed to retired domain {domains}: whoever holds it now "
-            "would receive it; add --force to release it anyway"
-            + (f" ({note})" if note else ""))
+            f"{name} was held because a recipient domain offers no verified TLS: an "
+            f"ordinary release would send it in the clear. {choice}--override sends it the "
+            "ordinary way, recorded as an override")
 
 
-def delete(store: RecordStore, postfix: Postfix, queue_id: str, actor: str, reason: str) -> None:
-    postfix.postsuper("-d", queue_id)
-    store.resolve(queue_id, Review.DELETE, actor, reason)
+def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: ReleaseMode,
+        actor: str, reason: str) -> Request:
+    """Write the request, after every check a reviewer can be told about now."""
+    if not reason.strip():
+        raise ReviewError(f"a reason is required for a {action} (--reason): it is kept in "
+                          "the audit trail")
+    if len(reason) > REASON_MAX:
+        raise ReviewError(f"the reason is {len(reason)} characters; at most {REASON_MAX}")
+    reviewers = store.reviewers()
+    if reviewers and actor not in reviewers:
+        raise ReviewError(f"{actor} may not review held mail (reviewers: "
+                          f"{', '.join(reviewers)}; `postwacht reviewers add` by one of them)")
+    if record.status is not Status.HELD:
+        raise ReviewError(_not_held(record))
+    if action is Review.RELEASE:
+        check_release(record, mode)
+    try:
+        return store.request(record.record_id, action, mode, actor, reason)
+    except ConflictError as exc:
+        raise ReviewError(str(exc)) from None
+
+
+def _not_held(record: QuarantineRecord) -> str:
+    asked = record.request
+    if record.status is Status.REQUESTED and asked is not None and not asked.outcome:
+        return (f"{record.queue_id} (#{record.record_id}): {asked.actor} asked to "
+                f"{asked.action} it at {asked.requested_at:%Y-%m-%d %H:%M:%S} UTC; the daemon "
+                f"on {record.mta} has not carried it out yet")
+    return f"{record.queue_id} (#{record.record_id}) is {record.status}, not held"
+
+
+def wait(store: RecordStore, request_id: int, seconds: float,
+         sleep: Callable[[float], None] = time.sleep) -> Request:
+    """The request once the MTA's daemon has finished it, or as it stands after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        request = store.request_of(request_id)
+        if request.outcome or time.monotonic() >= deadline:
+            return request
+        sleep(WAIT_STEP)
+
+
+def dismiss(store: RecordStore, record: QuarantineRecord, actor: str, reason: str) -> None:
+    if not reason.strip():
+        raise ReviewError("a reason is required to dismiss a record (--reason)")
+    if record.status is not Status.GONE:
+        raise ReviewError(f"{record.queue_id} (#{record.record_id}) is {record.status}: only "
+                          "a record whose message is gone can be dismissed")
+    try:
+        store.dismiss(record.record_id, actor, reason)
+    except ConflictError as exc:
+        raise ReviewError(str(exc)) from None
+
+
+def note(record: QuarantineRecord, others: Sequence[QuarantineRecord] = ()) -> str:
+    """What a reviewer should know beyond rule and reason ("" when nothing)."""
+    request = record.request
+    if record.status is Status.GONE:
+        return ("the message left the hold queue outside Postwacht (postsuper by hand?); "
+                "dismiss the record once checked")
+    if record.status is Status.REQUESTED and request is not None:
+        return (f"{request.action} requested by {request.actor}; waiting for the daemon on "
+                f"{record.mta}")
+    if request is not None and request.outcome == "failed":
+        return f"the last {request.action} failed: {request.detail}"
+    if others:
+        return (f"{len(others) + 1} records claim queue id {record.queue_id} on {record.mta}: "
+                "name the record by its number")
+    return ""

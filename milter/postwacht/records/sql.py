@@ -31,7 +31,7 @@ from postwacht.records.store import (
     OPEN,
     AuditAction,
     AuditEntry,
-    Conflict,
+    ConflictError,
     Hold,
     QuarantineRecord,
     RecordsError,
@@ -460,7 +460,7 @@ class SqlRecords:
             at = now()
             if tx.run("UPDATE quarantine SET status = ? WHERE id = ? AND status = ?",
                       (Status.REQUESTED.value, record_id, Status.HELD.value)) != 1:
-                raise Conflict(_not_held(self._record_in(tx, record_id), "request"))
+                raise ConflictError(_not_held(self._record_in(tx, record_id), "request"))
             row = tx.row("INSERT INTO requests (record_id, action, mode, actor, reason, "
                          "requested_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                          (record_id, action.value, mode.value, actor, reason, stamp(at)))
@@ -489,7 +489,7 @@ class SqlRecords:
             if tx.run("UPDATE quarantine SET status = ? WHERE id = ? AND status = ?",
                       (Status.DISMISSED.value, record_id, Status.GONE.value)) != 1:
                 record = self._record_in(tx, record_id)
-                raise Conflict(f"record {record_id} ({record.queue_id} on {record.mta}) is "
+                raise ConflictError(f"record {record_id} ({record.queue_id} on {record.mta}) is "
                                f"{record.status}: only a record whose message is gone can be "
                                "dismissed")
             self._append_on(tx, at, actor, AuditAction.DISMISSED,
@@ -519,7 +519,7 @@ class SqlRecords:
             at = now()
             asked = self._request_in(tx, request_id)
             if asked.outcome:
-                raise Conflict(f"request {request_id} is {asked.outcome} already "
+                raise ConflictError(f"request {request_id} is {asked.outcome} already "
                                f"({stamp(asked.done_at) if asked.done_at else 'no time'})")
             record = self._record_in(tx, asked.record_id)
             new_id = printable(queue_id, QUEUE_ID_MAX) if queue_id else record.queue_id
@@ -528,7 +528,7 @@ class SqlRecords:
                       "WHERE id = ? AND status = ?",
                       (status.value, stamp(at) if ok else None, new_id if ok else
                        record.queue_id, record.record_id, Status.REQUESTED.value)) != 1:
-                raise Conflict(f"cannot finish request {request_id}: record "
+                raise ConflictError(f"cannot finish request {request_id}: record "
                                f"{record.record_id} ({record.queue_id} on {record.mta}) is "
                                f"{record.status}, not requested")
             tx.run("UPDATE requests SET done_at = ?, outcome = ?, detail = ? WHERE id = ?",
@@ -562,7 +562,7 @@ class SqlRecords:
             if tx.run("UPDATE quarantine SET status = ?, closed_at = ? WHERE id = ? AND "
                       "status = ?", (Status.GONE.value, stamp(at), record_id,
                                      Status.HELD.value)) != 1:
-                raise Conflict(_not_held(self._record_in(tx, record_id), "close"))
+                raise ConflictError(_not_held(self._record_in(tx, record_id), "close"))
             self._append_on(tx, at, POSTWACHT, AuditAction.GONE,
                             self._record_in(tx, record_id), detail=detail)
 
@@ -582,7 +582,7 @@ class SqlRecords:
             tx.lock_head()
             at = now()
             if tx.row("SELECT name FROM reviewers WHERE name = ?", (name,)) is not None:
-                raise Conflict(f"{name} is a reviewer already")
+                raise ConflictError(f"{name} is a reviewer already")
             tx.run("INSERT INTO reviewers (name, added_at, added_by) VALUES (?, ?, ?)",
                    (name, stamp(at), printable(actor, ACTOR_MAX)))
             self._append(tx, at, actor, AuditAction.REVIEWER_ADDED, mta=self.mta,
@@ -596,7 +596,7 @@ class SqlRecords:
         def work(tx: Tx) -> None:
             tx.lock_head()
             if tx.run("DELETE FROM reviewers WHERE name = ?", (name,)) != 1:
-                raise Conflict(f"{name} is not a reviewer")
+                raise ConflictError(f"{name} is not a reviewer")
             self._append(tx, now(), actor, AuditAction.REVIEWER_REMOVED, mta=self.mta,
                          detail=f"reviewer {name}")
 

@@ -25,7 +25,7 @@ class RecordsError(Exception):
     """The records cannot be read or written; the message says which and why."""
 
 
-class Conflict(RecordsError):
+class ConflictError(RecordsError):
     """The record is not in the state the action needs (another reviewer acted first,
     the message is gone, ...); the message says what it is in now."""
 
@@ -204,7 +204,7 @@ class RetiredSender:
 
 
 class RecordStore(Protocol):
-    """Every method raises `RecordsError` when the backend cannot do it (`Conflict` when
+    """Every method raises `RecordsError` when the backend cannot do it (`ConflictError` when
     the record is not in the state the action needs). Safe to call from many threads and
     from several processes and MTAs at once: a state change is one transaction, and of two
     requests on one record exactly one wins."""
@@ -232,12 +232,12 @@ class RecordStore(Protocol):
     def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
                 reason: str) -> Request:
         """Ask the MTA's daemon to act: the record goes from held to requested, with an
-        audit entry, in one transaction. `Conflict` (naming who asked before, or the
+        audit entry, in one transaction. `ConflictError` (naming who asked before, or the
         status) when the record is not held."""
 
     def request_of(self, request_id: int) -> Request: ...
     def dismiss(self, record_id: int, actor: str, reason: str) -> None:
-        """Close a record whose message is gone; `Conflict` for any other status."""
+        """Close a record whose message is gone; `ConflictError` for any other status."""
 
     # The daemon on the MTA that holds the message.
     def pending_requests(self, mta: str) -> list[tuple[Request, QuarantineRecord]]: ...
