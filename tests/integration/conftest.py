@@ -348,8 +348,7 @@ class Lab:
         return self.daemon.mta
 
     def quarantine(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.daemon.cli("quarantine", *self.daemon.records_options,
-                               "--postfix-config", str(self.postfix.config), *args)
+        return self.daemon.cli("quarantine", *self.daemon.records_options, *args)
 
 
 def held_for(lab: Lab, recipient: str) -> dict[str, object]:

@@ -39,8 +39,10 @@ def test_lookalike_recipient_is_held_and_listed_for_review(lab: Lab) -> None:
     [mine] = [h for h in json.loads(listing.stdout) if h["queue_id"] == entry["queue_id"]]
     assert mine["rule"] == "lookalike"
     assert "looks like our domain samen-veilig.nl" in mine["reason"]
-    assert (mine["in_hold_queue"], mine["has_record"]) == (True, True)
-    shown = lab.quarantine("show", str(entry["queue_id"]))
+    assert (mine["status"], mine["mta"]) == ("held", lab.mta)
+    shown = lab.quarantine("show", str(entry["queue_id"]), "--message", "--postfix-config",
+                           str(lab.postfix.config))
+    assert "rule:    lookalike" in shown.stdout
     assert "X-Postwacht-Quarantine: rule=lookalike" in shown.stdout
     assert m not in shown.stdout.split("Subject")[-1].split("\n", 1)[-1]  # no body by default
     assert lab.sink.with_marker(m) == []
@@ -100,50 +102,54 @@ def test_release_delivers_and_delete_removes_and_both_are_audited(lab: Lab) -> N
     assert lab.sink.with_marker(drop) == []
 
     audit = lab.quarantine("audit").stdout
-    assert f"privacy-officer release {kept} 'checked with sender'" in audit
-    assert f"po delete {dropped} 'typo'" in audit
+    assert f"privacy-officer released {kept} on {lab.mta} 'checked with sender'" in audit
+    assert f"po deleted {dropped} on {lab.mta} 'typo'" in audit
+    [delivered] = lab.sink.with_marker(keep)
+    assert b"X-Postwacht" not in delivered.content
 
 
-def test_releasing_mail_for_a_retired_domain_needs_force(lab: Lab) -> None:
+def test_mail_for_a_retired_domain_is_never_released(lab: Lab) -> None:
     m = marker()
     recipient = f"r-{m}@bjzutrecht.nl"
     lab.postfix.sendmail(SENDER, [recipient], m)
     queue_id = str(held_for(lab, recipient)["queue_id"])
-    refused = lab.quarantine("release", queue_id)
-    assert refused.returncode == 1
-    assert "retired domain bjzutrecht.nl" in refused.stderr
-    assert "--force" in refused.stderr
+    for force in ([], ["--force"]):
+        refused = lab.quarantine("release", queue_id, *force, "--reason", "bought back")
+        assert refused.returncode == 1
+        assert "retired domain bjzutrecht.nl" in refused.stderr
+        assert "would bounce it anyway" in refused.stderr
+    assert "released" not in refused.stdout
     assert any(e["queue_id"] == queue_id for e in lab.postfix.held())
-    forced = lab.quarantine("release", queue_id, "--force", "--reason", "domain bought back")
-    assert forced.returncode == 0, forced.stderr
-    poll(lambda: lab.sink.with_marker(m), "the force-released message at the sink")
+    deleted = lab.quarantine("delete", queue_id, "--reason", "old address")
+    assert deleted.returncode == 0, deleted.stderr
 
 
-def test_review_list_marks_orphans_on_either_side(lab: Lab) -> None:
+def test_a_message_removed_behind_postwachts_back_is_listed_as_gone_until_dismissed(
+    lab: Lab,
+) -> None:
     m = marker()
-    # A record whose message Postfix no longer holds (deleted behind Postwacht's back).
     lab.postfix.submit(SENDER, [f"gone-{m}@samen-vei1ig.nl"], m)
     gone = str(held_for(lab, f"gone-{m}@samen-vei1ig.nl")["queue_id"])
     lab.postfix.postsuper("-d", gone, "hold")
-    # A message on hold without a record (put there by hand).
-    lab.postfix.submit(SENDER, [f"defer-{m}@example.org"], m)
-    deferred = poll(lambda: [e for e in lab.postfix.queue() if e["queue_name"] == "deferred"
-                             and e["recipients"][0]["address"] == f"defer-{m}@example.org"],
-                    "the message to be deferred")[0]["queue_id"]
-    lab.postfix.postsuper("-h", deferred)
-    held = {h["queue_id"]: h for h in json.loads(lab.quarantine("list", "--json").stdout)}
-    assert (held[gone]["has_record"], held[gone]["in_hold_queue"]) == (True, False)
-    assert (held[deferred]["has_record"], held[deferred]["in_hold_queue"]) == (False, True)
-    text = lab.quarantine("list").stdout
-    assert "record only: the message is no longer in the hold queue" in text
-    assert "held by Postfix, no Postwacht record" in text
-    lab.postfix.postsuper("-d", deferred)
+
+    def listed() -> dict[str, object] | None:
+        return next((h for h in json.loads(lab.quarantine("list", "--json").stdout)
+                     if h["queue_id"] == gone and h["status"] == "gone"), None)
+
+    entry = poll(listed, "the record closed as gone")
+    assert "left the hold queue outside Postwacht" in str(entry["note"])
+    refused = lab.quarantine("release", gone, "--reason", "x")
+    assert refused.returncode == 1
+    assert "gone, not held" in refused.stderr
+    dismissed = lab.quarantine("dismiss", gone, "--reason", "the postmaster deleted it")
+    assert dismissed.returncode == 0, dismissed.stderr
+    assert listed() is None
 
 
 def test_review_of_an_unknown_queue_id_fails_clearly(lab: Lab) -> None:
-    result = lab.quarantine("delete", "ABCDEF123")
+    result = lab.quarantine("delete", "ABCDEF123", "--reason", "x")
     assert result.returncode == 1
-    assert "ABCDEF123 is not in the hold queue" in result.stderr
+    assert "no held message ABCDEF123" in result.stderr
 
 
 def test_with_the_filter_stopped_postfix_tempfails_and_nothing_leaves(lab: Lab) -> None:

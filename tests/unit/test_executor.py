@@ -115,11 +115,13 @@ class Helper:
 class HoldQueue:
     queue_ids: list[str] = field(default_factory=list)
     broken: bool = False
+    arrival: float = (NOW - DAY).timestamp()
 
     def hold_queue(self) -> list[dict[str, object]]:
         if self.broken:
             raise PostfixError("postqueue -j failed: fatal: Queue report unavailable")
-        return [{"queue_id": q, "queue_name": "hold"} for q in self.queue_ids]
+        return [{"queue_id": q, "queue_name": "hold", "arrival_time": self.arrival}
+                for q in self.queue_ids]
 
 
 class Counted(NoTelemetry):
@@ -127,6 +129,10 @@ class Counted(NoTelemetry):
         self.requests: list[tuple[str, RequestOutcome]] = []
         self.errors: list[ErrorKind] = []
         self.gone = 0
+        self.unrecorded: list[int] = []
+
+    def held_unrecorded(self, count: int) -> None:
+        self.unrecorded.append(count)
 
     def review_request(self, action: str, outcome: RequestOutcome) -> None:
         self.requests.append((action, outcome))
@@ -239,6 +245,17 @@ def test_a_record_whose_message_left_the_hold_queue_is_closed_as_gone_after_a_gr
     assert s.store.gone == [(1, "left the hold queue outside Postwacht")]
     assert s.telemetry.gone == 1
     assert s.executor.gone_grace == 120.0
+
+
+def test_held_messages_that_no_record_describes_are_counted_for_operations() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - dt.timedelta(minutes=10)))
+    s.queue.queue_ids = [s.store.records[1].queue_id, "4QUNRECORDED1"]
+    s.executor.sync()
+    assert s.telemetry.unrecorded == [1]
+    s.queue.arrival = NOW.timestamp()  # just held: its record may still be on its way
+    s.executor.sync()
+    assert s.telemetry.unrecorded == [1, 0]
 
 
 def test_a_hold_queue_that_cannot_be_listed_closes_nothing() -> None:

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from postwacht import defaults
 from postwacht.core.policy import OnExpiry, QuarantineSettings
+from postwacht.core.text import printable
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
     ConflictError,
@@ -84,6 +85,7 @@ class RequestExecutor:
         self._helper_down_at: float | None = None
         self._expiry_failed: dict[int, float] = {}
         """Records whose expiry failed, and when: asked again only after EXPIRY_RETRY."""
+        self._unrecorded_seen: set[str] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -201,14 +203,16 @@ class RequestExecutor:
                      else "deleting it")
 
     def close_vanished(self) -> None:
-        """Close the held records whose message is no longer in the hold queue."""
+        """Close the held records whose message is no longer in the hold queue, and count
+        the held messages that no record describes (review cannot see those)."""
         cutoff = self._now() - dt.timedelta(seconds=self.gone_grace)
+        records = self._held()
         # Not yet: Postfix moves a message into hold only after the milter's answer.
-        candidates = [r for r in self._held() if r.held_at <= cutoff]
-        if not candidates:
-            return
+        candidates = [r for r in records if r.held_at <= cutoff]
         try:
-            held = _queue_ids(self._postfix.hold_queue())
+            queue = self._postfix.hold_queue()
+            held = _queue_ids(queue)
+            self._count_unrecorded(queue, records, cutoff)
         except PostfixError as exc:
             self._telemetry.error(ErrorKind.HOLD_QUEUE)
             log.warning("cannot list the hold queue of MTA %s: %s; records of messages that "
@@ -227,6 +231,22 @@ class RequestExecutor:
             log.warning("record %d: message %s %s on MTA %s; closed as gone",
                         record.record_id, record.queue_id, GONE, self._mta)
 
+    def _count_unrecorded(self, queue: list[dict[str, object]],
+                          records: list[QuarantineRecord], cutoff: dt.datetime) -> None:
+        recorded = {r.queue_id for r in records} | {
+            r.queue_id for r in self._store.quarantine_records((Status.REQUESTED,), self._mta)}
+        unrecorded = sorted(
+            str(e.get("queue_id")) for e in queue
+            if str(e.get("queue_id")) not in recorded and _arrived_before(e, cutoff))
+        self._telemetry.held_unrecorded(len(unrecorded))
+        new = [q for q in unrecorded if q not in self._unrecorded_seen]
+        self._unrecorded_seen = set(unrecorded)
+        if new:
+            log.warning("MTA %s holds %d message(s) that no Postwacht record describes "
+                        "(review cannot see them; check them with postcat -q and release "
+                        "or delete them with postsuper): %s", self._mta, len(new),
+                        ", ".join(printable(q, 64) for q in new[:20]))
+
     @staticmethod
     def _recently(failed_at: float | None) -> bool:
         return failed_at is not None and time.monotonic() - failed_at < defaults.EXPIRY_RETRY
@@ -237,6 +257,12 @@ class RequestExecutor:
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+
+
+def _arrived_before(entry: dict[str, object], cutoff: dt.datetime) -> bool:
+    arrival = entry.get("arrival_time")
+    return isinstance(arrival, int | float) and \
+        dt.datetime.fromtimestamp(arrival, dt.UTC) <= cutoff
 
 
 def _queue_ids(entries: Collection[dict[str, object]]) -> frozenset[str]:

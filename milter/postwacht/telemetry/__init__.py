@@ -73,6 +73,8 @@ class Telemetry(Protocol):
         """A record closed because its message left the hold queue outside Postwacht."""
     def records_synced(self, at: float) -> None:
         """The daemon finished a round of retention and of closing vanished records."""
+    def held_unrecorded(self, count: int) -> None:
+        """Messages in this MTA's hold queue that no open record describes."""
 
 
 class NoTelemetry:
@@ -121,6 +123,9 @@ class NoTelemetry:
         pass
 
     def records_synced(self, at: float) -> None:
+        pass
+
+    def held_unrecorded(self, count: int) -> None:
         pass
 
 

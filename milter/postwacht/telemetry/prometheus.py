@@ -98,6 +98,11 @@ class PrometheusTelemetry:
             "When the daemon last finished a round of retention and of closing the records "
             "of vanished messages (a value that stops moving means that work is stuck)",
             registry=r)
+        self._unrecorded = Gauge(
+            "postwacht_hold_unrecorded_messages",
+            "Messages in this MTA's hold queue that no open Postwacht record describes "
+            "(review cannot see them: held by hand, or before a records store was lost)",
+            registry=r)
         self._callbacks = Histogram(
             "postwacht_milter_callback_seconds", "Time spent in milter callbacks, by stage",
             ["stage"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
@@ -151,6 +156,9 @@ class PrometheusTelemetry:
 
     def records_synced(self, at: float) -> None:
         self._synced.set(at)
+
+    def held_unrecorded(self, count: int) -> None:
+        self._unrecorded.set(count)
 
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
         """The domain list is bounded: it comes from the policy."""
