@@ -8,6 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POLICY ?= policies/example.yaml
 STATE ?= run-state
+MTA ?= $(shell hostname)
 
 # Debian packages: a Python that can make virtual environments and build pymilter
 # against libmilter; the tests also start a real Postfix, a DNSSEC lab (nsd serves
@@ -25,7 +26,17 @@ run: $(VENV)/.installed
 	$(BIN)/postwacht check $(POLICY)
 	@echo "Attach Postfix with the lines in deploy/postfix/main.cf (see README, 'Attaching Postfix')."
 	@echo "Review held mail with: $(BIN)/postwacht quarantine --state $(STATE) list"
-	$(BIN)/postwacht serve --policy $(POLICY) --state $(STATE)
+	@# The filter, and (as root) beside it the release helper that carries out reviewers'
+	@# releases and deletes once the filter has made its records store; both stop together.
+	@$(BIN)/postwacht serve --policy $(POLICY) --state $(STATE) --mta $(MTA) & serve=$$!; \
+	trap 'kill $$serve $$helper 2>/dev/null; wait' EXIT; \
+	until $(BIN)/postwacht status --state $(STATE) >/dev/null 2>&1; do \
+	  kill -0 $$serve 2>/dev/null || exit 1; sleep 0.2; done; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  $(BIN)/postwacht release-helper --socket $(abspath $(STATE))/release.sock \
+	    --mta $(MTA) --state $(STATE) --socket-group root & helper=$$!; \
+	else echo "not root: releases wait for a release helper (see README)"; fi; \
+	wait $$serve
 
 test: DEB_PACKAGES = $(DEB_TEST)
 test: $(VENV)/.installed
