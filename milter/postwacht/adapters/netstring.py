@@ -6,6 +6,9 @@ bad request, so one malformed request never ends a connection that can go on.
 
 from __future__ import annotations
 
+import io
+import socket
+import time
 from typing import Protocol
 
 MAX_REQUEST = 100_000
@@ -70,3 +73,35 @@ def _discard(stream: Stream, count: int) -> None:
 def _discard_to_comma(stream: Stream) -> None:
     while (c := stream.read(1)) and c != b",":
         pass
+
+
+class RequestClock:
+    """The reads of one request, bounded together by one deadline: a client that trickles
+    a byte now and then is let go as surely as one that sends nothing."""
+
+    def __init__(self, connection: socket.socket, stream: io.BufferedIOBase,
+                 seconds: float) -> None:
+        self._connection = connection
+        self._stream = stream
+        self._seconds = seconds
+        self._deadline = time.monotonic() + seconds
+
+    def restart(self) -> None:
+        self._deadline = time.monotonic() + self._seconds
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to `size` bytes (-1: what arrives next); TimeoutError past the deadline."""
+        chunks: list[bytes] = []
+        wanted = size
+        while wanted != 0:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no complete request in time")
+            self._connection.settimeout(left)
+            chunk = self._stream.read1(wanted)
+            if not chunk or size < 0:
+                chunks.append(chunk)
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        return b"".join(chunks)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import io
 import json
 import logging
 import os
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from postwacht.adapters.background import BackgroundServer
-from postwacht.adapters.netstring import NetstringError, encode, read_netstring
+from postwacht.adapters.netstring import NetstringError, RequestClock, encode, read_netstring
 from postwacht.adapters.unixsocket import claim, group_only, identity, release
 from postwacht.records.queue import ActionResult
 
@@ -72,32 +71,6 @@ class HelperLimits:
     max_connections: int = MAX_CONNECTIONS
 
 
-class _Deadline:
-    """Reads of one request, bounded together: a client that trickles a byte now and
-    then is let go as surely as one that sends nothing."""
-
-    def __init__(self, connection: socket.socket, stream: io.BufferedIOBase,
-                 seconds: float) -> None:
-        self._connection = connection
-        self._stream = stream
-        self._deadline = time.monotonic() + seconds
-
-    def read(self, size: int = -1, /) -> bytes:
-        chunks: list[bytes] = []
-        wanted = size
-        while wanted != 0:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no complete request in time")
-            self._connection.settimeout(left)
-            chunk = self._stream.read1(wanted)
-            chunks.append(chunk)
-            if not chunk or size < 0:
-                break
-            wanted -= len(chunk)
-        return b"".join(chunks)
-
-
 def parse_request(payload: bytes) -> int:
     """The request id of `{"request": N}`; ValueError saying what is wrong."""
     try:
@@ -117,7 +90,7 @@ class _Handler(socketserver.StreamRequestHandler):
         peer = _peer(self.connection)
         try:
             payload = read_netstring(
-                _Deadline(self.connection, self.rfile, self.server.limits.idle_timeout),
+                RequestClock(self.connection, self.rfile, self.server.limits.idle_timeout),
                 REQUEST_MAX)
             if payload is None:
                 return

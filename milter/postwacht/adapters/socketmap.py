@@ -19,7 +19,6 @@ new one closed at once. The listen backlog takes a burst of connects without ref
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import socket
 import socketserver
@@ -33,7 +32,7 @@ from typing import Any
 
 from postwacht import defaults
 from postwacht.adapters.background import BackgroundServer
-from postwacht.adapters.netstring import NetstringError, encode, read_netstring
+from postwacht.adapters.netstring import NetstringError, RequestClock, encode, read_netstring
 from postwacht.adapters.unixsocket import SOCKET_MODE, claim, identity, release
 from postwacht.config.holder import PolicyHolder
 from postwacht.core.tables import (
@@ -76,38 +75,6 @@ class ConnectionLimits:
     """Seconds a connection may take to send its next complete request."""
     max_connections: int = defaults.SOCKETMAP_MAX_CONNECTIONS
     backlog: int = defaults.SOCKETMAP_BACKLOG
-
-
-class _RequestClock:
-    """The reads of one request, bounded together by one deadline: a client that trickles
-    a byte now and then is let go as surely as one that sends nothing."""
-
-    def __init__(self, connection: socket.socket, stream: io.BufferedIOBase,
-                 seconds: float) -> None:
-        self._connection = connection
-        self._stream = stream
-        self._seconds = seconds
-        self._deadline = time.monotonic() + seconds
-
-    def restart(self) -> None:
-        self._deadline = time.monotonic() + self._seconds
-
-    def read(self, size: int = -1, /) -> bytes:
-        """Up to `size` bytes (-1: what arrives next); TimeoutError past the deadline."""
-        chunks: list[bytes] = []
-        wanted = size
-        while wanted != 0:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no complete request in time")
-            self._connection.settimeout(left)
-            chunk = self._stream.read1(wanted)
-            if not chunk or size < 0:
-                chunks.append(chunk)
-                break
-            chunks.append(chunk)
-            wanted -= len(chunk)
-        return b"".join(chunks)
 
 
 class Admission(Enum):
@@ -168,7 +135,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         connections = self.server.connections
-        clock = _RequestClock(self.connection, self.rfile, self.server.limits.idle_timeout)
+        clock = RequestClock(self.connection, self.rfile, self.server.limits.idle_timeout)
         try:
             while True:  # waiting for a request since it was admitted or last answered
                 clock.restart()
