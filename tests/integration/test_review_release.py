@@ -144,7 +144,11 @@ def test_a_plain_release_of_mail_held_for_insecure_transport_is_refused(
     assert refused.returncode == 1, refused.stdout
     assert "an ordinary release would send it in the clear" in refused.stderr
     assert "--route" in refused.stderr
-    assert "--override" in refused.stderr
+    assert "the only way it can leave" in refused.stderr
+    overridden = review(lab, "release", queue_id, "--override", "--reason", "x",
+                        "--actor", "privacy-officer")
+    assert overridden.returncode == 1
+    assert "release it with --route" in overridden.stderr
     assert still_held(lab, queue_id)
     assert record_of(lab, queue_id).status is Status.HELD
     assert [e.action for e in audit_of(lab, record)] == [AuditAction.HELD]

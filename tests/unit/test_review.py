@@ -72,6 +72,8 @@ def test_insecure_transport_mail_goes_through_the_route_or_as_an_override(
     routed = find(store, f"#{hold(store, 'ABC127', INSECURE, route='relay:[s.example]:587')}")
     with pytest.raises(ReviewError, match=r"in the clear.*--route.*relay:\[s\.example\]"):
         ask(store, routed, Review.RELEASE, ReleaseMode.PLAIN, "po", "checked")
+    with pytest.raises(ReviewError, match=r"leaves through it whatever is asked.*--route"):
+        ask(store, routed, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "checked")
     assert ask(store, routed, Review.RELEASE, ReleaseMode.ROUTE, "po", "ok").mode is \
         ReleaseMode.ROUTE
     plain = find(store, f"#{hold(store, 'ABC128', INSECURE)}")

@@ -82,6 +82,10 @@ def check_release(record: QuarantineRecord, mode: ReleaseMode) -> None:
         raise ReviewError(
             f"{name} has no secure route: the policy had none when it was held. Release it "
             "with --override (recorded as one), or delete it")
+    if mode is ReleaseMode.OVERRIDE and record.route and Rule.BAD_ADDRESS not in rules:
+        raise ReviewError(
+            f"{name} carries the secure route {record.route}: it leaves through it whatever "
+            "is asked, so release it with --route (no override is needed)")
     if mode is not ReleaseMode.PLAIN:
         return
     if Rule.BAD_ADDRESS in rules:
@@ -90,12 +94,14 @@ def check_release(record: QuarantineRecord, mode: ReleaseMode) -> None:
             "route to another domain (a retired one, say); released mail is not checked "
             "again. Add --override to release it anyway (recorded as an override)")
     if Rule.INSECURE_TRANSPORT in rules:
-        choice = (f"--route sends it through the secure route {record.route}; "
-                  if record.route else "the policy had no secure route when it was held; ")
+        choice = (f"--route sends it through the secure route {record.route}, set in the "
+                  "held message, which is the only way it can leave"
+                  if record.route else
+                  "the policy had no secure route when it was held; --override sends it "
+                  "the ordinary way, recorded as an override")
         raise ReviewError(
             f"{name} was held because a recipient domain offers no verified TLS: an "
-            f"ordinary release would send it in the clear. {choice}--override sends it the "
-            "ordinary way, recorded as an override")
+            f"ordinary release would send it in the clear. {choice}")
 
 
 def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: ReleaseMode,
@@ -126,7 +132,10 @@ def _not_held(record: QuarantineRecord) -> str:
         return (f"{record.queue_id} (#{record.record_id}): {asked.actor} asked to "
                 f"{asked.action} it at {asked.requested_at:%Y-%m-%d %H:%M:%S} UTC; the daemon "
                 f"on {record.mta} has not carried it out yet")
-    return f"{record.queue_id} (#{record.record_id}) is {record.status}, not held"
+    done = (f": {asked.action} by {asked.actor} at {asked.requested_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC (reason: {asked.reason})" if asked is not None and asked.outcome == "done"
+            else "")
+    return f"{record.queue_id} (#{record.record_id}) is {record.status}, not held{done}"
 
 
 def wait(store: RecordStore, request_id: int, seconds: float,
