@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,35 @@ virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.o
                        input=message, text=True, check=True, timeout=30)
 
 
-class Daemon:
+class Process:
+    """A postwacht command as a separate process, its output in `log`."""
+
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, args: list[str], ready: Callable[[], bool], what: str,
+              env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()) -> None:
+        """Start `postwacht ARGS` (under `prefix`, a command that runs it); wait until
+        `ready` holds, or fail with the log if the process ends first."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([*prefix, POSTWACHT, *args], stdout=log,
+                                            stderr=log, env=env)
+        poll(lambda: self.process is not None and (self.process.poll() is not None
+                                                    or ready()), what)
+        assert self.process.poll() is None, self.log_text()
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=DEADLINE)
+        self.process = None
+        return code
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+class Daemon(Process):
     """`postwacht serve` as a separate process, the way it runs in production, as MTA
     `mta`. With `postfix_config` it follows that Postfix's hold queue every half second;
     without one there is no Postfix to follow, and it looks only once an hour."""
@@ -246,34 +274,17 @@ class Daemon:
     def start(self) -> None:
         follow = (["--postfix-config", str(self.postfix_config), "--sync-interval", "0.5"]
                   if self.postfix_config else ["--sync-interval", "3600"])
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [POSTWACHT, "serve", "--policy", str(self.policy),
-                 "--milter", f"inet:{self.milter_port}@127.0.0.1",
-                 "--metrics", f"127.0.0.1:{self.metrics_port}",
-                 "--socketmap", f"127.0.0.1:{self.ports.socketmap}",
-                 *self.records_options, "--check-interval", "0.2", "--mta", self.mta,
-                 "--requests-interval", "0.2", *follow],
-                stdout=log, stderr=log, env=self.env,
-            )
-        poll(lambda: self.process is not None and (self.process.poll() is not None
-                                                    or port_open(self.milter_port)),
-             "the milter to listen")
-        assert self.process.poll() is None, self.log.read_text()
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=DEADLINE)
-        self.process = None
-        return code
+        self.spawn(["serve", "--policy", str(self.policy),
+                    "--milter", f"inet:{self.milter_port}@127.0.0.1",
+                    "--metrics", f"127.0.0.1:{self.metrics_port}",
+                    "--socketmap", f"127.0.0.1:{self.ports.socketmap}",
+                    *self.records_options, "--check-interval", "0.2", "--mta", self.mta,
+                    "--requests-interval", "0.2", *follow],
+                   lambda: port_open(self.milter_port), "the milter to listen", self.env)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([POSTWACHT, *args], capture_output=True, text=True,
                               timeout=60, check=False)
-
-    def log_text(self) -> str:
-        return self.log.read_text()
 
     def metric(self, name: str, absent: float | None = 0.0) -> float | None:
         """The value of one sample (`name{labels}` as exposed); `absent` when missing
@@ -287,7 +298,7 @@ class Daemon:
         return absent
 
 
-class ReleaseHelper:
+class ReleaseHelper(Process):
     """`postwacht release-helper` as a separate process (root, as in production), on the
     socket where the daemon looks for it by default (STATE/release.sock)."""
 
@@ -299,28 +310,10 @@ class ReleaseHelper:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [POSTWACHT, "release-helper", "--socket", str(self.socket),
-                 "--mta", self.daemon.mta, *self.daemon.records_options,
-                 "--postfix-config", str(self.postfix.config),
-                 "--socket-group", "root"],  # the daemon runs as root here
-                stdout=log, stderr=log,
-            )
-        poll(lambda: self.process is not None and (self.process.poll() is not None
-                                                    or self.socket.is_socket()),
-             "the release helper to listen")
-        assert self.process.poll() is None, self.log_text()
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=DEADLINE)
-        self.process = None
-        return code
-
-    def log_text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+        self.spawn(["release-helper", "--socket", str(self.socket), "--mta", self.daemon.mta,
+                    *self.daemon.records_options, "--postfix-config", str(self.postfix.config),
+                    "--socket-group", "root"],  # the daemon runs as root here
+                   self.socket.is_socket, "the release helper to listen")
 
 
 def write_test_policy(path: Path, **changes: Any) -> None:

@@ -28,7 +28,6 @@ from postwacht.adapters.netstring import encode, read_netstring
 
 from tests.integration.conftest import (
     ALIAS,
-    POSTWACHT,
     Daemon,
     Lab,
     Ports,
@@ -62,18 +61,11 @@ class FloodDaemon(Daemon):
 
     def start(self) -> None:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["prlimit", f"--nofile={FILE_LIMIT}:{hard}", "--",
-                 POSTWACHT, "serve", "--policy", str(self.policy), "--milter", self.milter,
-                 "--metrics", f"127.0.0.1:{self.metrics_port}", "--socketmap", self.socketmap,
-                 "--state", str(self.state), "--check-interval", "0.2", *self.options],
-                stdout=log, stderr=log, env=self.env,
-            )
-        poll(lambda: self.process is not None and (self.process.poll() is not None
-                                                    or "serving milter" in self.log_text()),
-             "the daemon to serve")
-        assert self.process.poll() is None, self.log_text()
+        self.spawn(["serve", "--policy", str(self.policy), "--milter", self.milter,
+                    "--metrics", f"127.0.0.1:{self.metrics_port}", "--socketmap", self.socketmap,
+                    "--state", str(self.state), "--check-interval", "0.2", *self.options],
+                   lambda: "serving milter" in self.log_text(), "the daemon to serve",
+                   self.env, prefix=("prlimit", f"--nofile={FILE_LIMIT}:{hard}", "--"))
 
     def socket_fds(self) -> int:
         assert self.process is not None
