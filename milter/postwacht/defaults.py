@@ -36,9 +36,10 @@ carries out review requests with postsuper)."""
 RELEASE_HELPER_TIMEOUT = 60.0
 """Seconds the daemon waits for the release helper's answer to one request; a release
 with postsuper -r looks for the message's new queue id for up to 15 s."""
-RELEASE_HELPER_ATTEMPTS = 3
-"""Rounds in a row the release helper may be unreachable for one request before the
-request is failed (a helper that restarts in between answers the next round)."""
+RELEASE_HELPER_PATIENCE = 30.0
+"""Seconds the release helper may stay unreachable for one request before the request is
+failed: long enough for systemd to restart a helper (RestartSec=5s), short enough that a
+reviewer waiting for the outcome (30 s by default) is told."""
 REQUESTS_INTERVAL = 2.0
 """Seconds between looks for review requests that this MTA's daemon should carry out."""
 SYNC_INTERVAL = 60.0
@@ -51,7 +52,7 @@ two sync intervals when that is longer."""
 EXPIRY_BATCH = 100
 """Held messages expired per sync round at most, so a first round over a large, old
 quarantine does not keep reviewers' requests waiting."""
-EXPIRY_RETRY = 600.0
+EXPIRY_RETRY = 6 * 3600.0
 """Seconds the daemon waits before asking for expiries again after the release helper
 could not be reached (each failed expiry is an audit entry)."""
 MTA_NAME_MAX = 64

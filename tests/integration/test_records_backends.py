@@ -290,15 +290,18 @@ def test_listing_filters_by_status_and_mta_and_shows_the_newest_request(
 
 
 def test_a_record_follows_its_message_to_a_new_queue_id(backend: Backend) -> None:
+    """postsuper -r gives a new queue id; the record takes it, whether the release is done
+    or the message landed on hold again (then it is held there, under the new id)."""
     store = backend.store()
-    record = hold(store)
-    store.follow(record.record_id, "XYZ789")
-    assert store.record(record.record_id).queue_id == "XYZ789"
-    assert store.records_of("XYZ789") == [store.record(record.record_id)]
-    followed = store.audit_entries()[-1]
-    assert (followed.action, followed.queue_id, followed.detail) == (
-        AuditAction.FOLLOWED, "ABC123", "new queue id XYZ789")
-
+    for ok, new_id in ((True, "XYZ789"), (False, "XYZ78A")):
+        record = hold(store, queue_id=f"ABC{new_id[-3:]}")
+        asked = store.request(record.record_id, Review.RELEASE, ReleaseMode.PLAIN, "po", "ok")
+        store.finish_request(asked.request_id, ok, "requeued", new_id)
+        assert store.record(record.record_id).queue_id == new_id
+        assert store.records_of(new_id) == [store.record(record.record_id)]
+        entry = store.audit_entries()[-1]
+        assert (entry.queue_id, entry.detail.endswith(f"new queue id {new_id}")) == (
+            record.queue_id, True)
 
 def test_reviewers_are_added_and_removed_with_an_audit_entry(backend: Backend) -> None:
     store = backend.store()

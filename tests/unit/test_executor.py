@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from postwacht import defaults
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.policy import OnExpiry, QuarantineSettings
 from postwacht.core.vocabulary import Action, Rule
@@ -175,7 +176,9 @@ def test_a_reviewers_request_is_carried_out_by_the_helper_and_its_outcome_writte
     assert s.telemetry.requests == [("release", RequestOutcome.DONE)]
 
 
-def test_a_helper_that_cannot_be_reached_fails_the_request_in_words_a_reviewer_reads() -> None:
+def test_a_helper_that_cannot_be_reached_fails_the_request_in_words_a_reviewer_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     s = setup()
     s.store.add(record(1, NOW - DAY))
     request = s.store.request(1, Review.DELETE, ReleaseMode.PLAIN, "officer", "spam")
@@ -185,6 +188,7 @@ def test_a_helper_that_cannot_be_reached_fails_the_request_in_words_a_reviewer_r
     s.executor.carry_out_requests()
     s.executor.carry_out_requests()
     assert s.store.finished == []  # it may be restarting: asked again next round
+    monkeypatch.setattr(defaults, "RELEASE_HELPER_PATIENCE", 0.0)  # ... for so long
     s.executor.carry_out_requests()
     [(request_id, ok, detail, _)] = s.store.finished
     assert (request_id, ok) == (request.request_id, False)

@@ -18,7 +18,6 @@ asking twice never acts twice.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import json
 import logging
@@ -26,7 +25,6 @@ import os
 import socket
 import socketserver
 import struct
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -149,21 +147,19 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
             super().__init__(str(path), _Handler)
 
     def server_bind(self) -> None:
-        """Bind in a fresh directory of root's own, give the socket its group there, then
-        move it into place: whoever can write the socket's directory (the daemon's user,
-        when it is the state directory) can never have root chown a file of its choice."""
+        """Bind with the group as the effective group id, so the socket is made with it:
+        no chown, nothing renamed, nothing followed in a directory that the daemon's user
+        can write (the state directory). In a set-group-id directory the socket takes the
+        directory's group instead, as every file there does."""
         gid = self._gid()
-        staging = Path(tempfile.mkdtemp(prefix=".release-", dir=self.path.parent))
+        saved = os.getegid()
+        if gid is not None:
+            os.setegid(gid)
         try:
-            made = staging / "s"
-            self.socket.bind(str(made))  # 0660: the umask is group_only's
-            if gid is not None:
-                os.chown(made, -1, gid)
-            made.rename(self.path)
+            self.socket.bind(str(self.path))  # 0660: the umask is group_only's
         finally:
-            with contextlib.suppress(OSError):
-                (staging / "s").unlink()
-            staging.rmdir()
+            if gid is not None:
+                os.setegid(saved)
         self.server_address = str(self.path)
         self._made = identity(self.path)
 

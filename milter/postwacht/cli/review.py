@@ -7,6 +7,8 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import logging
+import logging.handlers
 import os
 import socket
 import sys
@@ -42,6 +44,7 @@ from postwacht.records.store import (
     Review,
 )
 
+SYSLOG = "/dev/log"
 ACTOR_MAX = 64
 WAIT_DEFAULT = 30.0
 
@@ -124,12 +127,31 @@ def opened(args: argparse.Namespace) -> Iterator[RecordStore]:
 
 def run_with_store(args: argparse.Namespace, what: str,
                    work: Callable[[RecordStore], int]) -> int:
+    audit_to_syslog()
     try:
         with opened(args) as store:
             return work(store)
     except (ReviewError, RecordsError, PostfixError) as exc:
-        print(f"postwacht {what}: {exc}", file=sys.stderr)
+        # Messages quote text from the store, which any of its writers may have put there.
+        print(f"postwacht {what}: {printable(str(exc))}", file=sys.stderr)
         return ExitCode.FAILED
+
+
+def audit_to_syslog() -> None:
+    """The audit entries this command writes (requests, dismissals, reviewers) go to the
+    system log as one JSON line each, as the daemon's go to its log: a SIEM that reads
+    the logs of the MTAs and of the reviewers' hosts sees every entry."""
+    audit = logging.getLogger("postwacht.audit")
+    if audit.handlers or not os.path.exists(SYSLOG):
+        return
+    try:
+        handler = logging.handlers.SysLogHandler(
+            SYSLOG, facility=logging.handlers.SysLogHandler.LOG_AUTHPRIV)
+    except OSError:
+        return  # no system log to write to: the entries are in the store all the same
+    handler.setFormatter(logging.Formatter("postwacht-audit: %(message)s"))
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
 
 
 def _report_retired(args: argparse.Namespace) -> int:
@@ -189,7 +211,7 @@ def _act(args: argparse.Namespace, store: RecordStore) -> int:
         case "dismiss":
             record = find(store, args.ref, args.mta)
             dismiss(store, record, args.actor or login_actor(), args.reason)
-            print(f"{record.queue_id} (#{record.record_id}): dismissed")
+            print(f"{printable(record.queue_id)} (#{record.record_id}): dismissed")
         case "audit":
             for entry in store.audit_entries():
                 print(f"{entry.seq:6d} {entry.at:%Y-%m-%d %H:%M:%S} {printable(entry.actor)} "
@@ -206,7 +228,7 @@ def _request(args: argparse.Namespace, store: RecordStore) -> int:
         else ReleaseMode.PLAIN
     asked = ask(store, record, action, mode, args.actor or login_actor(), args.reason)
     done = wait(store, asked.request_id, max(0.0, args.wait))
-    name = f"{record.queue_id} (#{record.record_id}) on {record.mta}"
+    name = f"{printable(record.queue_id)} (#{record.record_id}) on {printable(record.mta)}"
     if done.outcome == "done":
         print(f"{name}: {action.status}{' as an override' if mode is ReleaseMode.OVERRIDE else ''}"
               f" ({printable(done.detail)})")
@@ -216,7 +238,7 @@ def _request(args: argparse.Namespace, store: RecordStore) -> int:
               f"{printable(done.detail)}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"{name}: {action} requested (request {done.request_id}); the daemon on "
-          f"{record.mta} has not carried it out within {args.wait:g} s. "
+          f"{printable(record.mta)} has not carried it out within {args.wait:g} s. "
           f"`postwacht quarantine show #{record.record_id}` tells the outcome.")
     return ExitCode.PENDING
 

@@ -80,8 +80,8 @@ class RequestExecutor:
         self._requests_interval = requests_interval
         self._sync_interval = sync_interval
         self._clock = clock
-        self._unreachable: dict[int, int] = {}
-        """Rounds in a row the helper could not be asked about a request."""
+        self._unreachable: dict[int, float] = {}
+        """Since when (monotonic) the helper could not be asked about a request."""
         self._helper_down_at: float | None = None
         self._expiry_failed: dict[int, float] = {}
         """Records whose expiry failed, and when: asked again only after EXPIRY_RETRY."""
@@ -140,9 +140,8 @@ class RequestExecutor:
         except HelperUnreachableError as exc:
             self._telemetry.error(ErrorKind.RELEASE_HELPER)
             self._helper_down_at = time.monotonic()
-            attempts = self._unreachable.get(request.request_id, 0) + 1
-            if attempts < defaults.RELEASE_HELPER_ATTEMPTS:
-                self._unreachable[request.request_id] = attempts
+            since = self._unreachable.setdefault(request.request_id, time.monotonic())
+            if time.monotonic() - since < defaults.RELEASE_HELPER_PATIENCE:
                 log.warning("request %d: %s; asking again next round", request.request_id,
                             exc)
                 return

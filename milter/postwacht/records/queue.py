@@ -32,8 +32,9 @@ from enum import StrEnum
 from typing import Any
 
 from postwacht.core.text import is_queue_id, printable
-from postwacht.core.vocabulary import Rule
+from postwacht.records.review import ReviewError, check_release
 from postwacht.records.store import (
+    MIGRATED_KEY,
     QuarantineRecord,
     RecordsError,
     RecordStore,
@@ -198,7 +199,8 @@ def parse_time(name: str, value: str) -> dt.timedelta:
 
 
 def quarantine_key(headers: str) -> str | None:
-    """The `key=` of the last X-Postwacht-Quarantine header in `headers` (as postcat
+    """The `key=` of the last X-Postwacht-Quarantine header in `headers` ("" when it has
+    none: held by a Postwacht from before keys; None without such a header) (as postcat
     prints them: folded lines go on with a blank). The last is the milter's: Postfix puts
     a header a milter adds after the message's own, so one a sender wrote never counts."""
     unfolded: list[str] = []
@@ -215,7 +217,7 @@ def quarantine_key(headers: str) -> str | None:
         name, _, value = part.strip().partition("=")
         if name.strip().lower() == "key" and value.strip():
             return value.strip()
-    return None
+    return ""
 
 
 class Step(StrEnum):
@@ -289,11 +291,15 @@ def _the_held_message(postfix: Postfix, mta: str, record: QuarantineRecord) -> Q
         raise RefusedError(f"message {record.queue_id} is no longer in the hold queue on "
                            f"{mta} (released, deleted or expired outside Postwacht, or "
                            "already acted on): nothing done")
-    if quarantine_key(postfix.headers(record.queue_id)) != record.key:
-        raise RefusedError(f"the message held as {record.queue_id} on {mta} is not the one "
-                           "this record is about (its X-Postwacht-Quarantine header lacks "
-                           "the record's key: Postfix reused the queue id): nothing done")
-    return entry
+    found = quarantine_key(postfix.headers(record.queue_id))
+    if found == record.key:
+        return entry
+    if record.key.startswith(MIGRATED_KEY) and found == "" and entry.sender == record.sender:
+        return entry  # held by a Postwacht from before keys, from the record's sender
+    raise RefusedError(f"the message held as {record.queue_id} on {mta} is not the one "
+                       "this record is about (its X-Postwacht-Quarantine header lacks the "
+                       "record's key: the queue id was reused, or the record was written by "
+                       "something other than Postfix's milter conversation): nothing done")
 
 
 def _trusted(store: RecordStore, mta: str, request_id: int
@@ -319,23 +325,12 @@ def _trusted(store: RecordStore, mta: str, request_id: int
     if not record.key:
         raise RefusedError(f"the record of {where} has no key to recognise the message by: "
                            "nothing done")
-    if request.action is Review.RELEASE and request.mode is ReleaseMode.PLAIN:
-        _check_plain_release(record)
+    if request.action is Review.RELEASE:
+        try:
+            check_release(record, request.mode)
+        except ReviewError as exc:  # the same rules as review's, whoever wrote the request
+            raise RefusedError(f"{exc}: nothing done") from None
     return request, record
-
-
-def _check_plain_release(record: QuarantineRecord) -> None:
-    """A release the ordinary way only where no rule forbids it; otherwise the request
-    must say it is an override (and the audit trail records it as one)."""
-    rules = {record.rule, *(r.rule for r in record.recipients)}
-    if record.needs_force:
-        raise RefusedError(f"message {record.queue_id} is addressed to a retired domain or an "
-                           "unreadable address: an ordinary release is refused; it needs an "
-                           "override: nothing done")
-    if Rule.INSECURE_TRANSPORT in rules:
-        raise RefusedError(f"message {record.queue_id} was held because a recipient domain offers "
-                           "no verified secure transport: it is released only through the secure "
-                           "route or as an override, not in the clear: nothing done")
 
 
 def _check_route(postfix: Postfix, record: QuarantineRecord) -> None:

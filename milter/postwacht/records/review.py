@@ -86,14 +86,14 @@ def check_release(record: QuarantineRecord, mode: ReleaseMode) -> None:
         raise ReviewError(
             f"{name} carries the secure route {record.route}: it leaves through it whatever "
             "is asked, so release it with --route (no override is needed)")
-    if mode is not ReleaseMode.PLAIN:
+    if mode is ReleaseMode.OVERRIDE:
         return
     if Rule.BAD_ADDRESS in rules:
         raise ReviewError(
             f"{name} is addressed to an address the filter cannot read, which Postfix may "
             "route to another domain (a retired one, say); released mail is not checked "
             "again. Add --override to release it anyway (recorded as an override)")
-    if Rule.INSECURE_TRANSPORT in rules:
+    if Rule.INSECURE_TRANSPORT in rules and mode is ReleaseMode.PLAIN:
         choice = (f"--route sends it through the secure route {record.route}, set in the "
                   "held message, which is the only way it can leave"
                   if record.route else

@@ -148,7 +148,8 @@ _AUDIT = ("SELECT seq, at, actor, action, mta, queue_id, record_id, rule, domain
 _DONE = {Review.RELEASE: AuditAction.RELEASED, Review.DELETE: AuditAction.DELETED,
          Review.EXPIRE: AuditAction.EXPIRED}
 _ASKED = {Review.RELEASE: AuditAction.RELEASE_REQUESTED,
-          Review.DELETE: AuditAction.DELETE_REQUESTED}
+          Review.DELETE: AuditAction.DELETE_REQUESTED,
+          Review.EXPIRE: AuditAction.EXPIRE_REQUESTED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,9 +467,8 @@ class SqlRecords:
                          (record_id, action.value, mode.value, actor, reason, stamp(at)))
             assert row is not None
             record = self._record_in(tx, record_id)
-            if action in _ASKED:
-                self._append_on(tx, at, actor, _ASKED[action], record, reason=reason,
-                                override=mode is ReleaseMode.OVERRIDE, detail=f"mode {mode}")
+            self._append_on(tx, at, actor, _ASKED[action], record, reason=reason,
+                            override=mode is ReleaseMode.OVERRIDE, detail=f"mode {mode}")
             return Request(int(row[0]), record_id, action, mode, actor, reason, at)
 
         return self._run("write the review request", work, write=True)
@@ -526,8 +526,8 @@ class SqlRecords:
             status = asked.action.status if ok else Status.HELD
             if tx.run("UPDATE quarantine SET status = ?, closed_at = ?, queue_id = ? "
                       "WHERE id = ? AND status = ?",
-                      (status.value, stamp(at) if ok else None, new_id if ok else
-                       record.queue_id, record.record_id, Status.REQUESTED.value)) != 1:
+                      (status.value, stamp(at) if ok else None, new_id,
+                       record.record_id, Status.REQUESTED.value)) != 1:
                 raise ConflictError(f"cannot finish request {request_id}: record "
                                f"{record.record_id} ({record.queue_id} on {record.mta}) is "
                                f"{record.status}, not requested")
@@ -535,25 +535,13 @@ class SqlRecords:
                    (stamp(at), "done" if ok else "failed", detail, request_id))
             told = [f"mode {asked.mode}" if asked.mode is not ReleaseMode.PLAIN else "",
                     detail if ok else f"{asked.action} failed: {detail}",
-                    f"new queue id {new_id}" if ok and new_id != record.queue_id else ""]
+                    f"new queue id {new_id}" if new_id != record.queue_id else ""]
             self._append_on(tx, at, asked.actor, _DONE[asked.action] if ok else
                             AuditAction.FAILED, record, reason=asked.reason,
                             override=asked.mode is ReleaseMode.OVERRIDE,
                             detail="; ".join(t for t in told if t))
 
         self._run("write the outcome of a review request", work, write=True)
-
-    def follow(self, record_id: int, queue_id: str) -> None:
-        new_id = printable(queue_id, QUEUE_ID_MAX)
-
-        def work(tx: Tx) -> None:
-            tx.lock_head()
-            record = self._record_in(tx, record_id)
-            tx.run("UPDATE quarantine SET queue_id = ? WHERE id = ?", (new_id, record_id))
-            self._append_on(tx, now(), POSTWACHT, AuditAction.FOLLOWED, record,
-                            detail=f"new queue id {new_id}")
-
-        self._run("follow the record's message", work, write=True)
 
     def close_gone(self, record_id: int, detail: str) -> None:
         def work(tx: Tx) -> None:

@@ -43,7 +43,7 @@ from postwacht.records.sql import (
     Tx,
     parse_time,
 )
-from postwacht.records.store import AuditAction, RecordsError
+from postwacht.records.store import MIGRATED_KEY, AuditAction, RecordsError
 
 log = logging.getLogger("postwacht.records")
 
@@ -108,7 +108,10 @@ class SqliteRecords(SqlRecords):
             # to read the header: closing any descriptor of the file would drop SQLite's
             # POSIX locks on it, so this one is closed only after the connection.
             self._fd = os.open(self.path, os.O_RDONLY)
-            for path in (self.path, *_companions(self.path)):
+            # Only the daemon, which made the files, tightens their modes: a review command
+            # or the root release helper never changes a mode through a path that the
+            # daemon's user could have replaced with a link.
+            for path in (self.path, *_companions(self.path)) if create else ():
                 _private_file(path)
         except (OSError, sqlite3.Error, RecordsError) as exc:
             self.close()
@@ -154,7 +157,7 @@ class SqliteRecords(SqlRecords):
             tx.run("INSERT INTO quarantine (id, mta, queue_id, hold_key, held_at, sender, "
                    "recipients, rule, reason, policy, client, status) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (n, self.mta, printable(str(queue_id), QUEUE_ID_MAX), f"migrated-{n}",
+                   (n, self.mta, printable(str(queue_id), QUEUE_ID_MAX), f"{MIGRATED_KEY}{n}",
                     _restamped(held_at, f"record {n}"), printable(str(sender), SENDER_MAX),
                     recipients, rule, printable(str(reason), REASON_MAX), policy,
                     printable(str(came), CLIENT_MAX), status))

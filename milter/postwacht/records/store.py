@@ -45,13 +45,11 @@ class Status(StrEnum):
     until a reviewer dismisses it."""
     DISMISSED = "dismissed"
 
-    @property
-    def open(self) -> bool:
-        """Held, or about to leave: counted in the quarantine gauges."""
-        return self in (Status.HELD, Status.REQUESTED)
-
 
 OPEN = (Status.HELD, Status.REQUESTED)
+MIGRATED_KEY = "migrated-"
+"""How the keys of records carried over from before keys begin (their held messages
+carry an X-Postwacht-Quarantine header without a key)."""
 TO_REVIEW = (Status.HELD, Status.REQUESTED, Status.GONE)
 """What `quarantine list` shows by default."""
 
@@ -87,13 +85,12 @@ class AuditAction(StrEnum):
     HELD = "held"
     RELEASE_REQUESTED = "release-requested"
     DELETE_REQUESTED = "delete-requested"
+    EXPIRE_REQUESTED = "expire-requested"
     RELEASED = "released"
     DELETED = "deleted"
     EXPIRED = "expired"
     FAILED = "failed"
     """A requested action the MTA's daemon could not carry out (detail says why)."""
-    FOLLOWED = "followed"
-    """A released message got a new queue id (postsuper -r): the record follows it."""
     GONE = "gone"
     DISMISSED = "dismissed"
     REVIEWER_ADDED = "reviewer-added"
@@ -245,9 +242,6 @@ class RecordStore(Protocol):
                        queue_id: str | None = None) -> None:
         """Done: the record takes the action's status (and `queue_id`, when the message
         got a new one). Failed: the record is held again. Audited either way."""
-
-    def follow(self, record_id: int, queue_id: str) -> None:
-        """The message of a record got a new queue id; audited."""
 
     def close_gone(self, record_id: int, detail: str) -> None:
         """A held record whose message left the hold queue outside Postwacht."""
