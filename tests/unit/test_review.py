@@ -182,3 +182,25 @@ def test_a_reference_that_is_no_queue_id_is_refused_before_anything_runs(
     assert code == 1
     assert "'-x' is neither a record number (#N) nor a Postfix queue id" in \
         capsys.readouterr().err
+
+
+def test_an_unreadable_address_is_not_released_by_the_route_alone(store: SqliteRecords) -> None:
+    record = store.record_quarantine(Hold(
+        "mta-a", "ABC12E", "key-both", "s@samen-veilig.nl", (HIDDEN, INSECURE),
+        Rule.BAD_ADDRESS, "cannot read", "abc", route="relay:[s.example]:587"))
+    with pytest.raises(ReviewError, match=r"cannot read.*--override"):
+        ask(store, record, Review.RELEASE, ReleaseMode.ROUTE, "po", "checked")
+    ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "checked")
+
+
+def test_an_export_goes_on_after_the_last_entry_of_the_one_before(
+    store: SqliteRecords, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    for queue_id in ("ABC130", "ABC131", "ABC132"):
+        hold(store, queue_id, LOOKALIKE)
+    store.close()
+    assert main(["audit", "--state", str(tmp_path), "export", "--after-seq", "2"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert (json.loads(line)["seq"], json.loads(line)["queue_id"]) == (3, "ABC132")
+    assert main(["audit", "--state", str(tmp_path), "verify"]) == 0
+    assert "audit trail intact: 3 entries" in capsys.readouterr().out
