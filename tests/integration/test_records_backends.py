@@ -231,15 +231,16 @@ def test_a_failed_request_holds_the_record_again(backend: Backend) -> None:
     store.request(record.record_id, Review.RELEASE, ReleaseMode.PLAIN, "bram", "after all")
 
 
-def test_an_expiry_is_audited_when_it_is_done_not_when_it_is_asked(backend: Backend) -> None:
+def test_an_expiry_is_audited_when_it_is_asked_and_when_it_is_done(backend: Backend) -> None:
     store = backend.store()
     record = hold(store)
     asked = store.request(record.record_id, Review.EXPIRE, ReleaseMode.RETURN, "postwacht",
                           "older than 30 days")
-    assert actions(store) == [AuditAction.HELD]
+    assert actions(store) == [AuditAction.HELD, AuditAction.EXPIRE_REQUESTED]
     store.finish_request(asked.request_id, True, "returned to the sender")
     assert store.record(record.record_id).status is Status.EXPIRED
-    assert actions(store) == [AuditAction.HELD, AuditAction.EXPIRED]
+    assert actions(store) == [AuditAction.HELD, AuditAction.EXPIRE_REQUESTED,
+                              AuditAction.EXPIRED]
 
 
 def test_a_gone_record_can_be_dismissed_and_only_a_gone_one(backend: Backend) -> None:

@@ -95,7 +95,8 @@ def test_mail_held_longer_than_the_retention_is_returned_to_its_sender(lab: Lab)
     assert lab.sink.received(recipient) == []
 
     entries = audit(lab, held)
-    assert [e.action for e in entries] == [AuditAction.HELD, AuditAction.EXPIRED]
+    assert [e.action for e in entries] == [AuditAction.HELD, AuditAction.EXPIRE_REQUESTED,
+                                           AuditAction.EXPIRED]
     entry = entries[-1]
     assert entry.actor == "postwacht"
     assert entry.mta == lab.mta
@@ -115,7 +116,9 @@ def test_mail_held_longer_than_the_retention_is_deleted_when_the_policy_says_so(
     assert lab.postfix.queue() == []  # no bounce on its way either
     assert lab.sink.with_marker(m) == []
     assert [(e.action, e.actor, e.mta) for e in audit(lab, held)] == [
-        (AuditAction.HELD, "postwacht", lab.mta), (AuditAction.EXPIRED, "postwacht", lab.mta)]
+        (AuditAction.HELD, "postwacht", lab.mta),
+        (AuditAction.EXPIRE_REQUESTED, "postwacht", lab.mta),
+        (AuditAction.EXPIRED, "postwacht", lab.mta)]
 
 
 def test_a_held_message_deleted_by_hand_becomes_a_gone_record_and_leaves_the_gauge(
