@@ -36,7 +36,7 @@ carries out review requests with postsuper)."""
 RELEASE_HELPER_TIMEOUT = 60.0
 """Seconds the daemon waits for the release helper's answer to one request; a release
 with postsuper -r looks for the message's new queue id for up to 15 s."""
-RELEASE_HELPER_PATIENCE = 30.0
+RELEASE_HELPER_PATIENCE = 20.0
 """Seconds the release helper may stay unreachable for one request before the request is
 failed: long enough for systemd to restart a helper (RestartSec=5s), short enough that a
 reviewer waiting for the outcome (30 s by default) is told."""
@@ -53,8 +53,11 @@ EXPIRY_BATCH = 100
 """Held messages expired per sync round at most, so a first round over a large, old
 quarantine does not keep reviewers' requests waiting."""
 EXPIRY_RETRY = 6 * 3600.0
-"""Seconds the daemon waits before asking for expiries again after the release helper
-could not be reached (each failed expiry is an audit entry)."""
+"""Seconds before the expiry of one held message that failed (the helper refused it) is
+asked for again: each failed expiry is two audit entries."""
+HELPER_DOWN_PAUSE = 600.0
+"""Seconds the daemon asks for no expiries after the release helper could not be
+reached (each would only fail)."""
 MTA_NAME_MAX = 64
 """Characters of an MTA name (`serve --mta`), as records and the audit trail carry it."""
 RETIRED_ATTEMPT_BACKOFF = 30.0

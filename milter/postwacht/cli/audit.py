@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from typing import Any
 
@@ -56,9 +57,12 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _audit_in(args: argparse.Namespace, store: RecordStore) -> int:
     if args.audit == "export":
-        for entry in store.audit_entries(args.since):
-            if entry.seq > args.after_seq:
-                print(audit_line(entry))
+        try:
+            for entry in store.audit_entries(args.since):
+                if entry.seq > args.after_seq:
+                    print(audit_line(entry), flush=True)
+        except BrokenPipeError:  # the reader had enough (| head)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
     # The head first: entries committed after it are left for the next verify (each
     # entry and the head move together, so what the head covers is complete).

@@ -58,8 +58,8 @@ def add_records_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--records", metavar="URL",
         help="records store: postgresql://USER@HOST/DB for a store that several MTAs share "
-             f"(the password from ~/.pgpass or PGPASSWORD, never here); default: "
-             f"${RECORDS_ENV}, else the file named by --records-file, else SQLite under "
+             f"(the password from ~/.pgpass or PGPASSWORD, never here); default: the "
+             f"file named by --records-file, else ${RECORDS_ENV}, else SQLite under "
              "--state")
     parser.add_argument("--records-file", metavar="FILE",
                         help="a file (mode 0600 or 0640) whose first line is the records URL")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import grp
 import logging
 import os
 import signal
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         running.callback(server.stop)
         server.start()
         log.info("release helper for MTA %r on %s (group %s), Postfix %s", args.mta,
-                 args.socket, args.socket_group or "root",
+                 args.socket, grp.getgrgid(args.socket.stat().st_gid).gr_name,
                  args.postfix_config or "default configuration")
         received = signal.sigwait(stop_signals)
         log.info("stopping on %s", signal.Signals(received).name)

@@ -93,13 +93,13 @@ def add_parsers(sub: Any) -> None:
                                 help="wait this long for the MTA to carry it out "
                                      f"(default {WAIT_DEFAULT:g})")
         if name == "release":
-            action.add_argument("--route", action="store_true",
-                                help="held for insecure transport: send it through the "
-                                     "policy's secure route")
-            action.add_argument("--override", "--force", action="store_true",
-                                dest="override",
-                                help="release although a rule holds it (recorded as an "
-                                     "override)")
+            how = action.add_mutually_exclusive_group()
+            how.add_argument("--route", action="store_true",
+                             help="held for insecure transport: send it through the "
+                                  "policy's secure route")
+            how.add_argument("--override", "--force", action="store_true", dest="override",
+                             help="release although a rule holds it (recorded as an "
+                                  "override)")
     actions.add_parser("audit", help="the audit trail: who did what, when and why")
     quarantine.set_defaults(run=_review)
 
@@ -239,7 +239,7 @@ def _request(args: argparse.Namespace, store: RecordStore) -> int:
         return ExitCode.FAILED
     print(f"{name}: {action} requested (request {done.request_id}); the daemon on "
           f"{printable(record.mta)} has not carried it out within {args.wait:g} s. "
-          f"`postwacht quarantine show #{record.record_id}` tells the outcome.")
+          f"`postwacht quarantine show '#{record.record_id}'` tells the outcome.")
     return ExitCode.PENDING
 
 

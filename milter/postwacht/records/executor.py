@@ -176,10 +176,10 @@ class RequestExecutor:
     def expire(self) -> None:
         """Ask for the expiry of held mail older than the retention (carried out by the
         next round of requests)."""
-        if self._recently(self._helper_down_at):
+        if self._recently(self._helper_down_at, defaults.HELPER_DOWN_PAUSE):
             return  # each expiry would only fail, and be audited as failed
         self._expiry_failed = {k: t for k, t in self._expiry_failed.items()
-                               if self._recently(t)}
+                               if self._recently(t, defaults.EXPIRY_RETRY)}
         settings = self._settings()
         cutoff = self._now() - dt.timedelta(seconds=settings.retention_seconds)
         mode = ReleaseMode.RETURN if settings.on_expiry is OnExpiry.RETURN else ReleaseMode.PLAIN
@@ -188,7 +188,7 @@ class RequestExecutor:
         for record in self._held():
             if record.held_at > cutoff or asked >= defaults.EXPIRY_BATCH:
                 break
-            if self._recently(self._expiry_failed.get(record.record_id)):
+            if self._recently(self._expiry_failed.get(record.record_id), defaults.EXPIRY_RETRY):
                 continue  # the failure is in the audit trail; not again every round
             try:
                 self._store.request(record.record_id, Review.EXPIRE, mode, ACTOR, reason)
@@ -247,8 +247,8 @@ class RequestExecutor:
                         ", ".join(printable(q, 64) for q in new[:20]))
 
     @staticmethod
-    def _recently(failed_at: float | None) -> bool:
-        return failed_at is not None and time.monotonic() - failed_at < defaults.EXPIRY_RETRY
+    def _recently(failed_at: float | None, span: float) -> bool:
+        return failed_at is not None and time.monotonic() - failed_at < span
 
     def _held(self) -> list[QuarantineRecord]:
         """This MTA's records in status held, oldest first."""

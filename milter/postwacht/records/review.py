@@ -112,10 +112,7 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
                           "the audit trail")
     if len(reason) > REASON_MAX:
         raise ReviewError(f"the reason is {len(reason)} characters; at most {REASON_MAX}")
-    reviewers = store.reviewers()
-    if reviewers and actor not in reviewers:
-        raise ReviewError(f"{actor} may not review held mail (reviewers: "
-                          f"{', '.join(reviewers)}; `postwacht reviewers add` by one of them)")
+    may_review(store, actor)
     if record.status is not Status.HELD:
         raise ReviewError(_not_held(record))
     if action is Review.RELEASE:
@@ -124,6 +121,15 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
         return store.request(record.record_id, action, mode, actor, reason)
     except ConflictError as exc:
         raise ReviewError(str(exc)) from None
+
+
+def may_review(store: RecordStore, actor: str) -> None:
+    """Once reviewers are listed, only they act (the database's grants are what really
+    keeps others out: an actor is what the command was told)."""
+    reviewers = store.reviewers()
+    if reviewers and actor not in reviewers:
+        raise ReviewError(f"{actor} may not review held mail (reviewers: "
+                          f"{', '.join(reviewers)}; `postwacht reviewers add` by one of them)")
 
 
 def _not_held(record: QuarantineRecord) -> str:
@@ -152,6 +158,7 @@ def wait(store: RecordStore, request_id: int, seconds: float,
 def dismiss(store: RecordStore, record: QuarantineRecord, actor: str, reason: str) -> None:
     if not reason.strip():
         raise ReviewError("a reason is required to dismiss a record (--reason)")
+    may_review(store, actor)
     if record.status is not Status.GONE:
         raise ReviewError(f"{record.queue_id} (#{record.record_id}) is {record.status}: only "
                           "a record whose message is gone can be dismissed")
