@@ -31,6 +31,8 @@ from typing import Any
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
+from postwacht.records.locate import open_records
+from postwacht.records.store import RecordStore
 
 from tests.conftest import EXAMPLE_POLICY, ROOT
 from tests.labs.dns import DnsLab
@@ -342,6 +344,16 @@ class Lab:
 
     def quarantine(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.daemon.cli("quarantine", *self.daemon.records_options, *args)
+
+    @contextlib.contextmanager
+    def records(self) -> Iterator[RecordStore]:
+        """The daemon's records store, opened as a review command opens it."""
+        store = open_records(self.daemon.records, self.daemon.state, create=False,
+                             mta=self.mta)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def held_for(lab: Lab, recipient: str) -> dict[str, object]:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from postwacht.records.locate import open_records
 from postwacht.records.store import AuditAction, AuditEntry, QuarantineRecord, Status
 
 from tests.integration.conftest import Lab, held_for, running_lab, write_test_policy
@@ -50,19 +49,13 @@ def hold(lab: Lab) -> tuple[str, str]:
 
 
 def records(lab: Lab) -> list[QuarantineRecord]:
-    store = open_records(lab.daemon.records, lab.daemon.state, create=False, mta=lab.mta)
-    try:
+    with lab.records() as store:
         return store.quarantine_records(None, mta=lab.mta)
-    finally:
-        store.close()
 
 
 def audit(lab: Lab, record: QuarantineRecord) -> list[AuditEntry]:
-    store = open_records(lab.daemon.records, lab.daemon.state, create=False, mta=lab.mta)
-    try:
+    with lab.records() as store:
         return [e for e in store.audit_entries() if e.record_id == record.record_id]
-    finally:
-        store.close()
 
 
 def record_for(lab: Lab, recipient: str, *statuses: Status) -> QuarantineRecord:

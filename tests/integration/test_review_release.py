@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import trustme
-from postwacht.records.locate import open_records
 from postwacht.records.store import AuditAction, AuditEntry, QuarantineRecord, Status
 
 from tests.integration.conftest import (
@@ -108,20 +107,14 @@ def hold_sensitive(lab: Lab) -> tuple[str, str, str]:
 
 
 def record_of(lab: Lab, queue_id: str) -> QuarantineRecord:
-    store = open_records(lab.daemon.records, lab.daemon.state, create=False, mta=lab.mta)
-    try:
+    with lab.records() as store:
         [record] = store.records_of(queue_id)
         return record
-    finally:
-        store.close()
 
 
 def audit_of(lab: Lab, record: QuarantineRecord) -> list[AuditEntry]:
-    store = open_records(lab.daemon.records, lab.daemon.state, create=False, mta=lab.mta)
-    try:
+    with lab.records() as store:
         return [e for e in store.audit_entries() if e.record_id == record.record_id]
-    finally:
-        store.close()
 
 
 def still_held(lab: Lab, queue_id: str) -> bool:
