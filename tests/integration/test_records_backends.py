@@ -36,6 +36,7 @@ from postwacht.records.store import (
 )
 
 from tests.labs.postgres import PostgresLab
+from tests.labs.util import poll
 
 LOOKALIKE = RecipientVerdict("x@samen-veiIig.nl", ("samen-veiiig.nl",), Action.QUARANTINE,
                              Rule.LOOKALIKE, "looks like ours", "samen-veilig.nl")
@@ -397,12 +398,23 @@ def test_postgresql_stopped_fails_each_call_quickly_and_the_next_call_after_its_
         try:
             for queue_id in ("ABC002", "ABC003"):
                 started = time.monotonic()
-                with pytest.raises(RecordsError, match="cannot write the quarantine record"):
+                with pytest.raises(RecordsError, match="cannot write the quarantine record") \
+                        as failed:
                     hold(store, queue_id)
                 assert time.monotonic() - started < 5
+            # Right after a failed connection, calls fail at once instead of each waiting.
+            assert "tried again within" in str(failed.value)
         finally:
             postgres_lab.start()
-        hold(store, "ABC004")
+
+        def recorded() -> bool:
+            try:
+                hold(store, "ABC004")
+            except RecordsError:
+                return False
+            return True
+
+        poll(recorded, "a hold recorded once PostgreSQL is back (within a few seconds)")
         assert [r.queue_id for r in store.quarantine_records()] == ["ABC001", "ABC004"]
         assert audit.verify(store.audit_entries(), store.audit_head()) == []
     finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,12 @@ STATEMENT_TIMEOUT = 10.0
 NETWORK_TIMEOUT = 10.0
 """Seconds sent data may stay unacknowledged before the connection counts as dead
 (a peer that vanished without closing it)."""
+RETRY_AFTER = 2.0
+"""Seconds after a failed connection attempt in which calls fail at once, instead of
+each waiting out a connect timeout of its own behind the one lock (while PostgreSQL is
+unreachable, holds tempfail without queueing)."""
+LOCK_WAIT = CONNECT_TIMEOUT + STATEMENT_TIMEOUT + 5
+"""Seconds a call waits for the connection before it gives up."""
 SCHEMA_LOCK = 0x706F7374_77616368
 """The advisory lock held while the schema is created or checked ('postwach')."""
 POSTGRES = Dialect(
@@ -68,6 +75,8 @@ class PostgresRecords(SqlRecords):
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
+        self._retry_at = 0.0
+        self._unreachable = ""
         try:
             self._run("prepare the records schema", self._prepare_locked, write=True)
         except RecordsError:
@@ -95,32 +104,48 @@ class PostgresRecords(SqlRecords):
         return self._connection
 
     def _execute(self, what: str, work: Callable[[Cursor], T], write: bool) -> T:
-        with self._lock:
-            if self._closed:
-                raise RecordsError(f"the records store ({self.where}) is closed")
-            for attempt in (1, 2):
-                reused = self._connection is not None
-                committing = False
-                try:
-                    connection = self._connect()
-                    with connection.transaction():
-                        result = work(connection.cursor())
-                        committing = True
-                except psycopg.Error as exc:
-                    broken = self._connection is None or self._connection.broken
-                    if broken:
-                        self._drop()
-                    if broken and reused and not committing and attempt == 1:
-                        continue  # a connection from before PostgreSQL restarted
-                    raise self._error(what, exc) from None
-                return result
+        if not self._lock.acquire(timeout=LOCK_WAIT):
+            raise RecordsError(f"cannot {what} in {self.where}: still busy with another "
+                               f"call after {LOCK_WAIT:g} s")
+        try:
+            return self._execute_locked(what, work)
+        finally:
+            self._lock.release()
+
+    def _execute_locked(self, what: str, work: Callable[[Cursor], T]) -> T:
+        if self._closed:
+            raise RecordsError(f"the records store ({self.where}) is closed")
+        if self._connection is None and time.monotonic() < self._retry_at:
+            raise RecordsError(f"cannot {what} in {self.where}: {self._unreachable} "
+                               f"(tried again within {RETRY_AFTER:g} s)")
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            committing = False
+            try:
+                connection = self._connect()
+                with connection.transaction():
+                    result = work(connection.cursor())
+                    committing = True
+            except psycopg.Error as exc:
+                if self._connection is None:  # no connection could be made
+                    self._retry_at = time.monotonic() + RETRY_AFTER
+                    self._unreachable = self._said(exc)
+                broken = self._connection is None or self._connection.broken
+                if broken:
+                    self._drop()
+                if broken and reused and not committing and attempt == 1:
+                    continue  # a connection from before PostgreSQL restarted
+                raise self._error(what, exc) from None
+            return result
         raise AssertionError("unreachable")
 
     def _error(self, what: str, exc: psycopg.Error) -> RecordsError:
+        return RecordsError(f"cannot {what} in {self.where}: {self._said(exc)}")
+
+    def _said(self, exc: psycopg.Error) -> str:
+        """What PostgreSQL or libpq said, on one line, without the password."""
         text = " ".join(str(exc).split()) or type(exc).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
-        return RecordsError(f"cannot {what} in {self.where}: {text}")
+        return text.replace(self._password, "***") if self._password else text
 
 
 def _password(url: str) -> str:
