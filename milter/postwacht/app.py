@@ -132,6 +132,11 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         records = open_records(mta.records, state_dir, create=True, mta=mta.name)
     except RecordsError as exc:
         raise StartError(str(exc)) from None
+    try:
+        records.claim_mta()
+    except RecordsError as exc:
+        records.close()
+        raise StartError(str(exc)) from None
     telemetry = PrometheusTelemetry()
     telemetry.watch_quarantine(lambda: _held_summary(records, mta.name))
     holder = PolicyHolder(policy_path, policy, telemetry)

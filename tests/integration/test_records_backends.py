@@ -511,3 +511,32 @@ def test_a_sqlite_store_of_schema_2_is_migrated_into_one_chained_trail(tmp_path:
     assert [r.mta for r in again.quarantine_records(None)] == ["mta-a"] * 4
     assert len(again.audit_entries()) == 3
     again.close()
+
+
+def test_one_mta_name_is_served_by_one_daemon_at_a_time(postgres_lab: PostgresLab) -> None:
+    url = postgres_lab.new_database()
+    first = PostgresRecords(url, mta="mx1")
+    second = PostgresRecords(url, mta="mx1")
+    other = PostgresRecords(url, mta="mx2")
+    try:
+        first.claim_mta()
+        other.claim_mta()
+        with pytest.raises(ConflictError, match=r"already serves MTA 'mx1'.*its own --mta"):
+            second.claim_mta()
+        with pytest.raises(ConflictError, match="already serves MTA 'mx1'"):
+            hold(second, "ABC001")  # the second daemon's holds tempfail
+        hold(first, "ABC002")
+        first.close()  # the first daemon ends: its session, and the claim, go with it
+        poll(lambda: _claims(second), "the name free for the second daemon")
+        hold(second, "ABC003")
+    finally:
+        for store in (first, second, other):
+            store.close()
+
+
+def _claims(store: PostgresRecords) -> bool:
+    try:
+        store.claim_mta()
+    except ConflictError:
+        return False
+    return True

@@ -29,7 +29,7 @@ import pytest
 from postwacht.records.postgres import PostgresRecords
 from postwacht.records.store import AuditAction, Hold, QuarantineRecord, Status
 
-from tests.integration.conftest import POSTWACHT, Lab, held_for, running_lab
+from tests.integration.conftest import POSTWACHT, Lab, Ports, held_for, running_lab
 from tests.labs.postgres import PostgresLab
 from tests.labs.util import DEADLINE, poll
 
@@ -357,3 +357,21 @@ def test_with_postgresql_stopped_holds_wait_at_the_sender_and_other_mail_flows(
     assert a.daemon.process is not None
     assert (a.daemon.process.pid, a.daemon.process.poll()) == (daemon_pid, None)
     assert a.sink.with_marker(m) == []
+
+
+def test_a_second_daemon_under_a_name_in_use_does_not_start(
+    mtas: TwoMtas, tmp_path: Path,
+) -> None:
+    ports = Ports()
+    state = tmp_path / "state"
+    started = subprocess.run(
+        [POSTWACHT, "serve", "--policy", str(mtas.a.daemon.policy), "--mta", "mta-a",
+         "--records", mtas.records, "--state", str(state),
+         "--milter", f"inet:{ports.milter}@127.0.0.1", "--metrics", "",
+         "--socketmap", f"127.0.0.1:{ports.socketmap}"],
+        capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert started.returncode == 1
+    assert "another running Postwacht daemon already serves MTA 'mta-a'" in started.stderr
+    assert "not starting" in started.stderr
+    assert mtas.a.daemon.process is not None
+    assert mtas.a.daemon.process.poll() is None  # the first goes on

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from postwacht.records.sql import Cursor, Dialect, SqlRecords, T, Tx, redact
-from postwacht.records.store import RecordsError
+from postwacht.records.store import ConflictError, RecordsError
 
 CONNECT_TIMEOUT = 3
 """Seconds to wait for a connection (libpq counts whole seconds, at least 2)."""
@@ -75,6 +75,7 @@ class PostgresRecords(SqlRecords):
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
+        self._claimed = False
         self._retry_at = 0.0
         self._unreachable = ""
         try:
@@ -97,10 +98,28 @@ class PostgresRecords(SqlRecords):
             connection, self._connection = self._connection, None
             connection.close()
 
+    def claim_mta(self) -> None:
+        """A session lock on the MTA's name, taken again on every new connection: the
+        daemon that holds it serves the name; a second one under the same name fails every
+        call (its holds tempfail) and says why. A daemon that dies loses its session, and
+        with it the lock."""
+        with self._lock:
+            self._claimed = True
+            self._drop()  # the next call connects, and claims
+        self._run("claim the MTA name", lambda tx: None)
+
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._connection is None:
-            self._connection = psycopg.connect(self._url, autocommit=True,
-                                               prepare_threshold=None, **self._options)
+            connection = psycopg.connect(self._url, autocommit=True, prepare_threshold=None,
+                                         **self._options)
+            if self._claimed and not connection.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                    (f"postwacht mta {self.mta}",)).fetchone()[0]:  # type: ignore[index]
+                connection.close()
+                raise ConflictError(
+                    f"another running Postwacht daemon already serves MTA {self.mta!r} in "
+                    f"{self.where}: give each MTA its own --mta name")
+            self._connection = connection
         return self._connection
 
     def _execute(self, what: str, work: Callable[[Cursor], T], write: bool) -> T:

@@ -195,6 +195,9 @@ class SqliteRecords(SqlRecords):
         if result != ["ok"]:
             raise RecordsError(f"{self.path} is damaged: {'; '.join(result[:3])}")
 
+    def claim_mta(self) -> None:
+        """One SQLite file serves one MTA: its state directory is that daemon's own."""
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

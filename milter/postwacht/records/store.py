@@ -257,5 +257,10 @@ class RecordStore(Protocol):
     def add_reviewer(self, name: str, actor: str) -> None: ...
     def remove_reviewer(self, name: str, actor: str) -> None: ...
 
+    def claim_mta(self) -> None:
+        """Serve this store's MTA name, alone: `ConflictError` when another running daemon
+        already does (two daemons under one name would close each other's records as
+        gone). Held until the store is closed, or the daemon ends."""
+
     def close(self) -> None: ...
 
