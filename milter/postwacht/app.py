@@ -27,12 +27,12 @@ from postwacht.facts.gather import FactGatherer
 from postwacht.records.executor import ReleaseHelper, RequestExecutor
 from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix
+from postwacht.records.sqlite import private_directory
 from postwacht.records.store import RecordsError, RecordStore
 from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 log = logging.getLogger("postwacht")
-STATE_MODE = 0o750
 
 
 class StartError(Exception):
@@ -156,11 +156,8 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
 def _state_directory(path: Path) -> None:
     """The control socket (and the SQLite records, and by default the release helper's
     socket) live here: made 0750 when missing, whatever the records backend."""
-    if path.is_dir():
-        return
     try:
-        path.mkdir(parents=True)
-        path.chmod(STATE_MODE)
+        private_directory(path, create=True)
     except OSError as exc:
         raise StartError(f"state directory {path}: cannot make it: "
                          f"{exc.strerror or exc}") from None

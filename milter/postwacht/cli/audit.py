@@ -11,7 +11,7 @@ from typing import Any
 from postwacht.cli.common import ExitCode
 from postwacht.cli.review import actor, add_store_options, login_actor, run_with_store
 from postwacht.records.audit import verify
-from postwacht.records.review import ReviewError
+from postwacht.records.review import may_review
 from postwacht.records.sql import audit_line
 from postwacht.records.store import RecordStore
 
@@ -91,18 +91,13 @@ def _reviewers_in(args: argparse.Namespace, store: RecordStore) -> int:
             print("\n".join(names) if names else
                   "no reviewers listed: anyone who can reach the records store may review")
         case "add":
-            _may_change(store, args)
-            store.add_reviewer(args.name, args.actor or login_actor())
+            who = args.actor or login_actor()
+            may_review(store, who)  # once reviewers are listed, only they change the list
+            store.add_reviewer(args.name, who)
             print(f"{args.name}: may review held mail")
         case "remove":
-            _may_change(store, args)
-            store.remove_reviewer(args.name, args.actor or login_actor())
+            who = args.actor or login_actor()
+            may_review(store, who)
+            store.remove_reviewer(args.name, who)
             print(f"{args.name}: may no longer review held mail")
     return ExitCode.OK
-
-
-def _may_change(store: RecordStore, args: argparse.Namespace) -> None:
-    names = store.reviewers()
-    who = args.actor or login_actor()
-    if names and who not in names:
-        raise ReviewError(f"{who} is not a reviewer; only a reviewer changes who may review")

@@ -13,6 +13,7 @@ from postwacht import defaults
 from postwacht.config.compiler import load
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.policy import Policy
+from postwacht.core.text import printable
 
 
 class ExitCode(IntEnum):
@@ -51,6 +52,21 @@ def load_policy(path: str, out: TextIO = sys.stderr) -> Policy | None:
 
 
 RECORDS_ENV = "POSTWACHT_RECORDS"
+
+
+def one_word(text: str, limit: int) -> bool:
+    """Whether `text` can name someone or something in records and logs as it is: one
+    printable word of 1 to `limit` characters."""
+    return 0 < len(text) <= limit and printable(text, limit) == text and text.split() == [text]
+
+
+def mta_name(text: str) -> str:
+    """An MTA instance's name as records carry it (a host name fits)."""
+    if not one_word(text, defaults.MTA_NAME_MAX):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an MTA name (1 to {defaults.MTA_NAME_MAX} printable "
+            "characters without blanks, e.g. the host name)")
+    return text
 
 
 def add_records_options(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from postwacht.cli.common import (
     UsageError,
     add_records_options,
     add_state_option,
+    mta_name,
     records_spec,
 )
 
@@ -91,17 +92,6 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args.policy, args.milter, args.metrics or None, args.socketmap or None,
                  args.state, args.check_interval, args.milter_timeout, limits, mta,
                  args.release_helper)
-
-
-def mta_name(text: str) -> str:
-    """An MTA instance's name as records carry it: printable, no blanks, 1 to 64
-    characters (a host name fits)."""
-    if not 0 < len(text) <= defaults.MTA_NAME_MAX or not text.isprintable() or any(
-            c.isspace() for c in text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an MTA name (1 to {defaults.MTA_NAME_MAX} printable "
-            "characters without blanks, e.g. the host name)")
-    return text
 
 
 def _host_name() -> str:

@@ -29,9 +29,9 @@ from postwacht.cli.common import (
     ExitCode,
     add_records_options,
     add_state_option,
+    mta_name,
     records_spec,
 )
-from postwacht.cli.daemon import mta_name
 from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix, carry_out
 from postwacht.records.store import RecordsError

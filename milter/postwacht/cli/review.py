@@ -21,6 +21,7 @@ from postwacht.cli.common import (
     UsageError,
     add_records_options,
     add_state_option,
+    one_word,
     records_spec,
 )
 from postwacht.core.text import printable, terminal_text
@@ -51,7 +52,7 @@ WAIT_DEFAULT = 30.0
 
 def actor(text: str) -> str:
     """Who reviews, as kept in the audit trail: one printable word, bounded."""
-    if not text or len(text) > ACTOR_MAX or printable(text) != text or text.split() != [text]:
+    if not one_word(text, ACTOR_MAX):
         raise argparse.ArgumentTypeError(
             f"{printable(text, ACTOR_MAX)!r}: an actor is a login name or an address: "
             f"printable, no spaces, 1 to {ACTOR_MAX} characters")

@@ -27,6 +27,7 @@ from postwacht.core.policy import OnExpiry, QuarantineSettings
 from postwacht.core.text import printable
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
+    OPEN,
     ConflictError,
     QuarantineRecord,
     RecordsError,
@@ -168,14 +169,16 @@ class RequestExecutor:
 
     def sync(self) -> None:
         """Close the records of vanished messages (their expiry could only fail), then
-        expire what is held too long."""
-        self.close_vanished()
-        self.expire()
+        expire what is held too long; this MTA's open records are read once for both."""
+        records = self._store.quarantine_records(OPEN, mta=self._mta)
+        gone = self.close_vanished(records)
+        self.expire([r for r in records
+                     if r.status is Status.HELD and r.record_id not in gone])
         self._telemetry.records_synced(self._clock())
 
-    def expire(self) -> None:
-        """Ask for the expiry of held mail older than the retention (carried out by the
-        next round of requests)."""
+    def expire(self, held: list[QuarantineRecord]) -> None:
+        """Ask for the expiry of held mail (oldest first) older than the retention (carried
+        out by the next round of requests)."""
         if self._recently(self._helper_down_at, defaults.HELPER_DOWN_PAUSE):
             return  # each expiry would only fail, and be audited as failed
         self._expiry_failed = {k: t for k, t in self._expiry_failed.items()
@@ -185,7 +188,7 @@ class RequestExecutor:
         mode = ReleaseMode.RETURN if settings.on_expiry is OnExpiry.RETURN else ReleaseMode.PLAIN
         reason = f"held longer than {settings.retention} (quarantine.retention_days)"
         asked = 0
-        for record in self._held():
+        for record in held:
             if record.held_at > cutoff or asked >= defaults.EXPIRY_BATCH:
                 break
             if self._recently(self._expiry_failed.get(record.record_id), defaults.EXPIRY_RETRY):
@@ -201,22 +204,23 @@ class RequestExecutor:
                      "returning it to the sender" if mode is ReleaseMode.RETURN
                      else "deleting it")
 
-    def close_vanished(self) -> None:
-        """Close the held records whose message is no longer in the hold queue, and count
-        the held messages that no record describes (review cannot see those)."""
+    def close_vanished(self, records: list[QuarantineRecord]) -> set[int]:
+        """Close the held ones of this MTA's open `records` whose message is no longer in
+        the hold queue, and count the held messages that no record describes (review
+        cannot see those); the ids of the records closed."""
         cutoff = self._now() - dt.timedelta(seconds=self.gone_grace)
-        records = self._held()
         # Not yet: Postfix moves a message into hold only after the milter's answer.
-        candidates = [r for r in records if r.held_at <= cutoff]
+        candidates = [r for r in records if r.status is Status.HELD and r.held_at <= cutoff]
         try:
             queue = self._postfix.hold_queue()
-            held = _queue_ids(queue)
-            self._count_unrecorded(queue, records, cutoff)
         except PostfixError as exc:
             self._telemetry.error(ErrorKind.HOLD_QUEUE)
             log.warning("cannot list the hold queue of MTA %s: %s; records of messages that "
                         "left it stay open until it can be listed", self._mta, exc)
-            return
+            return set()
+        held = _queue_ids(queue)
+        self._count_unrecorded(queue, {r.queue_id for r in records}, cutoff)
+        closed: set[int] = set()
         for record in candidates:
             if record.queue_id in held:
                 continue
@@ -226,14 +230,14 @@ class RequestExecutor:
                 log.info("record %d of %s on %s: %s", record.record_id, record.queue_id,
                          self._mta, exc)
                 continue
+            closed.add(record.record_id)
             self._telemetry.record_gone()
             log.warning("record %d: message %s %s on MTA %s; closed as gone",
                         record.record_id, record.queue_id, GONE, self._mta)
+        return closed
 
-    def _count_unrecorded(self, queue: list[dict[str, object]],
-                          records: list[QuarantineRecord], cutoff: dt.datetime) -> None:
-        recorded = {r.queue_id for r in records} | {
-            r.queue_id for r in self._store.quarantine_records((Status.REQUESTED,), self._mta)}
+    def _count_unrecorded(self, queue: list[dict[str, object]], recorded: set[str],
+                          cutoff: dt.datetime) -> None:
         unrecorded = sorted(
             str(e.get("queue_id")) for e in queue
             if str(e.get("queue_id")) not in recorded and _arrived_before(e, cutoff))
@@ -249,10 +253,6 @@ class RequestExecutor:
     @staticmethod
     def _recently(failed_at: float | None, span: float) -> bool:
         return failed_at is not None and time.monotonic() - failed_at < span
-
-    def _held(self) -> list[QuarantineRecord]:
-        """This MTA's records in status held, oldest first."""
-        return self._store.quarantine_records((Status.HELD,), mta=self._mta)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC)

@@ -90,7 +90,7 @@ class SqliteRecords(SqlRecords):
             raise RecordsError(f"no records store at {self.path} (has the daemon run with "
                                "this --state?)")
         try:
-            _private_directory(Path(directory), create)
+            private_directory(Path(directory), create)
             if create and not self.path.exists():  # 0640 from the start, whatever the umask
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE))
             self._db = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True,
@@ -284,7 +284,7 @@ def _companions(path: Path) -> list[Path]:
             if p.exists()]
 
 
-def _private_directory(directory: Path, create: bool) -> None:
+def private_directory(directory: Path, create: bool) -> None:
     """The state directory: made 0750 whatever the umask; an existing one that others can
     read or anyone but its owner can write is tightened when it is ours, else named."""
     if create and not directory.exists():
