@@ -1,5 +1,5 @@
-"""Shared fixtures: the example policy, a way to write policies for a test, and the
-PostgreSQL lab."""
+"""Shared fixtures: the example policy, a way to write policies for a test, the
+PostgreSQL lab and a real browser."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from postwacht.config.compiler import load
 from postwacht.core.policy import Policy
 
+from tests.labs.browser import launch_chromium
 from tests.labs.postgres import PostgresLab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +64,15 @@ def postgres_lab() -> Iterator[PostgresLab]:
         yield lab
     finally:
         lab.cleanup()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright, for the whole run; each test
+    opens a fresh context of its own (`tests.labs.browser.browser_context`)."""
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
