@@ -57,6 +57,47 @@ def find_bsn(text: bytes) -> bool:
     return False
 
 
+_SEPARATOR = r"(?:[ .\-\u00a0]|&nbsp;|&#160;|&#xa0;)"
+_NUMBER_IN_TEXT = re.compile(
+    # The detector's pattern, on text: the same shapes and boundaries, with the spaces it
+    # normalises (a non-breaking space, as a character or an HTML entity) as separators.
+    r"(?<![\d.,])(?<!\d-)"
+    rf"(\d{{8,9}}|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
+    rf"|\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}})"
+    r"(?![\d]|[.,-]\d)",
+    re.IGNORECASE,
+)
+MASK_VISIBLE = 2
+"""Digits left readable at the end of a masked number: enough to tell two apart."""
+
+
+def _masked(match: re.Match[str]) -> str:
+    number = match.group(0)
+    # Any script's decimal digits count: a number typed in full-width digits is still a BSN.
+    digits = "".join(str(int(c)) for c in number if c.isdecimal())
+    if not passes_eleven_test(digits.rjust(9, "0")):
+        return number
+    hide = len(digits) - MASK_VISIBLE
+    out: list[str] = []
+    for char in number:
+        if char.isdecimal() and hide > 0:
+            out.append("*")
+            hide -= 1
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def mask_bsn(text: str) -> str:
+    """`text` with every number that could be a BSN (the detector's shapes, passing the
+    11-test) masked but for its last two digits (`*******82`), separators kept.
+
+    Unlike the detector, no context word is needed: what review shows must not carry a
+    BSN, and a masked order number costs a reviewer little.
+    """
+    return _NUMBER_IN_TEXT.sub(_masked, text)
+
+
 DETECTORS = {"bsn": find_bsn}
 
 
@@ -110,6 +151,8 @@ class Sensitivity:
 class Classification:
     sensitive: bool
     reason: str
+    detector: str = ""
+    """The detector that found the message sensitive ('' when none did)."""
 
 
 def _encodable(value: str) -> str:
@@ -170,7 +213,7 @@ class Classifier:
 
     def result(self) -> Classification:
         if self._hit is not None:
-            return Classification(True, f"detector {self._hit}")
+            return Classification(True, f"detector {self._hit}", self._hit)
         unseen = ((self.rules.reads_headers and not self.sees_headers)
                   or (self.rules.reads_body and not self.sees_body))
         if unseen:
