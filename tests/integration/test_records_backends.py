@@ -21,7 +21,7 @@ from postwacht.core.decide import RecipientVerdict
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records import audit
 from postwacht.records.postgres import PostgresRecords
-from postwacht.records.sql import SqlRecords
+from postwacht.records.sql import SCHEMA_VERSION, SqlRecords
 from postwacht.records.sqlite import DB_NAME, SqliteRecords
 from postwacht.records.store import (
     AuditAction,
@@ -504,7 +504,7 @@ def test_a_sqlite_store_of_schema_2_is_migrated_into_one_chained_trail(tmp_path:
     store.close()
 
     check = sqlite3.connect(tmp_path / DB_NAME)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert check.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     check.close()
     again = SqliteRecords(tmp_path, mta="mta-b")  # opening again changes nothing

@@ -19,7 +19,7 @@ import pytest
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.locate import open_records
-from postwacht.records.sql import redact
+from postwacht.records.sql import SCHEMA_VERSION, redact
 from postwacht.records.sqlite import DB_NAME, SqliteRecords
 from postwacht.records.store import Hold, RecordsError, ReleaseMode, Review, Status
 
@@ -94,7 +94,7 @@ def test_a_store_of_the_first_schema_is_migrated_in_place_keeping_every_row(
     assert len(store.records_of("ABC000")) == 2
     store.close()
     check = sqlite3.connect(tmp_path / DB_NAME)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     check.close()
     SqliteRecords(tmp_path).close()  # opening again changes nothing
 
@@ -104,7 +104,7 @@ def test_a_store_of_a_newer_postwacht_is_refused_and_left_alone(tmp_path: Path) 
     newer = sqlite3.connect(tmp_path / DB_NAME)
     newer.execute("PRAGMA user_version = 7")
     newer.close()
-    with pytest.raises(RecordsError, match="schema 7, newer than this Postwacht's 3: upgrade"):
+    with pytest.raises(RecordsError, match="schema 7, newer than this Postwacht's 4: upgrade"):
         SqliteRecords(tmp_path)
     check = sqlite3.connect(tmp_path / DB_NAME)
     assert check.execute("PRAGMA user_version").fetchone()[0] == 7

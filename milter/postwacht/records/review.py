@@ -15,8 +15,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from postwacht.core.roles import Permission, Role, allows, least_role, needs_second_person
 from postwacht.core.text import is_queue_id, printable
-from postwacht.core.vocabulary import Rule
+from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.store import (
     TO_REVIEW,
     ConflictError,
@@ -107,29 +108,94 @@ def check_release(record: QuarantineRecord, mode: ReleaseMode) -> None:
 def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: ReleaseMode,
         actor: str, reason: str) -> Request:
     """Write the request, after every check a reviewer can be told about now."""
-    if not reason.strip():
-        raise ReviewError(f"a reason is required for a {action} (--reason): it is kept in "
-                          "the audit trail")
-    if len(reason) > REASON_MAX:
-        raise ReviewError(f"the reason is {len(reason)} characters; at most {REASON_MAX}")
-    may_review(store, actor)
+    _reason_given(reason, f"a {action}")
+    may(store, actor, Permission.ACT)
     if record.status is not Status.HELD:
         raise ReviewError(_not_held(record))
+    why = ""
     if action is Review.RELEASE:
         check_release(record, mode)
+        why = second_person(record, mode)
     try:
-        return store.request(record.record_id, action, mode, actor, reason)
+        return store.request(record.record_id, action, mode, actor, reason, why)
     except ConflictError as exc:
         raise ReviewError(str(exc)) from None
 
 
+def second_person(record: QuarantineRecord, mode: ReleaseMode) -> str:
+    """Why releasing `record` this way needs approval by a second person ('' when not)."""
+    holding = {record.rule, *(v.rule for v in record.recipients
+                              if v.action is not Action.ACCEPT)}
+    return needs_second_person(holding, record.detected, mode is ReleaseMode.OVERRIDE)
+
+
+def approve(store: RecordStore, record: QuarantineRecord, actor: str,
+            reason: str) -> Request:
+    """A second person approves the release that waits for one: the MTA's daemon then
+    carries it out. Never the person who asked for it."""
+    asked = _awaiting(record)
+    _reason_given(reason, "an approval")
+    may(store, actor, Permission.APPROVE)
+    if asked.actor == actor:
+        raise ReviewError(f"{actor} asked for this release: nobody approves their own "
+                          "request; another approver must")
+    check_release(record, asked.mode)  # the rules may have changed since it was asked
+    try:
+        return store.approve(asked.request_id, actor, reason)
+    except ConflictError as exc:
+        raise ReviewError(str(exc)) from None
+
+
+def decline(store: RecordStore, record: QuarantineRecord, actor: str, reason: str) -> None:
+    """An approver declines a release that waits for approval, or its requester withdraws
+    it: the message is held again."""
+    asked = _awaiting(record)
+    _reason_given(reason, "declining")
+    if asked.actor != actor:
+        may(store, actor, Permission.APPROVE)
+    try:
+        store.decline(asked.request_id, actor, reason)
+    except ConflictError as exc:
+        raise ReviewError(str(exc)) from None
+
+
+def _awaiting(record: QuarantineRecord) -> Request:
+    asked = record.request
+    if record.status is not Status.REQUESTED or asked is None or not asked.awaiting_approval:
+        raise ReviewError(f"{record.queue_id} (#{record.record_id}) has no request waiting "
+                          "for approval")
+    return asked
+
+
+def _reason_given(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise ReviewError(f"a reason is required for {what} (--reason): it is kept in the "
+                          "audit trail")
+    if len(reason) > REASON_MAX:
+        raise ReviewError(f"the reason is {len(reason)} characters; at most {REASON_MAX}")
+
+
+def may(store: RecordStore, actor: str, permission: Permission) -> Role | None:
+    """Whether `actor` may do this: once any account exists, only an account whose role
+    allows it (the database's grants are what really keeps others out: an actor is what
+    the command was told). None: no accounts yet, anyone with access to the store."""
+    users = store.users()
+    if not users:
+        return None
+    user = next((u for u in users if u.name == actor), None)
+    if user is None:
+        reviewers = [u.name for u in users if allows(u.role, Permission.ACT)]
+        raise ReviewError(f"{actor} may not review held mail: no such account (reviewers: "
+                          f"{', '.join(reviewers) or 'none'}; `postwacht users add` by an "
+                          "admin)")
+    if not allows(user.role, permission):
+        raise ReviewError(f"{actor} is a {user.role}: to {permission} takes the role "
+                          f"{least_role(permission)} or higher")
+    return user.role
+
+
 def may_review(store: RecordStore, actor: str) -> None:
-    """Once reviewers are listed, only they act (the database's grants are what really
-    keeps others out: an actor is what the command was told)."""
-    reviewers = store.reviewers()
-    if reviewers and actor not in reviewers:
-        raise ReviewError(f"{actor} may not review held mail (reviewers: "
-                          f"{', '.join(reviewers)}; `postwacht reviewers add` by one of them)")
+    may(store, actor, Permission.ACT)
 
 
 def _not_held(record: QuarantineRecord) -> str:
@@ -174,6 +240,10 @@ def note(record: QuarantineRecord, others: Sequence[QuarantineRecord] = ()) -> s
     if record.status is Status.GONE:
         return ("the message left the hold queue outside Postwacht (postsuper by hand?); "
                 "dismiss the record once checked")
+    if record.status is Status.REQUESTED and request is not None and \
+            request.awaiting_approval:
+        return (f"{request.action} requested by {request.actor}; waiting for a second "
+                f"person's approval ({request.needs_approval}): `quarantine approve`")
     if record.status is Status.REQUESTED and request is not None:
         return (f"{request.action} requested by {request.actor}; waiting for the daemon on "
                 f"{record.mta}")

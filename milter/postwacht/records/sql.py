@@ -24,31 +24,39 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from postwacht.core.decide import RecipientVerdict
+from postwacht.core.roles import Role
 from postwacht.core.text import QUEUE_ID_MAX, printable
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.audit import GENESIS, entry_hash, stamp
 from postwacht.records.store import (
     OPEN,
+    Attachment,
     AuditAction,
     AuditEntry,
     ConflictError,
+    HeldContent,
     Hold,
+    Published,
     QuarantineRecord,
     RecordsError,
     ReleaseMode,
     Request,
     RetiredSender,
     Review,
+    Session,
     Status,
+    User,
 )
 
 audit_log = logging.getLogger("postwacht.audit")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: one quarantine row per queue id (SQLite only). 2: one row per hold (SQLite only).
 3: records keyed by MTA and a key that never repeats, review requests, a chained audit
-trail, reviewers; the same in SQLite and PostgreSQL."""
+trail, reviewers; the same in SQLite and PostgreSQL. 4: accounts with roles (reviewers
+become users), web sessions, sign-in failures, four-eyes approval of requests, the
+detector that found a message sensitive, captured content, daemons' reports, claims."""
 # Bounds for text from outside.
 SENDER_MAX = 320
 CLIENT_MAX = 300
@@ -56,6 +64,13 @@ REASON_MAX = 1000
 ACTOR_MAX = 128
 NAME_MAX = 255
 """An MTA's name, a policy's, a hold key, a route."""
+TEXT_MAX = 300_000
+"""Characters of a held message's text as review may see it."""
+SIGN_IN_KEPT = dt.timedelta(days=1)
+"""How long failed sign-ins and idle sessions are kept (rate limits look back less)."""
+CLAIMS_KEPT = dt.timedelta(days=30)
+REVIEWING = ("reviewer", "approver", "admin")
+"""The roles that may review (`Role` values; the core's `Role` ranks them)."""
 POSTWACHT = "postwacht"
 """The actor of what the daemon does by itself."""
 
@@ -128,13 +143,68 @@ _SCHEMA = (
         added_by TEXT NOT NULL
     )""",
 )
+_UPGRADE_4 = (
+    "ALTER TABLE quarantine ADD COLUMN detected TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE requests ADD COLUMN needs_approval TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE requests ADD COLUMN approved_by TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE requests ADD COLUMN approved_at TEXT",
+    """CREATE TABLE users (
+        name       TEXT PRIMARY KEY,
+        role       TEXT NOT NULL,
+        email      TEXT NOT NULL DEFAULT '',
+        password   TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    )""",
+    # Reviewers of schema 3 become users who may review, without a web password.
+    "INSERT INTO users (name, role, email, password, created_at, created_by) "
+    "SELECT name, 'reviewer', '', '', added_at, added_by FROM reviewers",
+    "DROP TABLE reviewers",
+    """CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        seen_at    TEXT NOT NULL
+    )""",
+    """CREATE TABLE sign_in_failures (
+        at     TEXT NOT NULL,
+        name   TEXT NOT NULL,
+        client TEXT NOT NULL
+    )""",
+    "CREATE INDEX sign_in_failures_at ON sign_in_failures (at)",
+    """CREATE TABLE content (
+        record_id   BIGINT PRIMARY KEY REFERENCES quarantine (id),
+        captured_at TEXT NOT NULL,
+        headers     TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        attachments TEXT NOT NULL,
+        notes       TEXT NOT NULL
+    )""",
+    """CREATE TABLE published (
+        mta  TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at   TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (mta, kind)
+    )""",
+    """CREATE TABLE claims (
+        what TEXT PRIMARY KEY,
+        at   TEXT NOT NULL,
+        mta  TEXT NOT NULL
+    )""",
+)
 TABLES = ("schema_version", "quarantine", "requests", "audit", "audit_head",
-          "retired_attempts", "reviewers")
+          "retired_attempts", "users", "sessions", "sign_in_failures", "content",
+          "published", "claims")
+LEGACY_TABLES = ("reviewers",)
+"""Tables of an older schema only."""
 
 _RECORD = (
     "SELECT q.id, q.mta, q.queue_id, q.hold_key, q.held_at, q.sender, q.recipients, q.rule, "
-    "q.reason, q.policy, q.status, q.client, q.route, q.closed_at, r.id, r.action, r.mode, "
-    "r.actor, r.reason, r.requested_at, r.done_at, r.outcome, r.detail FROM quarantine q "
+    "q.reason, q.policy, q.status, q.client, q.route, q.closed_at, q.detected, r.id, "
+    "r.action, r.mode, r.actor, r.reason, r.requested_at, r.done_at, r.outcome, r.detail, "
+    "r.needs_approval, r.approved_by, r.approved_at FROM quarantine q "
 )
 # Statements are built from these constants only, never from values (S608).
 _WITH_NEWEST_REQUEST = (
@@ -142,7 +212,9 @@ _WITH_NEWEST_REQUEST = (
     "(SELECT MAX(n.id) FROM requests n WHERE n.record_id = q.id) "
 )
 _REQUEST = ("SELECT id, record_id, action, mode, actor, reason, requested_at, done_at, "
-            "outcome, detail FROM requests ")
+            "outcome, detail, needs_approval, approved_by, approved_at FROM requests ")
+_USER = "SELECT name, role, email, password, created_at, created_by FROM users "
+_AWAITING = "r.outcome = '' AND r.needs_approval <> '' AND r.approved_by = ''"
 _AUDIT = ("SELECT seq, at, actor, action, mta, queue_id, record_id, rule, domains, reason, "
           "override, detail, prev, hash FROM audit ")
 _DONE = {Review.RELEASE: AuditAction.RELEASED, Review.DELETE: AuditAction.DELETED,
@@ -287,7 +359,7 @@ class SqlRecords:
         if "schema_version" in tables:
             row = tx.row("SELECT MAX(version) FROM schema_version")
             return int(row[0]) if row and row[0] is not None else 0
-        if tables & set(TABLES):
+        if tables & {*TABLES, *LEGACY_TABLES}:
             return self._legacy_version(tx)
         return 0
 
@@ -301,15 +373,24 @@ class SqlRecords:
             return
         if version == 0:
             self._create_schema(tx)
+        elif version == 3:
+            self._upgrade_to_4(tx)
         else:
             self._migrate(tx, version)
         self._schema_written(tx)
 
     def _create_schema(self, tx: Tx) -> None:
+        """Schema 3, then each upgrade: a new store and an upgraded one are the same."""
         for statement in _SCHEMA:
             tx.run(statement.format(identity=self._dialect.identity))
         tx.run("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
-        tx.run("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        tx.run("INSERT INTO schema_version (version) VALUES (?)", (3,))
+        self._upgrade_to_4(tx)
+
+    def _upgrade_to_4(self, tx: Tx) -> None:
+        for statement in _UPGRADE_4:
+            tx.run(statement)
+        tx.run("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # The audit trail.
 
@@ -373,14 +454,14 @@ class SqlRecords:
             at = now()
             row = tx.row(
                 "INSERT INTO quarantine (mta, queue_id, hold_key, held_at, sender, recipients, "
-                "rule, reason, policy, client, route, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "rule, reason, policy, client, route, status, detected) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (printable(hold.mta, NAME_MAX), printable(hold.queue_id, QUEUE_ID_MAX),
                  printable(hold.key, NAME_MAX), stamp(at), printable(hold.sender, SENDER_MAX),
                  recipients, hold.rule.value, printable(hold.reason, REASON_MAX),
                  printable(hold.policy, NAME_MAX), printable(hold.client, CLIENT_MAX),
                  None if hold.route is None else printable(hold.route, NAME_MAX),
-                 Status.HELD.value))
+                 Status.HELD.value, printable(hold.detected, NAME_MAX)))
             assert row is not None
             record = self._record_in(tx, int(row[0]))
             self._append_on(tx, at, POSTWACHT, AuditAction.HELD, record, reason=record.reason,
@@ -453,8 +534,9 @@ class SqlRecords:
         return [_record(row) for row in rows]
 
     def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
-                reason: str) -> Request:
+                reason: str, needs_approval: str = "") -> Request:
         actor, reason = printable(actor, ACTOR_MAX), printable(reason, REASON_MAX)
+        needs_approval = printable(needs_approval, REASON_MAX)
 
         def work(tx: Tx) -> Request:
             tx.lock_head()
@@ -463,13 +545,17 @@ class SqlRecords:
                       (Status.REQUESTED.value, record_id, Status.HELD.value)) != 1:
                 raise ConflictError(_not_held(self._record_in(tx, record_id), "request"))
             row = tx.row("INSERT INTO requests (record_id, action, mode, actor, reason, "
-                         "requested_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                         (record_id, action.value, mode.value, actor, reason, stamp(at)))
+                         "requested_at, needs_approval) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                         "RETURNING id", (record_id, action.value, mode.value, actor, reason,
+                                          stamp(at), needs_approval))
             assert row is not None
             record = self._record_in(tx, record_id)
+            waits = f"; awaits approval: {needs_approval}" if needs_approval else ""
             self._append_on(tx, at, actor, _ASKED[action], record, reason=reason,
-                            override=mode is ReleaseMode.OVERRIDE, detail=f"mode {mode}")
-            return Request(int(row[0]), record_id, action, mode, actor, reason, at)
+                            override=mode is ReleaseMode.OVERRIDE,
+                            detail=f"mode {mode}{waits}")
+            return Request(int(row[0]), record_id, action, mode, actor, reason, at,
+                           needs_approval=needs_approval)
 
         return self._run("write the review request", work, write=True)
 
@@ -502,7 +588,8 @@ class SqlRecords:
     def pending_requests(self, mta: str) -> list[tuple[Request, QuarantineRecord]]:
         rows = self._run("read pending review requests", lambda tx: tx.rows(
             _RECORD + "JOIN requests r ON r.record_id = q.id WHERE r.outcome = ? AND "
-            "q.mta = ? ORDER BY r.requested_at, r.id", ("", mta)))
+            "q.mta = ? AND (r.needs_approval = '' OR r.approved_by <> '') "
+            "ORDER BY r.requested_at, r.id", ("", mta)))
         pending = []
         for row in rows:
             record = _record(row)
@@ -533,6 +620,8 @@ class SqlRecords:
                                f"{record.status}, not requested")
             tx.run("UPDATE requests SET done_at = ?, outcome = ?, detail = ? WHERE id = ?",
                    (stamp(at), "done" if ok else "failed", detail, request_id))
+            if ok:  # content is kept only while the message is held
+                tx.run("DELETE FROM content WHERE record_id = ?", (record.record_id,))
             told = [f"mode {asked.mode}" if asked.mode is not ReleaseMode.PLAIN else "",
                     detail if ok else f"{asked.action} failed: {detail}",
                     f"new queue id {new_id}" if new_id != record.queue_id else ""]
@@ -551,44 +640,315 @@ class SqlRecords:
                       "status = ?", (Status.GONE.value, stamp(at), record_id,
                                      Status.HELD.value)) != 1:
                 raise ConflictError(_not_held(self._record_in(tx, record_id), "close"))
+            tx.run("DELETE FROM content WHERE record_id = ?", (record_id,))
             self._append_on(tx, at, POSTWACHT, AuditAction.GONE,
                             self._record_in(tx, record_id), detail=detail)
 
         self._run("close the record", work, write=True)
 
-    # Who may review.
+    # Four eyes.
 
-    def reviewers(self) -> list[str]:
-        rows = self._run("read the reviewers",
-                         lambda tx: tx.rows("SELECT name FROM reviewers ORDER BY name"))
-        return [str(row[0]) for row in rows]
+    def approve(self, request_id: int, actor: str, reason: str) -> Request:
+        actor, reason = printable(actor, ACTOR_MAX), printable(reason, REASON_MAX)
 
-    def add_reviewer(self, name: str, actor: str) -> None:
+        def work(tx: Tx) -> Request:
+            tx.lock_head()
+            at = now()
+            asked = self._request_in(tx, request_id)
+            if not asked.awaiting_approval:
+                raise ConflictError(_not_awaiting(asked, "approve"))
+            if asked.actor == actor:
+                raise ConflictError(f"{actor} asked for request {request_id}: nobody approves "
+                                    "their own request; another approver must")
+            tx.run("UPDATE requests SET approved_by = ?, approved_at = ? WHERE id = ? AND "
+                   "approved_by = '' AND outcome = ''", (actor, stamp(at), request_id))
+            self._append_on(tx, at, actor, AuditAction.APPROVED,
+                            self._record_in(tx, asked.record_id), reason=reason,
+                            override=asked.mode is ReleaseMode.OVERRIDE,
+                            detail=f"request {request_id} by {asked.actor}: "
+                                   f"{asked.action}, mode {asked.mode}")
+            return self._request_in(tx, request_id)
+
+        return self._run("approve the request", work, write=True)
+
+    def decline(self, request_id: int, actor: str, reason: str) -> None:
+        actor, reason = printable(actor, ACTOR_MAX), printable(reason, REASON_MAX)
+
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            asked = self._request_in(tx, request_id)
+            if not asked.awaiting_approval:
+                raise ConflictError(_not_awaiting(asked, "decline"))
+            tx.run("UPDATE requests SET outcome = ?, done_at = ?, detail = ? WHERE id = ?",
+                   ("declined", stamp(at), f"declined by {actor}: {reason}", request_id))
+            tx.run("UPDATE quarantine SET status = ? WHERE id = ? AND status = ?",
+                   (Status.HELD.value, asked.record_id, Status.REQUESTED.value))
+            withdrawn = " (withdrawn by its requester)" if actor == asked.actor else ""
+            self._append_on(tx, at, actor, AuditAction.DECLINED,
+                            self._record_in(tx, asked.record_id), reason=reason,
+                            detail=f"request {request_id} by {asked.actor}{withdrawn}")
+
+        self._run("decline the request", work, write=True)
+
+    def awaiting_approval(self) -> list[tuple[Request, QuarantineRecord]]:
+        rows = self._run("read requests awaiting approval", lambda tx: tx.rows(
+            _RECORD + "JOIN requests r ON r.record_id = q.id WHERE " + _AWAITING
+            + " ORDER BY r.requested_at, r.id"))
+        found = []
+        for row in rows:
+            record = _record(row)
+            assert record.request is not None
+            found.append((record.request, record))
+        return found
+
+    # Content.
+
+    def save_content(self, record_id: int, content: HeldContent) -> None:
+        headers = json.dumps([[printable(n, NAME_MAX), printable(v, REASON_MAX)]
+                              for n, v in content.headers])
+        attachments = json.dumps([[printable(a.name, NAME_MAX),
+                                   printable(a.content_type, NAME_MAX), int(a.size)]
+                                  for a in content.attachments])
+        notes = json.dumps([printable(n, REASON_MAX) for n in content.notes])
+        text = content.text[:TEXT_MAX]
+
+        def work(tx: Tx) -> None:
+            record = self._record_in(tx, record_id)
+            if record.status not in OPEN:
+                raise ConflictError(f"record {record_id} is {record.status}: content is kept "
+                                    "only while a message is held")
+            tx.run("DELETE FROM content WHERE record_id = ?", (record_id,))
+            tx.run("INSERT INTO content (record_id, captured_at, headers, body, attachments, "
+                   "notes) VALUES (?, ?, ?, ?, ?, ?)",
+                   (record_id, stamp(now()), headers, text, attachments, notes))
+
+        self._run("write a held message's content", work, write=True)
+
+    def content(self, record_id: int) -> HeldContent | None:
+        row = self._run("read a held message's content", lambda tx: tx.row(
+            "SELECT captured_at, headers, body, attachments, notes FROM content "
+            "WHERE record_id = ?", (record_id,)))
+        if row is None:
+            return None
+        try:
+            return HeldContent(
+                tuple((str(n), str(v)) for n, v in json.loads(str(row[1]))), str(row[2]),
+                tuple(Attachment(str(n), str(t), int(z)) for n, t, z in json.loads(str(row[3]))),
+                tuple(str(n) for n in json.loads(str(row[4]))), parse_time(str(row[0])))
+        except (ValueError, TypeError) as exc:
+            raise RecordsError(f"the content of record {record_id} cannot be read: "
+                               f"{exc}") from None
+
+    def without_content(self, mta: str) -> list[QuarantineRecord]:
+        rows = self._run("read quarantine records", lambda tx: tx.rows(
+            _WITH_NEWEST_REQUEST + "WHERE q.mta = ? AND q.status = ? AND NOT EXISTS "  # noqa: S608
+            "(SELECT 1 FROM content c WHERE c.record_id = q.id) ORDER BY q.held_at, q.id",
+            (mta, Status.HELD.value)))
+        return [_record(row) for row in rows]
+
+    # Audit entries that change no record, and the trail searched.
+
+    def note(self, actor: str, action: AuditAction, record_id: int = 0,
+             detail: str = "") -> None:
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            at = now()
+            if record_id:
+                self._append_on(tx, at, actor, action, self._record_in(tx, record_id),
+                                detail=detail)
+            else:
+                self._append(tx, at, actor, action, mta=self.mta, detail=detail)
+
+        self._run("write an audit entry", work, write=True)
+
+    def audit_search(self, *, actor: str | None = None, action: AuditAction | None = None,
+                     record_id: int | None = None, since: dt.datetime | None = None,
+                     before_seq: int | None = None, limit: int = 200) -> list[AuditEntry]:
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("actor = ?", actor),
+                              ("action = ?", None if action is None else action.value),
+                              ("record_id = ?", record_id),
+                              ("at >= ?", None if since is None else stamp(since)),
+                              ("seq < ?", before_seq)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = (_AUDIT + (f"WHERE {' AND '.join(where)} " if where else "")
+               + "ORDER BY seq DESC LIMIT ?")
+        params.append(max(1, min(limit, 10_000)))
+        return [_entry(row) for row in self._run("read the audit trail",
+                                                 lambda tx: tx.rows(sql, params))]
+
+    # Accounts.
+
+    def users(self) -> list[User]:
+        return [_user(row) for row in self._run(
+            "read the users", lambda tx: tx.rows(_USER + "ORDER BY name"))]
+
+    def user(self, name: str) -> User | None:
+        row = self._run("read a user", lambda tx: tx.row(_USER + "WHERE name = ?", (name,)))
+        return None if row is None else _user(row)
+
+    def password_hash(self, name: str) -> str:
+        row = self._run("read a user", lambda tx: tx.row(
+            "SELECT password FROM users WHERE name = ?", (name,)))
+        return "" if row is None else str(row[0])
+
+    def add_user(self, name: str, role: Role, email: str, password_hash: str,
+                 actor: str, *, action: AuditAction = AuditAction.USER_ADDED) -> None:
         name = printable(name, ACTOR_MAX)
 
         def work(tx: Tx) -> None:
             tx.lock_head()
             at = now()
-            if tx.row("SELECT name FROM reviewers WHERE name = ?", (name,)) is not None:
-                raise ConflictError(f"{name} is a reviewer already")
-            tx.run("INSERT INTO reviewers (name, added_at, added_by) VALUES (?, ?, ?)",
-                   (name, stamp(at), printable(actor, ACTOR_MAX)))
-            self._append(tx, at, actor, AuditAction.REVIEWER_ADDED, mta=self.mta,
-                         detail=f"reviewer {name}")
+            if tx.row("SELECT name FROM users WHERE name = ?", (name,)) is not None:
+                raise ConflictError(f"there is a user {name} already")
+            tx.run("INSERT INTO users (name, role, email, password, created_at, created_by) "
+                   "VALUES (?, ?, ?, ?, ?, ?)",
+                   (name, Role(role).value, printable(email, SENDER_MAX), password_hash,
+                    stamp(at), printable(actor, ACTOR_MAX)))
+            what = "reviewer" if action is AuditAction.REVIEWER_ADDED else "user"
+            self._append(tx, at, actor, action, mta=self.mta,
+                         detail=f"{what} {name}, role {Role(role)}")
 
-        self._run("add a reviewer", work, write=True)
+        self._run("add a user", work, write=True)
 
-    def remove_reviewer(self, name: str, actor: str) -> None:
-        name = printable(name, ACTOR_MAX)
-
+    def remove_user(self, name: str, actor: str, *,
+                    action: AuditAction = AuditAction.USER_REMOVED,
+                    roles: Collection[str] | None = None) -> None:
         def work(tx: Tx) -> None:
             tx.lock_head()
-            if tx.run("DELETE FROM reviewers WHERE name = ?", (name,)) != 1:
-                raise ConflictError(f"{name} is not a reviewer")
-            self._append(tx, now(), actor, AuditAction.REVIEWER_REMOVED, mta=self.mta,
-                         detail=f"reviewer {name}")
+            row = tx.row("SELECT role FROM users WHERE name = ?", (name,))
+            if row is None or (roles is not None and str(row[0]) not in roles):
+                what = "a reviewer" if action is AuditAction.REVIEWER_REMOVED else "a user"
+                raise ConflictError(f"{printable(name, ACTOR_MAX)} is not {what}")
+            tx.run("DELETE FROM users WHERE name = ?", (name,))
+            tx.run("DELETE FROM sessions WHERE name = ?", (name,))
+            what = "reviewer" if action is AuditAction.REVIEWER_REMOVED else "user"
+            self._append(tx, now(), actor, action, mta=self.mta,
+                         detail=f"{what} {name}, role {row[0]}")
 
-        self._run("remove a reviewer", work, write=True)
+        self._run("remove a user", work, write=True)
+
+    def set_role(self, name: str, role: Role, actor: str) -> None:
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            row = tx.row("SELECT role FROM users WHERE name = ?", (name,))
+            if row is None:
+                raise ConflictError(f"{printable(name, ACTOR_MAX)} is not a user")
+            tx.run("UPDATE users SET role = ? WHERE name = ?", (Role(role).value, name))
+            self._append(tx, now(), actor, AuditAction.ROLE_CHANGED, mta=self.mta,
+                         detail=f"user {name}: {row[0]} -> {Role(role)}")
+
+        self._run("change a user's role", work, write=True)
+
+    def set_password(self, name: str, password_hash: str, actor: str) -> None:
+        def work(tx: Tx) -> None:
+            tx.lock_head()
+            if tx.run("UPDATE users SET password = ? WHERE name = ?",
+                      (password_hash, name)) != 1:
+                raise ConflictError(f"{printable(name, ACTOR_MAX)} is not a user")
+            tx.run("DELETE FROM sessions WHERE name = ?", (name,))  # signed out everywhere
+            self._append(tx, now(), actor, AuditAction.PASSWORD_CHANGED, mta=self.mta,
+                         detail=f"user {name}")
+
+        self._run("change a user's password", work, write=True)
+
+    # Who may review, as schema 3 knew it: users who may review.
+
+    def reviewers(self) -> list[str]:
+        rows = self._run("read the reviewers", lambda tx: tx.rows(
+            "SELECT name FROM users WHERE role IN (?, ?, ?) ORDER BY name", REVIEWING))
+        return [str(row[0]) for row in rows]
+
+    def add_reviewer(self, name: str, actor: str) -> None:
+        self.add_user(name, Role.REVIEWER, "", "", actor, action=AuditAction.REVIEWER_ADDED)
+
+    def remove_reviewer(self, name: str, actor: str) -> None:
+        self.remove_user(name, actor, action=AuditAction.REVIEWER_REMOVED, roles=REVIEWING)
+
+    # Web sessions and failed sign-ins.
+
+    def open_session(self, token_hash: str, name: str, csrf: str) -> None:
+        def work(tx: Tx) -> None:
+            at = now()
+            tx.run("DELETE FROM sessions WHERE seen_at < ?", (stamp(at - SIGN_IN_KEPT),))
+            tx.run("INSERT INTO sessions (token_hash, name, csrf, created_at, seen_at) "
+                   "VALUES (?, ?, ?, ?, ?)", (token_hash, name, csrf, stamp(at), stamp(at)))
+
+        self._run("open a session", work, write=True)
+
+    def session(self, token_hash: str, idle: dt.timedelta,
+                lifetime: dt.timedelta) -> Session | None:
+        def work(tx: Tx) -> Session | None:
+            row = tx.row("SELECT s.name, u.role, s.csrf, s.created_at, s.seen_at FROM "
+                         "sessions s JOIN users u ON u.name = s.name WHERE s.token_hash = ?",
+                         (token_hash,))
+            if row is None:
+                return None
+            at = now()
+            created, seen = parse_time(str(row[3])), parse_time(str(row[4]))
+            if at - seen > idle or at - created > lifetime:
+                tx.run("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+                return None
+            tx.run("UPDATE sessions SET seen_at = ? WHERE token_hash = ?",
+                   (stamp(at), token_hash))
+            return Session(str(row[0]), Role(str(row[1])), str(row[2]), created, at)
+
+        return self._run("read a session", work, write=True)
+
+    def close_session(self, token_hash: str) -> None:
+        self._run("close a session", lambda tx: tx.run(
+            "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)), write=True)
+
+    def sign_in_failed(self, name: str, client: str) -> None:
+        def work(tx: Tx) -> None:
+            at = now()
+            tx.run("DELETE FROM sign_in_failures WHERE at < ?", (stamp(at - SIGN_IN_KEPT),))
+            tx.run("INSERT INTO sign_in_failures (at, name, client) VALUES (?, ?, ?)",
+                   (stamp(at), printable(name, ACTOR_MAX), printable(client, CLIENT_MAX)))
+
+        self._run("write a failed sign-in", work, write=True)
+
+    def sign_in_failures(self, since: dt.datetime, name: str | None = None,
+                         client: str | None = None) -> int:
+        sql, params = "SELECT COUNT(*) FROM sign_in_failures WHERE at >= ?", [stamp(since)]
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(printable(name, ACTOR_MAX))
+        if client is not None:
+            sql += " AND client = ?"
+            params.append(printable(client, CLIENT_MAX))
+        row = self._run("read failed sign-ins", lambda tx: tx.row(sql, params))
+        return int(row[0]) if row else 0
+
+    # Daemons' reports, and claims.
+
+    def publish(self, kind: str, body: str) -> None:
+        def work(tx: Tx) -> None:
+            tx.run("DELETE FROM published WHERE mta = ? AND kind = ?", (self.mta, kind))
+            tx.run("INSERT INTO published (mta, kind, at, body) VALUES (?, ?, ?, ?)",
+                   (self.mta, kind, stamp(now()), body))
+
+        self._run(f"publish the {kind} report", work, write=True)
+
+    def published(self, kind: str) -> list[Published]:
+        rows = self._run(f"read the {kind} reports", lambda tx: tx.rows(
+            "SELECT mta, kind, at, body FROM published WHERE kind = ? ORDER BY mta", (kind,)))
+        return [Published(str(r[0]), str(r[1]), parse_time(str(r[2])), str(r[3]))
+                for r in rows]
+
+    def claim(self, what: str) -> bool:
+        def work(tx: Tx) -> bool:
+            at = now()
+            tx.run("DELETE FROM claims WHERE at < ?", (stamp(at - CLAIMS_KEPT),))
+            return tx.run("INSERT INTO claims (what, at, mta) VALUES (?, ?, ?) "
+                          "ON CONFLICT (what) DO NOTHING",
+                          (printable(what, NAME_MAX), stamp(at), self.mta)) == 1
+
+        return self._run("claim a task", work, write=True)
 
 
 def audit_line(entry: AuditEntry) -> str:
@@ -611,20 +971,40 @@ def _not_held(record: QuarantineRecord, what: str) -> str:
     return f"cannot {what} {where}: it is {record.status}, not held"
 
 
+def _not_awaiting(asked: Request, what: str) -> str:
+    if not asked.needs_approval:
+        return f"request {asked.request_id} needs no approval"
+    if asked.outcome:
+        return f"request {asked.request_id} is {asked.outcome} already"
+    return (f"cannot {what} request {asked.request_id}: {asked.approved_by} approved it "
+            f"at {asked.approved_at:%Y-%m-%d %H:%M:%S} UTC" if asked.approved_at else
+            f"cannot {what} request {asked.request_id}: it was approved already")
+
+
+def _user(row: Sequence[Any]) -> User:
+    name, role, email, password, created_at, created_by = row
+    try:
+        return User(str(name), Role(str(role)), str(email), bool(password),
+                    parse_time(str(created_at)), str(created_by))
+    except (ValueError, TypeError) as exc:
+        raise RecordsError(f"user {printable(str(name), 64)} cannot be read: {exc}") from None
+
+
 def _request(row: Sequence[Any]) -> Request:
     (request_id, record_id, action, mode, actor, reason, requested_at, done_at, outcome,
-     detail) = row
+     detail, needs_approval, approved_by, approved_at) = row
     try:
         return Request(int(request_id), int(record_id), Review(action), ReleaseMode(mode),
                        str(actor), str(reason), parse_time(requested_at),
-                       _optional_time(done_at), str(outcome), str(detail))
+                       _optional_time(done_at), str(outcome), str(detail),
+                       str(needs_approval), str(approved_by), _optional_time(approved_at))
     except (ValueError, TypeError) as exc:
         raise RecordsError(f"review request {request_id} cannot be read: {exc}") from None
 
 
 def _record(row: Sequence[Any]) -> QuarantineRecord:
     (record_id, mta, queue_id, key, held_at, sender, recipients, rule, reason, policy,
-     status, client, route, closed_at) = row[:14]
+     status, client, route, closed_at, detected) = row[:15]
     try:
         verdicts = tuple(
             RecipientVerdict(r["address"], tuple(r["domains"]), Action(r["action"]),
@@ -635,7 +1015,8 @@ def _record(row: Sequence[Any]) -> QuarantineRecord:
             int(record_id), str(mta), str(queue_id), str(key), parse_time(held_at),
             str(sender), verdicts, Rule(rule), str(reason), str(policy), Status(status),
             str(client), None if route is None else str(route), _optional_time(closed_at),
-            None if row[14] is None else _request((row[14], record_id, *row[15:])),
+            None if row[15] is None else _request((row[15], record_id, *row[16:])),
+            str(detected),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise RecordsError(f"record {record_id} ({printable(str(queue_id), 64)}) cannot be "

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from postwacht.core.decide import RecipientVerdict
+from postwacht.core.roles import Role
 from postwacht.core.vocabulary import Rule
 
 
@@ -97,6 +98,20 @@ class AuditAction(StrEnum):
     REVIEWER_REMOVED = "reviewer-removed"
     MIGRATED = "migrated"
     """Review actions from before the audit trail was chained, carried over."""
+    APPROVED = "approved"
+    """A second person approved a release that needs one (four eyes)."""
+    DECLINED = "declined"
+    """A second person declined it: the message is held again."""
+    VIEWED = "viewed"
+    """Somebody read a held message's content (web review, `quarantine show`)."""
+    SIGNED_IN = "signed-in"
+    SIGNED_OUT = "signed-out"
+    USER_ADDED = "user-added"
+    USER_REMOVED = "user-removed"
+    ROLE_CHANGED = "role-changed"
+    PASSWORD_CHANGED = "password-changed"  # noqa: S105 (an event name)
+    SENDER_NOTIFIED = "sender-notified"
+    """The sender of a held message was sent a notice (never its content)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,9 @@ class Hold:
     route: str | None = None
     """The secure route set in the held message (insecure-transport holds, when the
     policy has one): a release sends it there."""
+    detected: str = ""
+    """The detector that found the message sensitive ('bsn'), '' when none did: its
+    release needs a second person."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +147,16 @@ class Request:
     requested_at: dt.datetime
     done_at: dt.datetime | None = None
     outcome: str = ""
-    """'' while pending, 'done' or 'failed'."""
+    """'' while pending, 'done', 'failed' or 'declined'."""
     detail: str = ""
+    needs_approval: str = ""
+    """Why a second person must approve it before it is carried out ('' when not)."""
+    approved_by: str = ""
+    approved_at: dt.datetime | None = None
+
+    @property
+    def awaiting_approval(self) -> bool:
+        return bool(self.needs_approval) and not self.approved_by and not self.outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +178,8 @@ class QuarantineRecord:
     closed_at: dt.datetime | None = None
     request: Request | None = None
     """The newest request on this record, if any (pending while status is requested)."""
+    detected: str = ""
+    """The detector that found the message sensitive, '' when none did."""
 
     @property
     def needs_force(self) -> bool:
@@ -200,6 +228,62 @@ class RetiredSender:
     last: dt.datetime
 
 
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person who may use the web review (and, once any user exists, the review CLI)."""
+
+    name: str
+    role: Role
+    email: str
+    """Where the reviewers' digest goes ('' for none)."""
+    has_password: bool
+    """False: signs in only through the trusted single sign-on header."""
+    created_at: dt.datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    name: str
+    role: Role
+    csrf: str
+    """The token every form of this session must carry."""
+    created_at: dt.datetime
+    seen_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+    """Bytes after decoding the transfer encoding."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldContent:
+    """What review may show of a held message: never HTML, never an attachment's bytes,
+    every BSN masked. Captured on the MTA that holds it (`records.content`)."""
+
+    headers: tuple[tuple[str, str], ...]
+    text: str
+    """The first text part, decoded, bounded, BSNs masked ('' when there is none)."""
+    attachments: tuple[Attachment, ...]
+    notes: tuple[str, ...] = ()
+    """What was left out, and why (an HTML part, a truncated body)."""
+    captured_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A daemon's report for review (`kind`: 'policy', 'domains'), as JSON text."""
+
+    mta: str
+    kind: str
+    at: dt.datetime
+    body: str
+
+
 class RecordStore(Protocol):
     """Every method raises `RecordsError` when the backend cannot do it (`ConflictError` when
     the record is not in the state the action needs). Safe to call from many threads and
@@ -227,10 +311,21 @@ class RecordStore(Protocol):
         """Every record under the queue id (on one MTA, or on any), oldest first."""
 
     def request(self, record_id: int, action: Review, mode: ReleaseMode, actor: str,
-                reason: str) -> Request:
+                reason: str, needs_approval: str = "") -> Request:
         """Ask the MTA's daemon to act: the record goes from held to requested, with an
         audit entry, in one transaction. `ConflictError` (naming who asked before, or the
-        status) when the record is not held."""
+        status) when the record is not held. `needs_approval` (why): the daemon waits
+        until a second person approves."""
+
+    def approve(self, request_id: int, actor: str, reason: str) -> Request:
+        """A second person approves: `ConflictError` when it does not await approval or
+        `actor` asked for it."""
+
+    def decline(self, request_id: int, actor: str, reason: str) -> None:
+        """A second person declines (the requester may withdraw): the record is held
+        again; `ConflictError` when it does not await approval."""
+
+    def awaiting_approval(self) -> list[tuple[Request, QuarantineRecord]]: ...
 
     def request_of(self, request_id: int) -> Request: ...
     def dismiss(self, record_id: int, actor: str, reason: str) -> None:
@@ -246,9 +341,56 @@ class RecordStore(Protocol):
     def close_gone(self, record_id: int, detail: str) -> None:
         """A held record whose message left the hold queue outside Postwacht."""
 
+    # What review may show of a message's content.
+    def save_content(self, record_id: int, content: HeldContent) -> None:
+        """Kept while the record is open; removed when it closes."""
+
+    def content(self, record_id: int) -> HeldContent | None: ...
+    def without_content(self, mta: str) -> list[QuarantineRecord]:
+        """Held records of `mta` whose content has not been captured yet."""
+
     # The audit trail.
     def audit_entries(self, since: dt.datetime | None = None) -> list[AuditEntry]:
         """In order (seq); `since`: those at or after it."""
+
+    def audit_search(self, *, actor: str | None = None, action: AuditAction | None = None,
+                     record_id: int | None = None, since: dt.datetime | None = None,
+                     before_seq: int | None = None, limit: int = 200) -> list[AuditEntry]:
+        """The newest entries first that match every filter given, at most `limit`."""
+
+    def note(self, actor: str, action: AuditAction, record_id: int = 0,
+             detail: str = "") -> None:
+        """An audit entry that changes no record (viewed, signed in, sender notified)."""
+
+    # Accounts (web review), sessions and sign-in failures.
+    def users(self) -> list[User]: ...
+    def user(self, name: str) -> User | None: ...
+    def password_hash(self, name: str) -> str: ...
+    def add_user(self, name: str, role: Role, email: str, password_hash: str,
+                 actor: str) -> None: ...
+    def remove_user(self, name: str, actor: str) -> None: ...
+    def set_role(self, name: str, role: Role, actor: str) -> None: ...
+    def set_password(self, name: str, password_hash: str, actor: str) -> None: ...
+    def open_session(self, token_hash: str, name: str, csrf: str) -> None: ...
+    def session(self, token_hash: str, idle: dt.timedelta,
+                lifetime: dt.timedelta) -> Session | None:
+        """The session (its user's current role), touched; None when unknown, idle longer
+        than `idle`, older than `lifetime`, or its user is gone."""
+
+    def close_session(self, token_hash: str) -> None: ...
+    def sign_in_failed(self, name: str, client: str) -> None: ...
+    def sign_in_failures(self, since: dt.datetime, name: str | None = None,
+                         client: str | None = None) -> int: ...
+
+    # Daemons' reports, for review.
+    def publish(self, kind: str, body: str) -> None:
+        """Replace this store's MTA's report of `kind`."""
+
+    def published(self, kind: str) -> list[Published]: ...
+
+    def claim(self, what: str) -> bool:
+        """True for the first caller only, across every process and MTA sharing the store
+        (one daemon sends a digest period, say)."""
 
     def audit_head(self) -> tuple[int, str]:
         """The seq and hash of the newest entry, as kept apart from the entries."""
