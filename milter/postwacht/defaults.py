@@ -63,3 +63,13 @@ MTA_NAME_MAX = 64
 RETIRED_ATTEMPT_BACKOFF = 30.0
 """Seconds after a failed write of a retired-domain attempt in which the milter records no
 more of them (only counts them), so a records store that is down never slows RCPT."""
+CONTENT_READ_MAX = 4 * 1024 * 1024
+"""Bytes of a held message read (postcat) to make what review may see of it; a larger
+message is read this far and its view says the rest is missing."""
+CAPTURE_BATCH = 20
+"""Held messages whose content is captured for review per round of requests at most, so
+a quarantine full of new holds does not keep reviewers' requests waiting."""
+CAPTURE_RETRY = 300.0
+"""Seconds before the capture of one held message that failed is tried again."""
+CAPTURE_PAUSE = 60.0
+"""Seconds no content is captured after the release helper could not be reached."""
