@@ -18,14 +18,18 @@ from pathlib import Path
 
 import pytest
 from postwacht.core.decide import RecipientVerdict
+from postwacht.core.roles import Role
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records import audit
+from postwacht.records import sql as sql_module
 from postwacht.records.postgres import PostgresRecords
 from postwacht.records.sql import SCHEMA_VERSION, SqlRecords
 from postwacht.records.sqlite import DB_NAME, SqliteRecords
 from postwacht.records.store import (
+    Attachment,
     AuditAction,
     ConflictError,
+    HeldContent,
     Hold,
     QuarantineRecord,
     RecordsError,
@@ -309,7 +313,7 @@ def test_reviewers_are_added_and_removed_with_an_audit_entry(backend: Backend) -
     store = backend.store()
     store.add_reviewer("anna", "root")
     store.add_reviewer("bram", "root")
-    with pytest.raises(ConflictError, match="anna is a reviewer already"):
+    with pytest.raises(ConflictError, match="there is a user anna already"):
         store.add_reviewer("anna", "root")
     store.remove_reviewer("anna", "root")
     with pytest.raises(ConflictError, match="anna is not a reviewer"):
@@ -317,9 +321,9 @@ def test_reviewers_are_added_and_removed_with_an_audit_entry(backend: Backend) -
     assert backend.store().reviewers() == ["bram"]
     entries = store.audit_entries()
     assert [(e.action, e.actor, e.detail) for e in entries] == [
-        (AuditAction.REVIEWER_ADDED, "root", "reviewer anna"),
-        (AuditAction.REVIEWER_ADDED, "root", "reviewer bram"),
-        (AuditAction.REVIEWER_REMOVED, "root", "reviewer anna"),
+        (AuditAction.REVIEWER_ADDED, "root", "reviewer anna, role reviewer"),
+        (AuditAction.REVIEWER_ADDED, "root", "reviewer bram, role reviewer"),
+        (AuditAction.REVIEWER_REMOVED, "root", "reviewer anna, role reviewer"),
     ]
 
 
@@ -383,8 +387,9 @@ def test_a_tampered_audit_trail_names_the_entry(backend: Backend, how: str) -> N
 
 def test_a_store_of_a_newer_postwacht_is_refused(backend: Backend) -> None:
     backend.store().close()
-    backend.tamper(["UPDATE schema_version SET version = 4"])
-    with pytest.raises(RecordsError, match="schema 4, newer than this Postwacht's 3"):
+    backend.tamper([f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}"])
+    with pytest.raises(RecordsError, match=f"schema {SCHEMA_VERSION + 1}, newer than this "
+                                          f"Postwacht.s {SCHEMA_VERSION}"):
         backend.store()
 
 
@@ -442,7 +447,7 @@ def test_daemons_starting_together_create_the_schema_once(postgres_lab: Postgres
     for s in opened:
         assert isinstance(s, PostgresRecords)
         s.close()
-    assert postgres_lab.sql(url, "SELECT version FROM schema_version") == [(3,)]
+    assert postgres_lab.sql(url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
 
 
 SCHEMA_2 = """
@@ -505,7 +510,7 @@ def test_a_sqlite_store_of_schema_2_is_migrated_into_one_chained_trail(tmp_path:
 
     check = sqlite3.connect(tmp_path / DB_NAME)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert check.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert check.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     check.close()
     again = SqliteRecords(tmp_path, mta="mta-b")  # opening again changes nothing
     assert [r.mta for r in again.quarantine_records(None)] == ["mta-a"] * 4
@@ -540,3 +545,146 @@ def _claims(store: PostgresRecords) -> bool:
     except ConflictError:
         return False
     return True
+
+
+# Schema 4: accounts, sessions, four eyes, content, reports and claims, on both backends.
+
+
+def test_accounts_have_roles_and_every_change_is_audited(backend: Backend) -> None:
+    store = backend.store()
+    store.add_user("anna", Role.REVIEWER, "anna@samen-veilig.nl", "$argon2id$x", "root")
+    store.add_user("vera", Role.VIEWER, "", "", "root")
+    with pytest.raises(ConflictError, match="there is a user anna already"):
+        store.add_user("anna", Role.ADMIN, "", "", "root")
+    store.set_role("vera", Role.APPROVER, "anna")
+    other = backend.store("mta-b")  # another process sees the same accounts
+    assert [(u.name, u.role, u.has_password) for u in other.users()] == [
+        ("anna", Role.REVIEWER, True), ("vera", Role.APPROVER, False)]
+    assert other.password_hash("anna") == "$argon2id$x"
+    assert other.reviewers() == ["anna", "vera"]
+    store.remove_user("vera", "anna")
+    assert store.user("vera") is None
+    with pytest.raises(ConflictError, match="vera is not a user"):
+        store.set_role("vera", Role.ADMIN, "anna")
+    assert actions(store) == [AuditAction.USER_ADDED, AuditAction.USER_ADDED,
+                              AuditAction.ROLE_CHANGED, AuditAction.USER_REMOVED]
+    assert audit.verify(store.audit_entries(), store.audit_head()) == []
+
+
+def test_a_session_ends_when_idle_too_long_or_its_user_is_removed(backend: Backend) -> None:
+    store = backend.store()
+    store.add_user("anna", Role.REVIEWER, "", "", "root")
+    store.open_session("h1", "anna", "csrf-1")
+    long, short = dt.timedelta(hours=1), dt.timedelta(0)
+    session = store.session("h1", long, long)
+    assert session is not None
+    assert (session.name, session.role, session.csrf) == ("anna", Role.REVIEWER, "csrf-1")
+    assert store.session("unknown", long, long) is None
+    assert store.session("h1", short, long) is None  # idle: gone for good
+    assert store.session("h1", long, long) is None
+    store.open_session("h2", "anna", "csrf-2")
+    store.set_role("anna", Role.VIEWER, "root")
+    second = store.session("h2", long, long)
+    assert second is not None
+    assert second.role is Role.VIEWER  # the role as it is now, not at sign-in
+    store.remove_user("anna", "root")
+    assert store.session("h2", long, long) is None
+
+
+def test_failed_sign_ins_are_counted_per_name_and_per_client(backend: Backend) -> None:
+    store = backend.store()
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for name in ("anna", "anna", "bert"):
+        store.sign_in_failed(name, "127.0.0.9")
+    assert store.sign_in_failures(before, name="anna") == 2
+    assert store.sign_in_failures(before, client="127.0.0.9") == 3
+    assert store.sign_in_failures(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)) == 0
+
+
+def test_an_approved_request_is_carried_out_and_a_declined_one_holds_the_message_again(
+    backend: Backend,
+) -> None:
+    store = backend.store()
+    first, second = hold(store, "ABC200"), hold(store, "ABC201")
+    one = store.request(first.record_id, Review.RELEASE, ReleaseMode.OVERRIDE, "anna",
+                        "asked", needs_approval="it overrides the lookalike hold")
+    two = store.request(second.record_id, Review.RELEASE, ReleaseMode.OVERRIDE, "anna",
+                        "asked", needs_approval="it overrides the lookalike hold")
+    assert [r for r, _ in store.awaiting_approval()] == [one, two]
+    assert store.pending_requests("mta-a") == []
+    with pytest.raises(ConflictError, match="nobody approves their own request"):
+        store.approve(one.request_id, "anna", "mine")
+    assert store.approve(one.request_id, "bert", "agreed").approved_by == "bert"
+    with pytest.raises(ConflictError, match="bert approved it"):
+        store.approve(one.request_id, "carl", "too")
+    store.decline(two.request_id, "bert", "no")
+    assert [r.request_id for r, _ in store.pending_requests("mta-a")] == [one.request_id]
+    assert store.record(second.record_id).status is Status.HELD
+    assert actions(store)[-2:] == [AuditAction.APPROVED, AuditAction.DECLINED]
+
+
+def test_content_is_kept_only_while_the_message_is_held(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store, "ABC210")
+    assert [r.record_id for r in store.without_content("mta-a")] == [record.record_id]
+    content = HeldContent((("Subject", "Zorgplan"),), "Beste collega,\n<b>tekst</b>",
+                          (Attachment("plan.pdf", "application/pdf", 1234),),
+                          ("only an HTML body",))
+    store.save_content(record.record_id, content)
+    saved = store.content(record.record_id)
+    assert saved is not None
+    assert (saved.headers, saved.text, saved.attachments, saved.notes) == (
+        content.headers, content.text, content.attachments, content.notes)
+    assert store.without_content("mta-a") == []
+    asked = store.request(record.record_id, Review.DELETE, ReleaseMode.PLAIN, "anna", "typo")
+    store.finish_request(asked.request_id, True, "deleted")
+    assert store.content(record.record_id) is None
+    with pytest.raises(ConflictError, match="content is kept only while a message is held"):
+        store.save_content(record.record_id, content)
+
+
+def test_reports_are_replaced_per_mta_and_a_claim_is_won_once(backend: Backend) -> None:
+    a, b = backend.store("mta-a"), backend.store("mta-b")
+    a.publish("policy", '{"checksum": "1"}')
+    a.publish("policy", '{"checksum": "2"}')
+    b.publish("policy", '{"checksum": "3"}')
+    assert [(p.mta, p.body) for p in a.published("policy")] == [
+        ("mta-a", '{"checksum": "2"}'), ("mta-b", '{"checksum": "3"}')]
+    assert a.published("domains") == []
+    assert [a.claim("digest:2026-11-23T08"), b.claim("digest:2026-11-23T08")] == [True, False]
+    assert b.claim("digest:2026-11-23T09")
+
+
+def test_viewing_is_an_audit_entry_on_the_record(backend: Backend) -> None:
+    store = backend.store()
+    record = hold(store, "ABC220")
+    store.note("anna", AuditAction.VIEWED, record.record_id, "content")
+    store.note("anna", AuditAction.SIGNED_IN, detail="from 127.0.0.1")
+    [*_, viewed, signed] = store.audit_entries()
+    assert (viewed.action, viewed.record_id, viewed.queue_id) == (
+        AuditAction.VIEWED, record.record_id, "ABC220")
+    assert (signed.action, signed.record_id) == (AuditAction.SIGNED_IN, 0)
+    found = store.audit_search(actor="anna", action=AuditAction.VIEWED)
+    assert [e.seq for e in found] == [viewed.seq]
+    assert [e.seq for e in store.audit_search(limit=1)] == [signed.seq]
+    assert [e.seq for e in store.audit_search(before_seq=signed.seq, limit=1)] == [viewed.seq]
+
+
+def test_schema_3_reviewers_become_reviewer_accounts(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    with db:
+        for statement in sql_module._SCHEMA:
+            db.execute(statement.format(identity="INTEGER PRIMARY KEY AUTOINCREMENT"))
+        db.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (audit.GENESIS,))
+        db.execute("INSERT INTO schema_version (version) VALUES (3)")
+        db.execute("INSERT INTO reviewers (name, added_at, added_by) VALUES "
+                   "('anna', '2026-01-01T00:00:00.000000+00:00', 'root')")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    store = SqliteRecords(tmp_path, mta="mta-a")
+    try:
+        assert [(u.name, u.role, u.has_password) for u in store.users()] == [
+            ("anna", Role.REVIEWER, False)]
+        assert store.reviewers() == ["anna"]
+    finally:
+        store.close()

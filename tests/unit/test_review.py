@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 from postwacht.cli import main
 from postwacht.core.decide import RecipientVerdict
+from postwacht.core.roles import Role
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.queue import Postfix, PostfixError
-from postwacht.records.review import ReviewError, ask, dismiss, find, wait
+from postwacht.records.review import ReviewError, approve, ask, decline, dismiss, find, wait
 from postwacht.records.sqlite import SqliteRecords
-from postwacht.records.store import Hold, ReleaseMode, Review, Status
+from postwacht.records.store import (
+    ConflictError,
+    Hold,
+    QuarantineRecord,
+    ReleaseMode,
+    Review,
+    Status,
+)
 
 RETIRED = RecipientVerdict("d@bjzutrecht.nl", ("bjzutrecht.nl",), Action.QUARANTINE,
                            Rule.RETIRED, "given up", "bjzutrecht.nl")
@@ -204,3 +212,65 @@ def test_an_export_goes_on_after_the_last_entry_of_the_one_before(
     assert (json.loads(line)["seq"], json.loads(line)["queue_id"]) == (3, "ABC132")
     assert main(["audit", "--state", str(tmp_path), "verify"]) == 0
     assert "audit trail intact: 3 entries" in capsys.readouterr().out
+
+
+def hold_sensitive(store: SqliteRecords, queue_id: str) -> QuarantineRecord:
+    record = store.record_quarantine(Hold(
+        "mta-a", queue_id, f"key-{queue_id}", "s@samen-veilig.nl", (LOOKALIKE,),
+        Rule.LOOKALIKE, LOOKALIKE.reason, "abc", detected="bsn"))
+    return find(store, f"#{record.record_id}")
+
+
+def test_a_release_of_mail_a_detector_found_sensitive_waits_for_a_second_person(
+    store: SqliteRecords,
+) -> None:
+    store.add_user("anna", Role.REVIEWER, "", "", "root")
+    store.add_user("bert", Role.APPROVER, "", "", "root")
+    record = hold_sensitive(store, "ABC130")
+    asked = ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "anna", "checked by phone")
+    assert asked.awaiting_approval
+    assert "detector" in asked.needs_approval
+    assert store.pending_requests("mta-a") == []  # the daemon does not act on it yet
+    with pytest.raises(ReviewError, match="anna is a reviewer: to approve takes the role "
+                                          "approver"):
+        approve(store, find(store, "ABC130"), "anna", "fine")
+    approved = approve(store, find(store, "ABC130"), "bert", "agreed")
+    assert approved.approved_by == "bert"
+    [(pending, _)] = store.pending_requests("mta-a")
+    assert pending.request_id == asked.request_id
+    actions = [e.action for e in store.audit_entries()]
+    assert actions[-2:] == ["release-requested", "approved"]
+
+
+def test_nobody_approves_their_own_request_and_the_requester_may_withdraw_it(
+    store: SqliteRecords,
+) -> None:
+    store.add_user("carl", Role.APPROVER, "", "", "root")
+    record = find(store, f"#{hold(store, 'ABC131', INSECURE)}")
+    asked = ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "carl", "partner asked")
+    assert "overrides the insecure-transport hold" in asked.needs_approval
+    with pytest.raises(ReviewError, match="nobody approves their own request"):
+        approve(store, find(store, "ABC131"), "carl", "self")
+    with pytest.raises(ConflictError, match="nobody approves their own request"):
+        store.approve(asked.request_id, "carl", "self")  # the store refuses it too
+    decline(store, find(store, "ABC131"), "carl", "asked the partner for a portal instead")
+    again = store.record(record.record_id)
+    assert again.status is Status.HELD
+    assert again.request is not None
+    assert again.request.outcome == "declined"
+    with pytest.raises(ReviewError, match="no request waiting for approval"):
+        approve(store, again, "someone", "late")
+
+
+def test_an_ordinary_release_needs_no_second_person(store: SqliteRecords) -> None:
+    record = find(store, f"#{hold(store, 'ABC132', LOOKALIKE)}")
+    asked = ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "po", "the right domain")
+    assert not asked.awaiting_approval
+    assert [r.request_id for r, _ in store.pending_requests("mta-a")] == [asked.request_id]
+
+
+def test_once_accounts_exist_a_viewer_may_not_act(store: SqliteRecords) -> None:
+    store.add_user("vera", Role.VIEWER, "", "", "root")
+    record = find(store, f"#{hold(store, 'ABC133', LOOKALIKE)}")
+    with pytest.raises(ReviewError, match="vera is a viewer: to act takes the role reviewer"):
+        ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "vera", "typo")

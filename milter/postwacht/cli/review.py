@@ -29,7 +29,9 @@ from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix, PostfixError
 from postwacht.records.review import (
     ReviewError,
+    approve,
     ask,
+    decline,
     dismiss,
     find,
     note,
@@ -42,6 +44,7 @@ from postwacht.records.store import (
     RecordsError,
     RecordStore,
     ReleaseMode,
+    Request,
     Review,
 )
 
@@ -84,12 +87,16 @@ def add_parsers(sub: Any) -> None:
                       help="Postfix configuration directory for --message")
     for name, text in (("release", "deliver a held message"),
                        ("delete", "delete a held message"),
+                       ("approve", "approve another person's release that needs a second "
+                                   "pair of eyes"),
+                       ("decline", "decline a release that waits for approval (or withdraw "
+                                   "your own)"),
                        ("dismiss", "close the record of a message that is gone")):
         action = actions.add_parser(name, help=text)
         action.add_argument("ref", metavar="ID", help="queue id, or record number #N")
         action.add_argument("--reason", required=True, help="why (kept in the audit trail)")
         action.add_argument("--actor", type=actor, help="who (default: your login)")
-        if name != "dismiss":
+        if name not in ("dismiss", "decline"):
             action.add_argument("--wait", type=float, default=WAIT_DEFAULT, metavar="SECONDS",
                                 help="wait this long for the MTA to carry it out "
                                      f"(default {WAIT_DEFAULT:g})")
@@ -209,6 +216,15 @@ def _act(args: argparse.Namespace, store: RecordStore) -> int:
                 print(terminal_text(postfix.show(record.queue_id, args.body)), end="")
         case "release" | "delete":
             return _request(args, store)
+        case "approve":
+            record = find(store, args.ref, args.mta)
+            asked = approve(store, record, args.actor or login_actor(), args.reason)
+            return _outcome(args, store, record, asked)
+        case "decline":
+            record = find(store, args.ref, args.mta)
+            decline(store, record, args.actor or login_actor(), args.reason)
+            print(f"{printable(record.queue_id)} (#{record.record_id}): the release was "
+                  "declined; the message is held")
         case "dismiss":
             record = find(store, args.ref, args.mta)
             dismiss(store, record, args.actor or login_actor(), args.reason)
@@ -228,6 +244,19 @@ def _request(args: argparse.Namespace, store: RecordStore) -> int:
     mode = release_mode(args.route, args.override) if action is Review.RELEASE \
         else ReleaseMode.PLAIN
     asked = ask(store, record, action, mode, args.actor or login_actor(), args.reason)
+    name = f"{printable(record.queue_id)} (#{record.record_id}) on {printable(record.mta)}"
+    if asked.awaiting_approval:
+        print(f"{name}: {action} requested (request {asked.request_id}); it needs a second "
+              f"person because {printable(asked.needs_approval)}: an approver runs "
+              f"`postwacht quarantine approve '#{record.record_id}' --reason ...`")
+        return ExitCode.PENDING
+    return _outcome(args, store, record, asked)
+
+
+def _outcome(args: argparse.Namespace, store: RecordStore, record: QuarantineRecord,
+             asked: Request) -> int:
+    """Wait for the MTA's daemon to carry out the request, and say how it went."""
+    action, mode = asked.action, asked.mode
     done = wait(store, asked.request_id, max(0.0, args.wait))
     name = f"{printable(record.queue_id)} (#{record.record_id}) on {printable(record.mta)}"
     if done.outcome == "done":
@@ -255,7 +284,9 @@ def _record_json(record: QuarantineRecord, records: list[QuarantineRecord]) -> d
         "request": None if request is None else {
             "action": str(request.action), "mode": str(request.mode), "actor": request.actor,
             "reason": request.reason, "requested_at": request.requested_at.isoformat(),
-            "outcome": request.outcome, "detail": request.detail},
+            "outcome": request.outcome, "detail": request.detail,
+            "needs_approval": request.needs_approval, "approved_by": request.approved_by},
+        "detected": record.detected,
         "note": note(record, _same_queue_id(record, records)),
     }
 
@@ -291,6 +322,9 @@ def _print_record(record: QuarantineRecord) -> None:
         print(f"client:  {printable(record.client)}")
     if record.route:
         print(f"route:   {printable(record.route)} (release --route sends it there)")
+    if record.detected:
+        print(f"found:   sensitive by detector {printable(record.detected)} (a release needs "
+              "a second person)")
     print(f"policy:  {printable(record.policy[:12])}")
     for r in record.recipients:
         print(f"  {printable(r.address)}: {r.action.value} ({r.rule}) {printable(r.reason)}")
@@ -299,5 +333,9 @@ def _print_record(record: QuarantineRecord) -> None:
         print(f"request: {q.action} ({q.mode}) by {printable(q.actor)} at "
               f"{q.requested_at:%Y-%m-%d %H:%M:%S} UTC: {printable(q.reason)!r}; "
               f"{q.outcome or 'pending'} {printable(q.detail)}")
+        if q.needs_approval:
+            print(f"four eyes: {printable(q.needs_approval)}; " + (
+                f"approved by {printable(q.approved_by)}" if q.approved_by else
+                "waiting for an approver" if not q.outcome else "not approved"))
     if text := note(record):
         print(f"note:    {printable(text)}")

@@ -162,6 +162,8 @@ class DomainWatcher(threading.Thread):
         self._wake = threading.Event()
         self.control_lost: Mapping[str, str] = {}
         """Owned domains whose last audit failed a check, with the failed checks."""
+        self.last: tuple[dt.datetime, tuple[DomainReport, ...]] | None = None
+        """When the last audit ran, and what it found (for review)."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -186,6 +188,7 @@ class DomainWatcher(threading.Thread):
             return []
         self._telemetry.domain_audit(reports, time.time())
         self.control_lost = control_lost(reports)
+        self.last = (dt.datetime.now(dt.UTC), tuple(reports))
         for report in reports:
             noted = [c for c in report.checks if c.ok is not True
                      or (report.expiring_soon and c.name is CheckName.REGISTRATION)]
