@@ -46,6 +46,10 @@ def test_lookalike_recipient_is_held_and_listed_for_review(lab: Lab) -> None:
     assert "X-Postwacht-Quarantine: rule=lookalike" in shown.stdout
     assert m not in shown.stdout.split("Subject")[-1].split("\n", 1)[-1]  # no body by default
     assert lab.sink.with_marker(m) == []
+    with lab.records() as store:
+        viewed = [e for e in store.audit_entries() if e.action == "viewed"]
+    assert [(e.queue_id, e.detail) for e in viewed][-1:] == [
+        (entry["queue_id"], "headers (postcat)")]  # reading a held message is audited
 
 
 def test_ordinary_outbound_mail_is_delivered(lab: Lab) -> None:

@@ -40,6 +40,7 @@ from postwacht.records.review import (
 )
 from postwacht.records.store import (
     TO_REVIEW,
+    AuditAction,
     QuarantineRecord,
     RecordsError,
     RecordStore,
@@ -213,7 +214,11 @@ def _act(args: argparse.Namespace, store: RecordStore) -> int:
             _print_record(record)
             if args.message:
                 postfix = Postfix(args.postfix_config)
-                print(terminal_text(postfix.show(record.queue_id, args.body)), end="")
+                shown = postfix.show(record.queue_id, args.body)
+                # Reading a held message is audited, whichever way it is read.
+                store.note(login_actor(), AuditAction.VIEWED, record.record_id,
+                           "headers and body (postcat)" if args.body else "headers (postcat)")
+                print(terminal_text(shown), end="")
         case "release" | "delete":
             return _request(args, store)
         case "approve":
