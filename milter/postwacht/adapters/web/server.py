@@ -1,0 +1,45 @@
+"""The site on a socket: waitress, with every limit named, and stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+# waitress ships no type information; create_server and the server it returns are used
+# only through the few calls below.
+import waitress  # type: ignore[import-untyped]
+
+THREADS = 8
+CONNECTION_LIMIT = 100
+CHANNEL_TIMEOUT = 60
+"""Seconds an idle connection is kept."""
+BODY_MAX = 64 * 1024
+HEADERS_MAX = 32 * 1024
+
+
+class WebServer:
+    """Listening once made (`port` is the real one when 0 was asked for)."""
+
+    def __init__(self, app: Callable[..., Any], host: str, port: int) -> None:
+        self._server = waitress.create_server(
+            app, host=host, port=port, threads=THREADS, connection_limit=CONNECTION_LIMIT,
+            channel_timeout=CHANNEL_TIMEOUT, max_request_body_size=BODY_MAX,
+            max_request_header_size=HEADERS_MAX, ident="postwacht",
+            expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+        self.port = int(self._server.effective_port)
+
+    def serve_until_terminated(self) -> None:
+        """Serve until SIGTERM or SIGINT; requests in progress get a moment to finish."""
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(0)
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._server.run()  # returns once a signal ended its loop
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._server.close()
