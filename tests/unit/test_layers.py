@@ -22,6 +22,7 @@ LAYERS = {
     "postwacht.config": 3,
     "postwacht.facts": 3,
     "postwacht.records": 3,
+    "postwacht.notices": 3,
     "postwacht.app": 4,
     "postwacht.adapters": 5,
     "postwacht.cli": 6,

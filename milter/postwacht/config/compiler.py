@@ -15,6 +15,7 @@ import gc
 import hashlib
 import ipaddress
 import string
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -36,11 +37,15 @@ from postwacht.core.lookalike import LookalikeIndex
 from postwacht.core.names import DomainError, parents, parse_nameserver, to_ascii
 from postwacht.core.policy import (
     REPLY_FIELDS,
+    DigestPeriod,
     DnsSettings,
     DomainRule,
     DomainWatch,
     IPNetwork,
+    Language,
     LookalikeRule,
+    NoticeSettings,
+    NoticeSwitch,
     OnExpiry,
     Outbound,
     OwnedDomain,
@@ -50,7 +55,7 @@ from postwacht.core.policy import (
     RetiredDomain,
     SecureTransport,
 )
-from postwacht.core.vocabulary import Accepted, Action, PartnerTransport
+from postwacht.core.vocabulary import Accepted, Action, PartnerTransport, Rule
 
 
 def load(path: str | Path) -> Policy:
@@ -150,7 +155,7 @@ def _choice(value: Any, default: Action) -> Action:
         return default
 
 
-_E = TypeVar("_E", PartnerTransport, Accepted)
+_E = TypeVar("_E", PartnerTransport, Accepted, Rule, Language, DigestPeriod)
 
 
 def _enum(kind: type[_E], value: Any) -> _E | None:
@@ -217,6 +222,7 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         dns=_dns(c, _mapping(data, "dns")),
         domain_watch=_domain_watch(data.get("domain_watch")),
         quarantine=_quarantine(_mapping(data, "quarantine")),
+        notices=_notices(c, data.get("notices"), owned),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
@@ -489,3 +495,96 @@ def _domain_watch(section: Any) -> DomainWatch:
         hold_on_control_loss=data.get(
             "hold_on_control_loss", _default("domain_watch", "hold_on_control_loss")) is True,
     )
+
+
+_LOCAL_PART = re2.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+"""A dot-atom local part (RFC 5322): nothing that needs quoting on a command line or in
+a header."""
+
+
+def _notices(c: _Compiler, section: Any, owned: list[str]) -> NoticeSettings | None:
+    if not isinstance(section, dict):
+        return None  # absent (no notices), or of the wrong shape (the schema reported it)
+    sender_address = _notice_from(c, section.get("from"), owned)
+    review_url = _review_url(c, section.get("review_url"))
+    rules: dict[Rule, NoticeSwitch] = {}
+    sender = section.get("sender", _default("notices", "sender")) is True
+    for name, entry in _mapping(section, "rules").items():
+        rule = _enum(Rule, name)
+        if rule is None or not isinstance(entry, dict):
+            continue  # the schema named the unknown rule, or the wrong shape
+        rules[rule] = NoticeSwitch(
+            sender=entry["sender"] is True if "sender" in entry else sender,
+            digest=entry.get("digest", _default_switch("digest")) is True)
+    if sender_address is None or review_url is None:
+        return None
+    language = _enum(Language, section.get("language", _default("notices", "language")))
+    digest = _enum(DigestPeriod, section.get("digest", _default("notices", "digest")))
+    return NoticeSettings(
+        sender_address=sender_address,
+        language=language or Language(_default("notices", "language")),
+        review_url=review_url, sender=sender,
+        digest=digest or DigestPeriod(_default("notices", "digest")),
+        rules=MappingProxyType(rules))
+
+
+def _default_switch(key: str) -> Any:
+    return schema()["definitions"]["notice_switch"]["properties"][key]["default"]
+
+
+def _notice_from(c: _Compiler, value: Any, owned: list[str]) -> str | None:
+    path: KeyPath = ("notices", "from")
+    if not isinstance(value, str) or "@" not in value:
+        return None  # the schema reported it
+    local, _, domain = value.rpartition("@")
+    if _LOCAL_PART.fullmatch(local) is None:
+        c.report(path, f"{value!r}: the part before @ must be plain (letters, digits, "
+                 "dots and !#$%&'*+/=?^_`{|}~-; no spaces or quotes)")
+        return None
+    name = c.domain(domain, path)
+    if name is None:
+        return None
+    if not any(p in owned for p in parents(name)):
+        c.report(path, f"{value} is not in an owned domain (expected an address at one "
+                 f"of owned_domains: {', '.join(owned)}); notices must never leave the "
+                 "organisation")
+        return None
+    return f"{local}@{name}"
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _review_url(c: _Compiler, value: Any) -> str | None:
+    path: KeyPath = ("notices", "review_url")
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return None  # the schema reported it
+    try:
+        url = urllib.parse.urlsplit(value)
+        host = url.hostname or ""
+        _ = url.port  # a port that is not a number raises here
+    except ValueError as exc:
+        c.report(path, f"{value!r} is not a URL: {exc} (expected https://HOST/PATH/)")
+        return None
+    if not host:
+        c.report(path, f"{value!r} is not a web address (expected https://HOST/PATH/)")
+        return None
+    if url.username is not None or url.query or url.fragment or any(
+            ch.isspace() or not ch.isprintable() for ch in value):
+        c.report(path, f"{value!r} must be a plain base URL: no user name, query (?), "
+                 "fragment (#) or spaces (expected https://HOST/PATH/)")
+        return None
+    if url.scheme == "http" and not _loopback(host):
+        c.report(path, f"{value!r}: links sent by mail must use https (http only for a "
+                 "loopback host such as 127.0.0.1, for a test)")
+        return None
+    return value if value.endswith("/") else value + "/"
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -377,6 +377,16 @@ _TYPE_NAMES = {
 }
 
 
+_PATTERN_NAMES = {
+    "^https?://": "a web address (https://HOST/PATH/)",
+    "^[^@\\s]+@[^@\\s]+$": "a mail address (NAME@DOMAIN)",
+    "^[a-z0-9-]+:\\S+$": "a Postfix next hop (TRANSPORT:DESTINATION, e.g. "
+                         "relay:[securemail.example]:587)",
+}
+"""What each pattern of the schema asks for, in words (a regular expression is no
+explanation for a postmaster)."""
+
+
 def _type_of(value: Any) -> str:
     if isinstance(value, bool):
         return "true or false"
@@ -467,4 +477,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         case "uniqueItems":
             return "lists the same item twice (expected each once)"
         case _:
-            return error.message
+            return _other(error)
+
+
+def _other(error: jsonschema.ValidationError) -> str:
+    pattern = error.validator_value if error.validator == "pattern" else None
+    if isinstance(pattern, str) and pattern in _PATTERN_NAMES:
+        return f"{error.instance!r} is not {_PATTERN_NAMES[pattern]}"
+    return error.message

@@ -16,7 +16,7 @@ from enum import StrEnum
 from postwacht.core.classify import Sensitivity
 from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
 from postwacht.core.names import parents
-from postwacht.core.vocabulary import Accepted, Action, PartnerTransport
+from postwacht.core.vocabulary import Accepted, Action, PartnerTransport, Rule
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REPLY_FIELDS = ("domain", "since", "successor", "address")
@@ -134,6 +134,59 @@ class QuarantineSettings:
         return f"held mail kept {self.retention}, then {then}"
 
 
+class Language(StrEnum):
+    """The languages notices are written in (a template set each)."""
+
+    NL = "nl"
+    EN = "en"
+
+
+class DigestPeriod(StrEnum):
+    """How often reviewers are told what waits for them."""
+
+    IMMEDIATELY = "immediately"
+    """Shortly after new holds, several batched, at most one digest a minute."""
+    HOURLY = "hourly"
+    DAILY = "daily"
+    """At 08:00 local time."""
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSwitch:
+    """Whether a hold under one rule is told to its sender, and listed in the digest."""
+
+    sender: bool
+    digest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSettings:
+    """Notices to the senders of held mail and digests for reviewers (policy `notices`)."""
+
+    sender_address: str
+    """The envelope and header From of every notice: an address in an owned domain."""
+    language: Language
+    review_url: str
+    """The web review's base URL, ending in '/'."""
+    sender: bool
+    digest: DigestPeriod
+    rules: Mapping[Rule, NoticeSwitch]
+    """Per-rule exceptions; a rule not listed follows `sender` and is in the digest."""
+
+    def notifies_sender(self, rule: Rule) -> bool:
+        switch = self.rules.get(rule)
+        return switch.sender if switch is not None else self.sender
+
+    def in_digest(self, rule: Rule) -> bool:
+        switch = self.rules.get(rule)
+        return switch.digest if switch is not None else True
+
+    def link(self, record_id: int) -> str:
+        """Where a held message's page is in the web review."""
+        return f"{self.review_url}held/{record_id}"
+
+
 @dataclass(frozen=True)
 class Policy:
     """A checked, compiled policy. Never changes once built."""
@@ -157,6 +210,8 @@ class Policy:
     dns: DnsSettings
     domain_watch: DomainWatch
     quarantine: QuarantineSettings
+    notices: NoticeSettings | None
+    """None: the policy has no `notices` section, and nobody is told of a hold."""
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -174,6 +229,10 @@ class Policy:
         if any(name in self.lookalikes.ignore for name in parents(domain)):
             return None
         return self._lookalike_index.match(domain)
+
+    def owns(self, domain: str) -> bool:
+        """Whether `domain` (in ASCII form) is an owned domain or lies under one."""
+        return isinstance(self.rule_for(domain), OwnedDomain)
 
     def owned_domains(self) -> list[OwnedDomain]:
         return [r for d in self.owned if isinstance(r := self.rule_for(d), OwnedDomain)]
