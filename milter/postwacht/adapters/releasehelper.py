@@ -2,18 +2,21 @@
 
 `postsuper` is reserved for the superuser, and the daemon runs as its own user; so a
 separate helper runs as root, as small as it can be, and listens on a UNIX socket that
-only root and the daemon's group may reach (mode 0660). One request per connection: a
-netstring holding `{"request": N}`, answered by a netstring holding `{"ok": bool,
-"detail": str, "queue_id": str|null}`. The caller names only a request id: what to do,
-and to which message, the helper reads from the records store itself and checks against
-Postfix's queue (`records.queue.carry_out`), so a caller who can reach the socket can
-still only have done what a reviewer asked for.
+only root and the daemon's group may reach (mode 0660). One question per connection: a
+netstring holding `{"request": N}` (carry out request N) or `{"capture": N}` (capture what
+review may see of the message held under record N), answered by a netstring holding
+`{"ok": bool, "detail": str, "queue_id": str|null}`. The caller names only a number: what
+to do, and to which message, the helper reads from the records store itself and checks
+against Postfix's queue (`records.queue.carry_out` and `capture`), so a caller who can
+reach the socket can still only have done what a reviewer asked for, and can only have
+the held messages of open records read into the store.
 
 Floods: a connection has `idle_timeout` seconds to send its request; at
 `max_connections` a new connection is closed unanswered (the caller tries again later).
-Requests are carried out one at a time, and the answer to a request that was carried out
+Questions are answered one at a time, and the answer to a request that was carried out
 is kept and given again when the same request comes back (its caller timed out, say), so
-asking twice never acts twice.
+asking twice never acts twice. A capture is not kept: capturing again only writes the
+same view again.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ IDLE_TIMEOUT = 10.0
 """Seconds a connection may take to send its request."""
 MAX_CONNECTIONS = 16
 REQUEST_MAX = 200
-"""Bytes of a request (`{"request": N}` is about 20)."""
+"""Bytes of a question (`{"request": N}` is about 20)."""
 ANSWER_MAX = 65_536
 WARN_EVERY = 60.0
 REMEMBERED = 1000
@@ -69,16 +73,34 @@ class HelperLimits:
     max_connections: int = MAX_CONNECTIONS
 
 
-def parse_request(payload: bytes) -> int:
-    """The request id of `{"request": N}`; ValueError saying what is wrong."""
+class Ask(StrEnum):
+    """What the daemon may ask of the helper: the key of the question's one member."""
+
+    REQUEST = "request"
+    """Carry out review request N."""
+    CAPTURE = "capture"
+    """Capture what review may see of the message held under record N."""
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    ask: Ask
+    number: int
+    """A request id or a record id, as `ask` says."""
+
+
+def parse_request(payload: bytes) -> Question:
+    """`{"request": N}` or `{"capture": N}`; ValueError saying what is wrong."""
     try:
         message = json.loads(payload)
     except ValueError:
         raise ValueError("the request is not JSON") from None
-    request_id = message.get("request") if isinstance(message, dict) else None
-    if type(request_id) is not int or request_id < 1:
-        raise ValueError('the request is not {"request": N} with N a request id')
-    return request_id
+    if isinstance(message, dict) and len(message) == 1:
+        [(key, number)] = message.items()
+        if key in tuple(Ask) and type(number) is int and number >= 1:
+            return Question(Ask(key), number)
+    raise ValueError('the request is not {"request": N} with N a request id, nor '
+                     '{"capture": N} with N a record id')
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -92,15 +114,15 @@ class _Handler(socketserver.StreamRequestHandler):
                 REQUEST_MAX)
             if payload is None:
                 return
-            request_id = parse_request(payload)
+            question = parse_request(payload)
         except (NetstringError, ValueError) as exc:
             log.warning("a malformed request from %s: %s", peer, exc)
             self._answer(ActionResult(False, f"malformed request: {exc}"))
             return
         except OSError:  # idle too long, or the client went away
             return
-        result = self.server.carry_out(request_id)
-        log.info("request %d from %s: %s: %s", request_id, peer,
+        result = self.server.answer(question)
+        log.info("%s %d from %s: %s: %s", question.ask, question.number, peer,
                  "done" if result.ok else "not done", result.detail)
         self._answer(result)
 
@@ -125,17 +147,20 @@ def _peer(connection: socket.socket) -> str:
 
 
 class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServer):
-    """Serves `carry_out` on the UNIX socket `path`, mode 0660, group `group` (None:
-    root's; a group that does not exist is skipped with a warning)."""
+    """Serves `carry_out` (a request id) and `capture` (a record id) on the UNIX socket
+    `path`, mode 0660, group `group` (None: root's; a group that does not exist is skipped
+    with a warning)."""
 
     daemon_threads = True
     thread_name = "release-helper"
 
-    def __init__(self, path: Path, carry_out: CarryOut, group: str | None = DEFAULT_GROUP,
+    def __init__(self, path: Path, carry_out: CarryOut, capture: CarryOut,
+                 group: str | None = DEFAULT_GROUP,
                  limits: HelperLimits | None = None) -> None:
         self.path = path
         self.limits = limits or HelperLimits()
         self._carry_out = carry_out
+        self._capture = capture
         self._group = group
         self._one_at_a_time = threading.Lock()
         self._done: OrderedDict[int, ActionResult] = OrderedDict()
@@ -195,6 +220,21 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
         finally:
             self._slots.release()
 
+    def answer(self, question: Question) -> ActionResult:
+        if question.ask is Ask.CAPTURE:
+            return self.capture(question.number)
+        return self.carry_out(question.number)
+
+    def capture(self, record_id: int) -> ActionResult:
+        """One at a time, with the requests."""
+        with self._one_at_a_time:
+            try:
+                return self._capture(record_id)
+            except Exception:  # the helper goes on serving; the caller learns it failed
+                log.exception("capture of record %d: the release helper failed", record_id)
+                return ActionResult(False, f"record {record_id}: the release helper failed "
+                                           "to capture its content (its log says why)")
+
     def carry_out(self, request_id: int) -> ActionResult:
         """One at a time; a request carried out before gets its answer again."""
         with self._one_at_a_time:
@@ -214,13 +254,20 @@ class ReleaseHelperServer(BackgroundServer, socketserver.ThreadingUnixStreamServ
 
 
 class ReleaseHelperClient:
-    """Asks the release helper at `path` to carry out one request."""
+    """Asks the release helper at `path` to carry out one request, or to capture the
+    content of one held message."""
 
     def __init__(self, path: Path, timeout: float = 60.0) -> None:
         self.path = path
         self.timeout = timeout
 
     def carry_out(self, request_id: int) -> HelperResult:
+        return self._ask(Question(Ask.REQUEST, request_id))
+
+    def capture(self, record_id: int) -> HelperResult:
+        return self._ask(Question(Ask.CAPTURE, record_id))
+
+    def _ask(self, question: Question) -> HelperResult:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             try:
@@ -228,7 +275,7 @@ class ReleaseHelperClient:
             except OSError as exc:
                 raise self._error(f"cannot be reached: {exc.strerror or exc}") from None
             try:
-                sock.sendall(encode(json.dumps({"request": request_id})))
+                sock.sendall(encode(json.dumps({question.ask.value: question.number})))
                 with sock.makefile("rb") as stream:
                     payload = read_netstring(stream, ANSWER_MAX)
             except TimeoutError:

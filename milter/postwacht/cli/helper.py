@@ -1,8 +1,9 @@
 """`postwacht release-helper`: the one part of Postwacht that runs as root.
 
 It does nothing but carry out review requests that the records store says are pending
-for this MTA (`records.queue.carry_out`), when the daemon asks over its socket
-(`adapters.releasehelper`). Deploy it with deploy/systemd/postwacht-release.service.
+for this MTA (`records.queue.carry_out`), and capture what review may see of the messages
+held under this MTA's open records (`records.queue.capture`), when the daemon asks over
+its socket (`adapters.releasehelper`). Deploy it with deploy/systemd/postwacht-release.service.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from postwacht.cli.common import (
     records_spec,
 )
 from postwacht.records.locate import open_records
-from postwacht.records.queue import Postfix, carry_out
+from postwacht.records.queue import Postfix, capture, carry_out
 from postwacht.records.store import RecordsError
 
 log = logging.getLogger("postwacht.release")
@@ -42,7 +43,8 @@ log = logging.getLogger("postwacht.release")
 def add_parsers(sub: Any) -> None:
     helper = sub.add_parser(
         "release-helper",
-        help="carry out release and delete requests on this MTA (runs as root)")
+        help="carry out release and delete requests on this MTA, and capture held "
+             "messages for review (runs as root)")
     helper.add_argument("--socket", required=True, type=Path, metavar="PATH",
                         help="UNIX socket the daemon asks on (made 0660)")
     helper.add_argument("--mta", required=True, type=mta_name, metavar="NAME",
@@ -88,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             server = ReleaseHelperServer(
                 args.socket, functools.partial(carry_out, store, postfix, args.mta),
+                functools.partial(capture, store, postfix, args.mta),
                 args.socket_group or None,
                 HelperLimits(args.idle_timeout, args.max_connections))
         except OSError as exc:

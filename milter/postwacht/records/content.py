@@ -31,8 +31,9 @@ from postwacht.records.store import Attachment, HeldContent
 TEXT_MAX = 256 * 1024
 """Characters of text shown; the rest is left out, with a note."""
 HEADERS_MAX = 200
-HEADER_VALUE_MAX = 2000
-"""Characters of one header's value as shown (a DKIM signature is about 500)."""
+HEADER_VALUE_MAX = 990
+"""Characters of one header's value as shown (a DKIM signature is about 500), with the
+cut mark within the 1000 the records store keeps."""
 HEADER_RAW_MAX = 16 * HEADER_VALUE_MAX
 """Characters of a header's raw value decoded at all: enough for any value shown whole."""
 ATTACHMENTS_MAX = 100
@@ -68,8 +69,8 @@ def held_content(raw: bytes, truncated: bool) -> HeldContent:
     view = _View()
     if truncated:
         view.notes.append(f"the message is larger than the {_mib(defaults.CONTENT_READ_MAX)} "
-                          "read for review: what follows is missing, and the size of the "
-                          "last attachment read is what arrived of it")
+                          "read for review: the rest is missing (a part cut there shows what "
+                          "arrived of it)")
     try:
         message = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # noqa: BLE001 - an unreadable message is a note, not a crash

@@ -11,6 +11,10 @@ message that is in the hold queue and carries the record's key in its last
 X-Postwacht-Quarantine header, the one the milter added (so a reused queue id never
 makes it touch another message, and a header a sender wrote never counts).
 
+`capture` is the helper's other step, under the same checks: it reads the held message
+(bounded, `Postfix.message`) and stores what review may see of it (`records.content`),
+so that review, unprivileged and elsewhere, never reads the queue.
+
 Mail kept on hold for a fifth of its queue lifetime or more is released with `postsuper
 -r` (Postfix's manual: otherwise one temporary failure bounces it as expired); that gives
 it a new queue id, which is looked for and handed back. A routed release always uses
@@ -29,12 +33,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import IO, Any
 
+from postwacht import defaults
 from postwacht.core.text import is_queue_id, printable
+from postwacht.records.content import held_content
 from postwacht.records.review import ReviewError, check_release
 from postwacht.records.store import (
     MIGRATED_KEY,
+    OPEN,
     QuarantineRecord,
     RecordsError,
     RecordStore,
@@ -139,6 +146,40 @@ class Postfix:
         return [line.partition(":")[2].strip() for line in envelope.splitlines()
                 if line.startswith("content_filter:")]
 
+    def message(self, queue_id: str, limit: int) -> tuple[bytes, bool]:
+        """The message as its recipient would get it (`postcat -h -b`: header and body,
+        none of the queue file's envelope records), at most `limit` bytes of it, and
+        whether there was more. Read through a pipe and stopped at `limit`: a 50 MiB
+        message never comes into memory whole."""
+        args = ["postcat", *self._config, "-h", "-b", "-q", "--", checked_queue_id(queue_id)]
+        try:
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise PostfixError(f"cannot run postcat: {exc.strerror}") from None
+        stalled = threading.Event()
+
+        def stop() -> None:
+            stalled.set()
+            process.kill()
+
+        watchdog = threading.Timer(self._timeout, stop)
+        watchdog.start()
+        try:
+            read, more = _bounded_read(process, limit)
+            said = b"" if more else _out(process.stderr).read(4096)
+        finally:
+            watchdog.cancel()
+            process.kill()  # done with it, or not allowed to go on
+            process.wait()
+            _out(process.stdout).close()
+            _out(process.stderr).close()
+        if stalled.is_set():
+            raise PostfixError(f"postcat {queue_id} gave no answer within {self._timeout:g} s")
+        if not more and process.returncode != 0:
+            why = printable(said.decode("utf-8", "replace").strip(), 300)
+            raise PostfixError(f"postcat {queue_id}: {why or 'no such message'}")
+        return read, more
+
     def _postcat(self, queue_id: str, *flags: str) -> str:
         result = self._run("postcat", *flags, "-q", "--", checked_queue_id(queue_id))
         if result.returncode != 0:
@@ -172,6 +213,25 @@ class Postfix:
         if result.returncode != 0:
             raise PostfixError(f"postconf {name} failed: {_said(result)}")
         return parse_time(name, result.stdout.strip())
+
+
+def _out(stream: IO[bytes] | None) -> IO[bytes]:
+    assert stream is not None  # made with PIPE
+    return stream
+
+
+def _bounded_read(process: subprocess.Popen[bytes], limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the process's output, and whether it had more."""
+    stdout = _out(process.stdout)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stdout.read(65536)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit], True
 
 
 def _said(result: subprocess.CompletedProcess[str]) -> str:
@@ -284,18 +344,68 @@ def carry_out(store: RecordStore, postfix: Postfix, mta: str, request_id: int,
         return ActionResult(False, f"request {request_id} could not be carried out: {exc}")
 
 
+def capture(store: RecordStore, postfix: Postfix, mta: str, record_id: int,
+            read_max: int = defaults.CONTENT_READ_MAX) -> ActionResult:
+    """Capture what review may see of the message held under record `record_id` on this
+    MTA (`records.content`) into the store, or say why not. The same trust as for a
+    request: the record is read from the store, is open and on this MTA, and the message
+    read is the one in the hold queue under its queue id with its key (looked for in the
+    very bytes read, so a message that changed between two looks is never captured)."""
+    try:
+        record = _capturable(store, mta, record_id)
+        entry = _held_entry(postfix, mta, record)
+        raw, truncated = postfix.message(record.queue_id, read_max)
+        _check_key(quarantine_key(_header_of(raw)), entry, record, mta)
+        content = held_content(raw, truncated)
+        store.save_content(record_id, content)
+    except RefusedError as exc:
+        return ActionResult(False, str(exc))
+    except (RecordsError, PostfixError) as exc:
+        return ActionResult(False, f"the content of record {record_id} could not be captured: "
+                                   f"{exc}")
+    cut = f", cut at {read_max} bytes" if truncated else ""
+    return ActionResult(True, f"captured what review may see of {record.queue_id} "
+                              f"({len(raw)} bytes read{cut}, {len(content.attachments)} "
+                              "attachment(s))")
+
+
+def _capturable(store: RecordStore, mta: str, record_id: int) -> QuarantineRecord:
+    record = store.record(record_id)
+    _check_record(record, mta)
+    if record.status not in OPEN:  # a requested one still waits in the hold queue
+        raise RefusedError(f"the record of message {record.queue_id} is {record.status}, "
+                           "no longer held: nothing captured")
+    return record
+
+
+def _header_of(raw: bytes) -> str:
+    """The header of a message as postcat prints it: up to the first empty line."""
+    header = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    return header.decode("latin-1")  # only X-Postwacht-Quarantine is read, and it is ASCII
+
+
 def _the_held_message(postfix: Postfix, mta: str, record: QuarantineRecord) -> QueueEntry:
     """The held message the record is about: in the hold queue, with the record's key."""
+    entry = _held_entry(postfix, mta, record)
+    _check_key(quarantine_key(postfix.headers(record.queue_id)), entry, record, mta)
+    return entry
+
+
+def _held_entry(postfix: Postfix, mta: str, record: QuarantineRecord) -> QueueEntry:
     entry = postfix.held(record.queue_id)
     if entry is None:
         raise RefusedError(f"message {record.queue_id} is no longer in the hold queue on "
                            f"{mta} (released, deleted or expired outside Postwacht, or "
                            "already acted on): nothing done")
-    found = quarantine_key(postfix.headers(record.queue_id))
+    return entry
+
+
+def _check_key(found: str | None, entry: QueueEntry, record: QuarantineRecord,
+               mta: str) -> None:
     if found == record.key:
-        return entry
+        return
     if record.key.startswith(MIGRATED_KEY) and found == "" and entry.sender == record.sender:
-        return entry  # held by a Postwacht from before keys, from the record's sender
+        return  # held by a Postwacht from before keys, from the record's sender
     raise RefusedError(f"the message held as {record.queue_id} on {mta} is not the one "
                        "this record is about (its X-Postwacht-Quarantine header lacks the "
                        "record's key: the queue id was reused, or the record was written by "
@@ -310,27 +420,33 @@ def _trusted(store: RecordStore, mta: str, request_id: int
                            "nothing done again")
     record = store.record(request.record_id)
     where = f"message {record.queue_id}"
-    if record.mta != mta:
-        raise RefusedError(f"{where} is held on MTA {record.mta!r}, not on this one ({mta!r}): "
-                           "nothing done")
+    _check_record(record, mta)
     if record.status is not Status.REQUESTED:
         raise RefusedError(f"the record of {where} is {record.status}, not waiting for a "
                            "release or delete: nothing done")
     if record.request is not None and record.request.request_id != request_id:
         raise RefusedError(f"request {request_id} is not the newest on {where} (request "
                            f"{record.request.request_id} is): nothing done")
-    if not is_queue_id(record.queue_id):
-        raise RefusedError(f"the record's queue id {printable(record.queue_id, 64)!r} is not a "
-                           "Postfix queue id: nothing done")
-    if not record.key:
-        raise RefusedError(f"the record of {where} has no key to recognise the message by: "
-                           "nothing done")
     if request.action is Review.RELEASE:
         try:
             check_release(record, request.mode)
         except ReviewError as exc:  # the same rules as review's, whoever wrote the request
             raise RefusedError(f"{exc}: nothing done") from None
     return request, record
+
+
+def _check_record(record: QuarantineRecord, mta: str) -> None:
+    """A record this MTA may act on: its own, with a queue id and a key to find it by."""
+    where = f"message {printable(record.queue_id, 64)}"
+    if record.mta != mta:
+        raise RefusedError(f"{where} is held on MTA {record.mta!r}, not on this one ({mta!r}): "
+                           "nothing done")
+    if not is_queue_id(record.queue_id):
+        raise RefusedError(f"the record's queue id {printable(record.queue_id, 64)!r} is not a "
+                           "Postfix queue id: nothing done")
+    if not record.key:
+        raise RefusedError(f"the record of {where} has no key to recognise the message by: "
+                           "nothing done")
 
 
 def _check_route(postfix: Postfix, record: QuarantineRecord) -> None:
