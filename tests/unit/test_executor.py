@@ -55,6 +55,8 @@ class Store:
     """Method names that raise RecordsError once each."""
     conflicts: set[int] = field(default_factory=set)
     ids: Any = field(default_factory=lambda: itertools.count(1))
+    captured: set[int] = field(default_factory=set)
+    """Records whose content the helper saved."""
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
@@ -98,17 +100,36 @@ class Store:
         self.records[record_id] = replace(self.records[record_id], status=Status.GONE)
         self.gone.append((record_id, detail))
 
+    def without_content(self, mta: str) -> list[QuarantineRecord]:
+        self._maybe_fail("without_content")
+        return [r for r in self.quarantine_records([Status.HELD], mta)
+                if r.record_id not in self.captured]
+
 
 @dataclass
 class Helper:
     answers: list[ActionResult | Exception] = field(default_factory=list)
     asked: list[int] = field(default_factory=list)
+    store: Store | None = None
+    capture_answers: list[ActionResult | Exception] = field(default_factory=list)
+    captures: list[int] = field(default_factory=list)
 
     def carry_out(self, request_id: int) -> ActionResult:
         self.asked.append(request_id)
         answer = self.answers.pop(0) if self.answers else ActionResult(True, "done it")
         if isinstance(answer, Exception):
             raise answer
+        return answer
+
+    def capture(self, record_id: int) -> ActionResult:
+        """Saves the content, as the real helper does, unless told to answer otherwise."""
+        self.captures.append(record_id)
+        answer = (self.capture_answers.pop(0) if self.capture_answers
+                  else ActionResult(True, "captured"))
+        if isinstance(answer, Exception):
+            raise answer
+        if answer.ok and self.store is not None:
+            self.store.captured.add(record_id)
         return answer
 
 
@@ -155,7 +176,8 @@ class Setup:
 
 
 def setup(settings: QuarantineSettings | None = None, sync_interval: float = 60.0) -> Setup:
-    store, helper, queue, telemetry = Store(), Helper(), HoldQueue(), Counted()
+    store, queue, telemetry = Store(), HoldQueue(), Counted()
+    helper = Helper(store=store)
     quarantine = settings or QuarantineSettings(30.0, OnExpiry.RETURN)
     executor = RequestExecutor(store, MTA, helper, queue, lambda: quarantine, telemetry,
                                requests_interval=0.01, sync_interval=sync_interval,
@@ -284,3 +306,83 @@ def test_records_that_cannot_be_reached_are_tried_again_and_the_thread_lives_on(
         s.executor.stop()
     assert s.telemetry.errors.count(ErrorKind.RECORDS) == 3
     assert s.helper.asked == [1, 1]  # asked again after finishing failed: it answers alike
+
+
+# What review may see of held messages.
+
+def test_new_holds_of_this_mta_get_their_content_captured_once() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY), record(2, NOW - DAY, mta="mta-b"),
+                record(3, NOW - DAY, status=Status.RELEASED))
+    s.executor.capture_content()
+    s.executor.capture_content()
+    assert s.helper.captures == [1]  # not the other MTA's, not a closed one, not twice
+    assert s.store.captured == {1}
+    assert s.telemetry.errors == []
+
+
+def test_a_hold_of_the_last_moments_waits_for_postfix_to_move_it_into_hold() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - dt.timedelta(seconds=1)))
+    s.executor.capture_content()
+    assert s.helper.captures == []
+    s.store.add(record(1, NOW - dt.timedelta(seconds=defaults.GONE_GRACE)))
+    s.executor.capture_content()
+    assert s.helper.captures == [1]
+
+
+def test_at_most_a_batch_is_captured_per_round_oldest_first() -> None:
+    s = setup()
+    s.store.add(*(record(i, NOW - DAY + dt.timedelta(seconds=i))
+                  for i in range(1, defaults.CAPTURE_BATCH + 6)))
+    s.executor.capture_content()
+    assert s.helper.captures == list(range(1, defaults.CAPTURE_BATCH + 1))
+    s.executor.capture_content()
+    assert s.helper.captures[defaults.CAPTURE_BATCH:] == list(
+        range(defaults.CAPTURE_BATCH + 1, defaults.CAPTURE_BATCH + 6))
+
+
+def test_a_failed_capture_is_counted_and_not_tried_again_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY), record(2, NOW - DAY))
+    s.helper.capture_answers = [ActionResult(False, "not the message this record is about")]
+    s.executor.capture_content()
+    assert s.helper.captures == [1, 2]  # one failure does not stop the others
+    assert s.telemetry.errors == [ErrorKind.CONTENT_CAPTURE]
+    s.executor.capture_content()
+    assert s.helper.captures == [1, 2]
+    monkeypatch.setattr(defaults, "CAPTURE_RETRY", 0.0)  # ... until its pause is over
+    s.executor.capture_content()
+    assert s.helper.captures == [1, 2, 1]
+    assert s.store.captured == {1, 2}
+
+
+def test_a_helper_that_cannot_be_reached_pauses_capture(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY), record(2, NOW - DAY))
+    s.helper.capture_answers = [HelperUnreachableError("release helper: cannot be reached")]
+    s.executor.capture_content()
+    assert s.helper.captures == [1]  # the rest would only fail too
+    assert s.telemetry.errors == [ErrorKind.RELEASE_HELPER]
+    s.executor.capture_content()
+    assert s.helper.captures == [1]
+    monkeypatch.setattr(defaults, "CAPTURE_PAUSE", 0.0)
+    s.executor.capture_content()
+    assert s.helper.captures == [1, 1, 2]
+
+
+def test_the_daemons_thread_captures_after_the_requests_and_lives_through_failures() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - DAY))
+    s.queue.queue_ids = [s.store.records[1].queue_id]
+    s.store.fail = ["without_content"]
+    s.executor.start()
+    try:
+        poll(lambda: s.store.captured, "the content to be captured", timeout=10)
+    finally:
+        s.executor.stop()
+    assert s.telemetry.errors == [ErrorKind.RECORDS]

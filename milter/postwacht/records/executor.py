@@ -7,7 +7,9 @@ the records true to Postfix's hold queue: held mail older than the policy's
 `quarantine.retention_days` is expired (a request like a reviewer's, by the actor
 `postwacht`, so it is carried out and audited the same way), and a record whose message
 left the hold queue some other way (`postsuper -d` by hand) is closed as gone, instead of
-being shown and counted as held for ever.
+being shown and counted as held for ever. And after each round of requests it has the
+helper capture what review may see of new holds (`records.content`): review runs
+unprivileged and elsewhere, and reads only the store.
 
 Nothing here may stop: a store that cannot be reached, a helper that is down or a
 `postqueue` that fails is logged, counted and tried again next round.
@@ -57,6 +59,10 @@ class ReleaseHelper(Protocol):
         """Carry out one pending request, or say why not; `HelperUnreachableError` when the
         helper cannot be asked."""
 
+    def capture(self, record_id: int) -> ActionResult:
+        """Capture what review may see of the message held under one record into the
+        store, or say why not; `HelperUnreachableError` when the helper cannot be asked."""
+
 
 class HoldQueue(Protocol):
     def hold_queue(self) -> list[dict[str, object]]:
@@ -87,6 +93,9 @@ class RequestExecutor:
         self._expiry_failed: dict[int, float] = {}
         """Records whose expiry failed, and when: asked again only after EXPIRY_RETRY."""
         self._unrecorded_seen: set[str] = set()
+        self._capture_failed: dict[int, float] = {}
+        """Records whose capture failed, and when: tried again only after CAPTURE_RETRY."""
+        self._capture_paused_at: float | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -115,6 +124,7 @@ class RequestExecutor:
                 self._guarded("retention and vanished messages", self.sync)
                 next_sync = time.monotonic() + self._sync_interval
             self._guarded("review requests", self.carry_out_requests)
+            self._guarded("content capture", self.capture_content)
             self._stopping.wait(self._requests_interval)
 
     def _guarded(self, what: str, work: Callable[[], None]) -> None:
@@ -164,6 +174,52 @@ class RequestExecutor:
         log.info("request %d (%s of %s on %s, by %s): %s: %s", request.request_id,
                  request.action, record.queue_id, self._mta, request.actor, outcome,
                  result.detail)
+
+    # What review may see of held messages.
+
+    def capture_content(self) -> None:
+        """Have the helper capture the content of this MTA's held messages that have none
+        yet, oldest first, at most CAPTURE_BATCH a round."""
+        if self._recently(self._capture_paused_at, defaults.CAPTURE_PAUSE):
+            return  # the helper was down: each would only fail
+        waiting = self._store.without_content(self._mta)
+        # Forget failures past their pause, and those of records no longer waiting: the
+        # memo stays no larger than the quarantine.
+        ids = {r.record_id for r in waiting}
+        self._capture_failed = {k: t for k, t in self._capture_failed.items()
+                                if k in ids and self._recently(t, defaults.CAPTURE_RETRY)}
+        # Not yet: Postfix moves a message into hold only after the milter's answer.
+        cutoff = self._now() - dt.timedelta(seconds=defaults.GONE_GRACE)
+        asked = 0
+        for record in waiting:
+            if asked >= defaults.CAPTURE_BATCH or self._stopping.is_set():
+                return
+            if record.record_id in self._capture_failed or record.held_at > cutoff:
+                continue
+            asked += 1
+            if not self._capture(record):
+                return
+
+    def _capture(self, record: QuarantineRecord) -> bool:
+        """Capture one; False when the helper cannot be asked (no use asking on)."""
+        try:
+            result = self._helper.capture(record.record_id)
+        except HelperUnreachableError as exc:
+            self._telemetry.error(ErrorKind.RELEASE_HELPER)
+            self._capture_paused_at = time.monotonic()
+            log.warning("content of held messages on MTA %s not captured for review: %s; "
+                        "trying again in %g s", self._mta, exc, defaults.CAPTURE_PAUSE)
+            return False
+        if result.ok:
+            log.info("record %d (%s on %s): %s", record.record_id, record.queue_id,
+                     self._mta, result.detail)
+        else:
+            self._capture_failed[record.record_id] = time.monotonic()
+            self._telemetry.error(ErrorKind.CONTENT_CAPTURE)
+            log.warning("record %d (%s on %s): content not captured for review: %s; trying "
+                        "again in %g s", record.record_id, record.queue_id, self._mta,
+                        result.detail, defaults.CAPTURE_RETRY)
+        return True
 
     # Retention and vanished messages.
 

@@ -27,6 +27,9 @@ class ErrorKind(StrEnum):
     """The release helper could not be reached: review requests on this MTA wait or fail."""
     HOLD_QUEUE = "hold-queue"
     """postqueue could not list the hold queue: records of vanished messages stay open."""
+    CONTENT_CAPTURE = "content-capture"
+    """The release helper could not capture a held message's content: review cannot show
+    it until a later try succeeds."""
 
 
 class RequestOutcome(StrEnum):
