@@ -164,3 +164,22 @@ def test_release_helper_unit_runs_the_command_with_options_it_has() -> None:
                             "--help"], capture_output=True, text=True, check=True).stdout
     for option in (w for w in words if w.startswith("--")):
         assert option in usage, option
+
+
+def test_web_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = (DEPLOY / "systemd" / "postwacht-web.service").read_text()
+    assert exposure(tmp_path, "postwacht-web.service") < 2.0
+    assert "User=postwacht" in unit.splitlines()
+
+
+def test_web_unit_runs_the_command_with_options_it_has() -> None:
+    unit = (DEPLOY / "systemd" / "postwacht-web.service").read_text()
+    command = re.search(r"^ExecStart=(.*?[^\\])$", unit, flags=re.MULTILINE | re.DOTALL)
+    assert command is not None
+    words = command.group(1).replace("\\\n", " ").split()
+    assert words[1:3] == ["web", "--listen"]
+    assert words[3].startswith("127.0.0.1:")
+    usage = subprocess.run([str(Path(sys.executable).with_name("postwacht")), "web", "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    for option in (w for w in words if w.startswith("--")):
+        assert option in usage, option
