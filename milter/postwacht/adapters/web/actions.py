@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, make_response, redirect, request, url_for
 
 from postwacht.adapters.web.pages import RECORD_ID_MAX, ROWS_MAX, record_page
 from postwacht.adapters.web.site import Desk, PageError, Phrase
@@ -127,8 +127,7 @@ def register(app: Flask, desk: Desk) -> None:
             log.info("not done: %s by %s on #%d: %s", what, visitor.name if visitor else "",
                      record_id, printable(str(exc)))
             return record_page(desk, record_id, 409, error=str(exc))
-        return redirect(url_for("record", record_id=record_id, done=what),  # type: ignore[return-value]
-                        303)
+        return make_response(redirect(url_for("record", record_id=record_id, done=what), 303))
 
     for what in ("release", "delete", "approve", "decline", "dismiss"):
         app.add_url_rule(f"/held/<int(max={RECORD_ID_MAX}):record_id>/{what}", f"{what}_record",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, make_response, redirect, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from postwacht.adapters.web.site import Desk, PageError, Phrase
@@ -179,7 +179,7 @@ def record_page(desk: Desk, record_id: int, status: int = 200, error: str = "") 
 def register(app: Flask, desk: Desk) -> None:
     @app.get("/")
     def home() -> Response:
-        return redirect(url_for("held"), 303)  # type: ignore[return-value]
+        return make_response(redirect(url_for("held"), 303))
 
     @app.get("/held")
     def held() -> Response:

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, make_response, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from postwacht.adapters.web.auth import (
     IDLE,
@@ -245,8 +245,8 @@ class Desk:
         key = f"error.http{code}"
         message = words(key) if words.has(key) else words("error.http")
         response = self.error_page(code, message)
-        if code == 405 and error.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
     def store_failed(self, error: RecordsError) -> Response:
