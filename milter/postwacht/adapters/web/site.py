@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, make_response, redirect, render_template, request, url_for
@@ -196,7 +196,8 @@ class Desk:
         origin = request.headers.get("Origin", "")
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != \
                 request.host.lower():
-            self._refuse_form(f"Origin {printable(origin, 100)} is not {request.host}")
+            self._refuse_form(f"Origin {printable(origin, 100)} is not "
+                              f"{printable(request.host, 100)}")
         given = request.form.get("csrf", "")
         if request.endpoint == "login":
             expected = request.cookies.get(LOGIN_COOKIE, "")
@@ -204,11 +205,11 @@ class Desk:
             visitor = self.visitor()
             if visitor is None:
                 self._refuse_form("no session", "error.signed_out")
-            expected = visitor.csrf if visitor else ""
+            expected = visitor.csrf
         if not same_token(given, expected):
             self._refuse_form("missing or wrong csrf token")
 
-    def _refuse_form(self, why: str, key: str = "error.csrf") -> None:
+    def _refuse_form(self, why: str, key: str = "error.csrf") -> NoReturn:
         visitor = self.visitor()
         log.warning("form refused: %s %s from %s (%s): %s", request.method,
                     printable(request.path, 200), self.client(),
