@@ -3,14 +3,152 @@
 Chromium (driven by Playwright) talks to `postwacht web` on loopback, which reads the
 records store of a real Postfix lab: the daemon holds mail, captures what review may
 see of it, and carries out what the site asks through the release helper; the sink
-shows what left.
+shows what left. The site runs as it does in production, a separate process that
+shares only the records store with the MTA.
 """
 
 from __future__ import annotations
 
-from playwright.sync_api import Browser
+import re
+import smtplib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from tests.labs.browser import browser_context, static_page
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from postwacht.records.store import Status
+
+from tests.integration.conftest import POSTWACHT, Lab, Process, held_for, running_lab
+from tests.labs.browser import browser_context, csrf_token, sign_in, static_page
+from tests.labs.dns import DnsLab
+from tests.labs.mtasts import StsServer
+from tests.labs.util import DEADLINE, poll, port_open
+
+LISTENING = re.compile(r"postwacht web: listening on (http://127\.0\.0\.1:\d+)")
+SENDER = "medewerker@samen-veilig.nl"
+LOOKALIKE = "samen-veiIig.nl"
+"""A capital i where the organisation's own name has an l."""
+INSECURE_DOMAIN = "plain.pw.test"
+"""Signed, with an MX but no TLSA record and no MTA-STS: no verified TLS."""
+BSN_BODY = "Verslag van het gesprek.\r\nBSN: 123456782\r\n"
+
+
+class WebSite(Process):
+    """`postwacht web` on a free loopback port, over the records `records_options` name."""
+
+    def __init__(self, root: Path, records_options: list[str],
+                 extra: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.records_options = records_options
+        self.extra = extra
+        self.log = root / "web.log"
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        """The base URL the site printed when it began to listen ('' before)."""
+        found = LISTENING.search(self.log_text())
+        return found.group(1) if found else ""
+
+    def start(self) -> None:
+        self.spawn(["web", "--listen", "127.0.0.1:0", *self.records_options, *self.extra],
+                   lambda: bool(self.url) and port_open(int(self.url.rsplit(":", 1)[1])),
+                   "postwacht web to listen")
+
+
+def add_user(root: Path, records_options: list[str], name: str, role: str,
+             password: str) -> None:
+    """`postwacht users add` with the password in a file only its owner reads."""
+    secret = root / f"password-{name}"
+    secret.touch(mode=0o600)
+    secret.write_text(password + "\n")
+    result = subprocess.run([POSTWACHT, "users", *records_options, "add", name,
+                             "--role", role, "--password-file", str(secret)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    role: str
+    password: str
+
+
+PEOPLE = {p.name: p for p in (
+    Person("vera", "viewer", "kijken-mag-altijd-1"),
+    Person("ruben", "reviewer", "lezen-en-vrijgeven-2"),
+    Person("anouk", "approver", "tweede-paar-ogen-3"),
+    Person("bas", "approver", "ook-een-approver-4"),
+    Person("ada", "admin", "beheer-van-accounts-5"),
+    Person("tom", "reviewer", "wordt-zo-geblokkeerd-6"),
+)}
+"""The accounts every test signs in with; tom is only for the rate limit."""
+
+
+def secure_transport(dns_lab: DnsLab, sts_server: StsServer) -> dict[str, Any]:
+    """Sensitive mail (a BSN) leaves only over verified TLS, else it is held; no secure
+    route, so releasing it anyway is an override that needs a second person."""
+    return {
+        "sensitive": {"default": "not-sensitive", "detectors": ["bsn"]},
+        "secure_transport": {"otherwise": "quarantine",
+                             "reply": "use the secure mail portal"},
+        "dns": {"resolvers": [f"127.0.0.1:{dns_lab.port}"], "timeout": 3,
+                "mta_sts_port": sts_server.port},
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(dns_lab: DnsLab, sts_server: StsServer) -> Iterator[Lab]:
+    with running_lab("postwacht-web-", cafile=sts_server.cafile, mta="web-lab",
+                     policy=secure_transport(dns_lab, sts_server)) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def site(lab: Lab) -> Iterator[WebSite]:
+    """`postwacht web` over the lab's records, with every account of PEOPLE."""
+    options = lab.daemon.records_options
+    for person in PEOPLE.values():
+        add_user(lab.daemon.root, options, person.name, person.role, person.password)
+    web = WebSite(lab.daemon.root, options)
+    web.start()
+    try:
+        yield web
+    finally:
+        assert web.stop() == 0, "postwacht web did not stop cleanly on SIGTERM"
+        assert "Traceback" not in web.log_text(), web.log_text()
+
+
+def send(lab: Lab, recipient: str, subject: str, body: str,
+         content_type: str = "text/plain") -> None:
+    message = (f"From: Medewerker <{SENDER}>\r\nTo: <{recipient}>\r\n"
+               f"Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+               f"Content-Type: {content_type}; charset=utf-8\r\n\r\n{body}")
+    with smtplib.SMTP("127.0.0.1", lab.postfix.submission_port, timeout=30) as smtp:
+        smtp.sendmail(SENDER, [recipient], message.encode())
+
+
+def hold_lookalike(lab: Lab, body: str = "Tot morgen.\r\n",
+                   content_type: str = "text/plain", local: str = "planning") -> str:
+    """Mail to a look-alike of the organisation's own domain, held; its recipient."""
+    recipient = f"{local}-{uuid.uuid4().hex[:8]}@{LOOKALIKE}"
+    send(lab, recipient, "Rooster volgende week", body, content_type)
+    held_for(lab, recipient)
+    return recipient
+
+
+def hold_sensitive(lab: Lab, local: str = "jeugdarts") -> str:
+    """Mail with a BSN to a domain without verified TLS, held; its recipient."""
+    recipient = f"{local}-{uuid.uuid4().hex[:8]}@{INSECURE_DOMAIN}"
+    send(lab, recipient, "Verslag gesprek", BSN_BODY)
+    held_for(lab, recipient)
+    return recipient
 
 
 def test_the_browser_loads_a_page_from_loopback(browser: Browser) -> None:
@@ -20,3 +158,188 @@ def test_the_browser_loads_a_page_from_loopback(browser: Browser) -> None:
         assert response is not None
         assert response.ok
         assert page.title() == "lab page"
+
+
+
+
+@contextmanager
+def signed_in(browser: Browser, site: WebSite, name: str,
+              locale: str = "en-US") -> Iterator[Page]:
+    """A fresh context signed in as `name`; its page on the held list."""
+    with browser_context(browser, locale) as context:
+        page = context.new_page()
+        sign_in(page, site.url, name, PEOPLE[name].password)
+        yield page
+
+
+def open_from_list(page: Page, site: WebSite, recipient: str) -> int:
+    """Find the recipient's row in the held list and follow its link; the record id."""
+    page.goto(f"{site.url}/held")
+    row = page.locator("#held tbody tr", has_text=recipient)
+    expect(row).to_have_count(1)
+    row.locator("a[href*='/held/']").click()
+    expect(page).to_have_url(re.compile(r"/held/\d+$"))
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def wait_for_content(page: Page) -> None:
+    """The MTA's daemon captures the content shortly after the hold; until then the page
+    reloads itself every few seconds."""
+    expect(page.locator("#headers")).to_be_visible(timeout=DEADLINE * 1000)
+
+
+def submit(page: Page, form: str, reason: str) -> None:
+    """Fill in the reason of the form with id `form` and send it."""
+    chosen = page.locator(f"form#{form}")
+    chosen.locator("input[name=reason]").fill(reason)
+    with page.expect_navigation():
+        chosen.locator("[type=submit]").click()
+
+
+@dataclass(frozen=True)
+class Entry:
+    actor: str
+    action: str
+    reason: str
+
+
+def audit_trail(page: Page, site: WebSite, record_id: int) -> list[Entry]:
+    """The audit page's entries about one record, oldest first."""
+    page.goto(f"{site.url}/audit?record={record_id}")
+    rows = page.locator("#trail tbody tr")
+    entries = []
+    for row in rows.all():
+        cells = row.locator("td").all_inner_texts()
+        entries.append(Entry(actor=cells[2], action=cells[3], reason=cells[8]))
+    return entries[::-1]
+
+
+def test_a_reviewer_reads_why_a_lookalike_was_held_and_releases_it(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, local="planning")
+    reason = "the team planner confirmed the address by phone"
+    with signed_in(browser, site, "ruben") as page:
+        expect(page.locator("#held tbody tr", has_text=recipient)).to_contain_text("lookalike")
+        record_id = open_from_list(page, site, recipient)
+        expect(page.locator("#decision")).to_contain_text("lookalike")
+        expect(page.locator("#decision")).to_contain_text(
+            "looks like our domain samen-veilig.nl but is not it")
+        expect(page.locator("#recipients")).to_contain_text(recipient.lower())
+        wait_for_content(page)
+        expect(page.locator("#text")).to_contain_text("Tot morgen.")
+        submit(page, "release-plain", reason)
+        expect(page.locator("#done")).to_be_visible()
+        [delivered] = poll(lambda: lab.sink.received(recipient), "the message at the sink")
+        assert b"Tot morgen." in delivered.content
+        trail = poll(lambda: (t := audit_trail(page, site, record_id))
+                     and t[-1].action == "released" and t, "the release in the audit trail")
+        assert [e.action for e in trail if e.action != "viewed"] == [
+            "held", "release-requested", "released"]
+        assert Entry("ruben", "viewed", "") in trail
+        assert Entry("ruben", "release-requested", reason) in trail
+
+
+def test_a_viewer_sees_no_content_and_cannot_act_even_by_hand(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, local="vertrouwelijk")
+    with signed_in(browser, site, "vera") as page:
+        expect(page.locator("#held tbody tr", has_text=recipient)).to_be_visible()
+        expect(page.locator("form#bulk")).to_have_count(0)
+        expect(page.locator("input[name=record]")).to_have_count(0)
+        record_id = open_from_list(page, site, recipient)
+        expect(page.locator("#decision")).to_contain_text("lookalike")
+        for hidden in ("#headers", "#text", "#fetching", "form.action"):
+            expect(page.locator(hidden)).to_have_count(0)
+        expect(page.locator("meta[http-equiv=refresh]")).to_have_count(0)
+        token = csrf_token(page)  # the sign-out form's: a valid token of this session
+        for action in ("release", "delete"):
+            response = page.request.post(f"{site.url}/held/{record_id}/{action}", form={
+                "csrf": token, "reason": "by hand", "mode": "plain"}, max_redirects=0)
+            assert response.status == 403, action
+            assert "viewer" in response.text()
+        bulk = page.request.post(f"{site.url}/held/bulk", form={
+            "csrf": token, "record": str(record_id), "action": "release", "reason": "x"},
+            max_redirects=0)
+        assert bulk.status == 403
+    with lab.records() as store:
+        record = store.record(record_id)
+        assert record.status is Status.HELD
+        assert record.request is None
+        assert not [e for e in store.audit_entries()
+                    if e.record_id == record_id and e.actor == "vera"]
+
+
+def test_a_form_without_its_csrf_token_is_refused(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, local="zonder-token")
+    with signed_in(browser, site, "ruben") as page:
+        record_id = open_from_list(page, site, recipient)
+        for form in ({"reason": "no token", "mode": "plain"},
+                     {"reason": "wrong token", "mode": "plain", "csrf": "x" * 43}):
+            response = page.request.post(f"{site.url}/held/{record_id}/release", form=form,
+                                         max_redirects=0)
+            assert response.status == 403
+        signed_out = page.request.post(f"{site.url}/logout", form={}, max_redirects=0)
+        assert signed_out.status == 403
+        page.goto(f"{site.url}/held")
+        expect(page.locator("#logout")).to_be_visible()  # still signed in
+    with lab.records() as store:
+        assert store.record(record_id).status is Status.HELD
+
+
+def test_an_override_waits_for_a_second_person_who_is_not_the_requester(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    sensitive = hold_sensitive(lab)
+    ordinary = hold_lookalike(lab, local="rooster")
+    with signed_in(browser, site, "anouk") as page:
+        record_id = open_from_list(page, site, sensitive)
+        expect(page.locator("#decision")).to_contain_text("insecure-transport")
+        expect(page.locator("#envelope")).to_contain_text("bsn")
+        wait_for_content(page)
+        expect(page.locator("#text")).to_contain_text("*******82")
+        expect(page.locator("#text")).not_to_contain_text("123456782")
+        expect(page.locator("form[id^=release-]")).to_have_count(1)  # no plain release
+        override = page.locator("form#release-override")
+        expect(override).to_contain_text("Needs a second person's approval")
+        submit(page, "release-override", "the youth doctor confirmed by phone")
+        expect(page.locator("#request")).to_contain_text("awaiting approval")
+        expect(page.locator("form#approve")).to_have_count(0)
+        expect(page.locator("form#withdraw")).to_be_visible()
+        own = page.request.post(f"{site.url}/held/{record_id}/approve", form={
+            "csrf": csrf_token(page), "reason": "my own"}, max_redirects=0)
+        assert own.status == 409
+        assert "cannot approve your own request" in own.text()
+
+    with signed_in(browser, site, "ruben") as page:
+        open_from_list(page, site, sensitive)
+        expect(page.locator("form#approve")).to_have_count(0)
+        expect(page.locator("body")).to_contain_text("An approver must approve")
+        by_reviewer = page.request.post(f"{site.url}/held/{record_id}/approve", form={
+            "csrf": csrf_token(page), "reason": "not mine to approve"}, max_redirects=0)
+        assert by_reviewer.status == 403
+        # An ordinary release asked for after the override is carried out first: the
+        # daemon has had its round, and the override still waits.
+        open_from_list(page, site, ordinary)
+        submit(page, "release-plain", "the address is right")
+        poll(lambda: lab.sink.received(ordinary), "the ordinary release at the sink")
+    assert lab.sink.received(sensitive) == []
+    assert any(sensitive in [r["address"] for r in e["recipients"]]
+               for e in lab.postfix.held())
+
+    with signed_in(browser, site, "bas") as page:
+        open_from_list(page, site, sensitive)
+        submit(page, "approve", "confirmed with the requester")
+        expect(page.locator("#done")).to_contain_text("Approved")
+        poll(lambda: lab.sink.received(sensitive), "the approved override at the sink")
+    with lab.records() as store:
+        record = store.record(record_id)
+        assert record.request is not None
+        assert (record.request.actor, record.request.approved_by) == ("anouk", "bas")
+        trail = [(e.actor, e.action.value) for e in store.audit_entries()
+                 if e.record_id == record_id and e.action.value != "viewed"]
+    assert trail[:3] == [("postwacht", "held"), ("anouk", "release-requested"),
+                         ("bas", "approved")]
