@@ -2,7 +2,7 @@
 Postfix holds the message, the daemon's executor asks the release helper (root), which
 reads it from the hold queue with postcat, bounded, and stores the view in the records.
 The view has the headers, the text with every BSN masked, and the attachments by name,
-type and size only; the message itself stays held."""
+type and size only; the message itself stays held. Both records backends are used."""
 
 from __future__ import annotations
 
@@ -23,9 +23,12 @@ BSN = "111222333"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    with running_lab("postwacht-content-", mta="content-lab") as started:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The lab on each records backend: the view is written and read back alike."""
+    records = (request.getfixturevalue("postgres_lab").new_database()
+               if request.param == "postgresql" else None)
+    with running_lab("postwacht-content-", mta="content-lab", records=records) as started:
         yield started
 
 
