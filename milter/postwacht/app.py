@@ -3,17 +3,18 @@
 `build()` turns the command line's paths into a running policy holder, a records store
 (SQLite under the state directory, or PostgreSQL shared by several MTAs), discovery (one
 DNS cache per resolver setting), the fact gatherer, the domain watch, the executor of
-review requests and retention for this MTA, and Prometheus telemetry, all wired to each
-other here and nowhere else. Adapters receive the `App` (or the parts they need); no
-module keeps a global of its own.
+review requests and retention for this MTA, the notices to senders and reviewers, and
+Prometheus telemetry, all wired to each other here and nowhere else. Adapters receive
+the `App` (or the parts they need); no module keeps a global of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +22,31 @@ from postwacht import defaults
 from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
+from postwacht.core.roles import Role
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
+from postwacht.notices.compose import Held, Standing
+from postwacht.notices.notifier import Notifier, RecordsUnavailableError
+from postwacht.notices.sendmail import SENDMAIL, Sendmail
 from postwacht.records.executor import ReleaseHelper, RequestExecutor
 from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix
 from postwacht.records.sqlite import private_directory
-from postwacht.records.store import RecordsError, RecordStore
+from postwacht.records.store import (
+    OPEN,
+    AuditAction,
+    QuarantineRecord,
+    RecordsError,
+    RecordStore,
+    Status,
+)
 from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 log = logging.getLogger("postwacht")
+NOTICES_ACTOR = "postwacht"
+"""Who sent a sender notice, in the audit trail."""
 
 
 class StartError(Exception):
@@ -87,6 +101,63 @@ class MtaSettings:
     default): its hold queue is the one the records are kept true to."""
     requests_interval: float = defaults.REQUESTS_INTERVAL
     sync_interval: float = defaults.SYNC_INTERVAL
+    sendmail: str = SENDMAIL
+    """The sendmail(1) notices are handed to (with `-C postfix_config` when set)."""
+
+
+def held_of(record: QuarantineRecord) -> Held:
+    """What notices may know of a record: never more than the record itself holds."""
+    request = record.request
+    standing = (Standing.AWAITING_APPROVAL if request is not None
+                and record.status is Status.REQUESTED and request.awaiting_approval
+                else Standing.REQUESTED if record.status is Status.REQUESTED
+                else Standing.HELD)
+    return Held(record.record_id, record.sender, record.rule, record.reason, record.domains,
+                record.held_at, standing)
+
+
+class NoticeRecords:
+    """The records store as notices use it (`notices.notifier.NoticeRecords`)."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
+
+    def waiting(self) -> list[Held]:
+        with self._unavailable():
+            return [held_of(r) for r in self._records.quarantine_records(OPEN)]
+
+    def reviewers(self) -> list[tuple[str, str]]:
+        with self._unavailable():
+            users = self._records.users()
+        return [(u.name, u.email) for u in users
+                if u.email and u.role.rank >= Role.REVIEWER.rank]
+
+    def claim(self, what: str) -> bool:
+        with self._unavailable():
+            return self._records.claim(what)
+
+    def notified(self, record_id: int, detail: str) -> None:
+        with self._unavailable():
+            self._records.note(NOTICES_ACTOR, AuditAction.SENDER_NOTIFIED, record_id, detail)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _unavailable() -> Iterator[None]:
+        try:
+            yield
+        except RecordsError as exc:
+            raise RecordsUnavailableError(str(exc)) from None
+
+
+class Notices:
+    """What the milter calls after a hold: the notifier, handed the record."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def held(self, record: QuarantineRecord) -> None:
+        """Never waits: the notice is queued (or dropped when the queue is full)."""
+        self.notifier.held(held_of(record))
 
 
 @dataclass
@@ -102,15 +173,18 @@ class App:
     mta: str
     executor: RequestExecutor
     retired_attempts: RetiredAttempts
+    notices: Notices
 
     def start(self) -> None:
-        """Start the background work: the policy file watch, the domain watch, and the
-        review requests and retention of this MTA."""
+        """Start the background work: the policy file watch, the domain watch, the
+        review requests and retention of this MTA, and the notices."""
         self.policy_watch.start()
         self.domain_watch.start()
         self.executor.start()
+        self.notices.notifier.start()
 
     def stop(self) -> None:
+        self.notices.notifier.stop()
         self.executor.stop()
         self.domain_watch.stop()
         self.policy_watch.stop()
@@ -148,9 +222,11 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         records, mta.name, helper, Postfix(mta.postfix_config),
         lambda: holder.current.quarantine, telemetry, mta.requests_interval,
         mta.sync_interval)
+    notifier = Notifier(lambda: holder.current, NoticeRecords(records),
+                        Sendmail(mta.sendmail, mta.postfix_config))
     return App(telemetry, holder, records, discovery, facts, domain_watch,
                PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
-               RetiredAttempts(records, telemetry))
+               RetiredAttempts(records, telemetry), Notices(notifier))
 
 
 def _state_directory(path: Path) -> None:

@@ -114,7 +114,7 @@ def test_the_schema_names_every_rule_for_per_rule_notices() -> None:
     ("notices:\n  from: postwacht@samen-veilig.nl\n  review_url: https://r.example/\n"
      "  digest: weekly\n", 3,
      "notices.digest: 'weekly' is not allowed (expected one of: immediately, hourly, daily, "
-     "off)"),
+     "off, false)"),
     ("notices:\n  from: postwacht@samen-veilig.nl\n  review_url: https://r.example/\n"
      "  language: de\n", 3, "notices.language: 'de' is not allowed (expected one of: nl, en)"),
     ("notices:\n  from: postwacht@samen-veilig.nl\n  review_url: https://r.example/\n"
@@ -137,6 +137,18 @@ def test_a_wrong_notices_setting_is_named_with_its_line(
     shown = [str(p) for p in raised.value.problems]
     assert any(expected in text and text.startswith(f"{path}:{line}:")
                for text in shown), shown
+
+
+def test_an_unquoted_off_turns_the_digest_off(write_policy: Callable[[str], Path]) -> None:
+    """YAML 1.1 reads `off` as false: a postmaster writing it means off all the same."""
+    policy = load(with_notices(write_policy, """
+notices:
+  from: postwacht@samen-veilig.nl
+  review_url: https://review.samen-veilig.nl/
+  digest: off
+"""))
+    assert policy.notices is not None
+    assert policy.notices.digest is DigestPeriod.OFF
 
 
 def test_http_is_allowed_for_a_loopback_review_url(write_policy: Callable[[str], Path]) -> None:

@@ -102,6 +102,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         """What the kept recipients got at RCPT, in the order of `_recipients`."""
         self._unreadable: list[RecipientVerdict] = []
         self._classifier: Classifier | None = None
+        self._detected = ""
 
     def negotiate(self, opts: list[int]) -> int:
         """Ask for headers and body only when the running policy reads them.
@@ -235,6 +236,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         policy = self._policy
         envelope = self._envelope(tuple(self._recipients))
         classification = self._classifier.result() if self._classifier else None
+        self._detected = classification.detector if classification else ""
         # An unreadable recipient holds the message whatever else is learnt: ask nobody.
         facts = (None if self._unreadable else
                  self._app.facts.for_message(envelope, policy, classification))
@@ -287,9 +289,9 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             mta=self._app.mta, queue_id=queue_id, key=secrets.token_hex(16),
             sender=self._shown_sender, recipients=outcome.verdicts, rule=rule,
             reason=outcome.reason, policy=self._policy.checksum, client=self._client(),
-            route=outcome.route)
+            route=outcome.route, detected=self._detected)
         try:
-            self._app.records.record_quarantine(hold)
+            record = self._app.records.record_quarantine(hold)
         except RecordsError as exc:
             self._app.telemetry.error(ErrorKind.RECORDS)
             self._app.telemetry.message(Action.TEMPFAIL)
@@ -301,6 +303,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             self.addheader(ROUTE_HEADER, hold.route)
         self.quarantine(f"postwacht: {rule}")
         self._log(Stage.EOM, Action.QUARANTINE, rule, who, queue_id)
+        self._app.notices.held(record)  # queued for the notices thread: never waits
         return Milter.ACCEPT  # type: ignore[no-any-return]
 
     def _refuse(self, action: Action, reply: Reply) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import resource
 import signal
 import socket
@@ -111,6 +112,7 @@ def serve(
         if socketmap_listen:
             socketmap.start()
         control.start()
+        _check_sendmail(mta.sendmail)
         app.start()
 
         def ready() -> None:
@@ -135,6 +137,21 @@ class _Helper:
             return self._client.carry_out(request_id)
         except ReleaseHelperError as exc:
             raise HelperUnreachableError(str(exc)) from None
+
+    def capture(self, record_id: int) -> ActionResult:
+        try:
+            return self._client.capture(record_id)
+        except ReleaseHelperError as exc:
+            raise HelperUnreachableError(str(exc)) from None
+
+
+def _check_sendmail(command: str) -> None:
+    """Notices go out through sendmail(1); say so now when it cannot run, rather than
+    with the first hold (a policy reload may turn notices on later, so it is no reason
+    not to start)."""
+    if not os.access(command, os.X_OK):
+        log.warning("notices: %s is not an executable file; notices to senders and "
+                    "reviewers will fail (serve --sendmail names another)", command)
 
 
 def _raise_file_limit() -> None:

@@ -519,7 +519,9 @@ def _notices(c: _Compiler, section: Any, owned: list[str]) -> NoticeSettings | N
     if sender_address is None or review_url is None:
         return None
     language = _enum(Language, section.get("language", _default("notices", "language")))
-    digest = _enum(DigestPeriod, section.get("digest", _default("notices", "digest")))
+    period = section.get("digest", _default("notices", "digest"))
+    # YAML 1.1 reads an unquoted `off` as false; the schema allows both.
+    digest = DigestPeriod.OFF if period is False else _enum(DigestPeriod, period)
     return NoticeSettings(
         sender_address=sender_address,
         language=language or Language(_default("notices", "language")),

@@ -455,7 +455,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
             wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
             return f"expected {wanted}, got {_type_of(value)}"
         case "enum":
-            return f"{value!r} is not allowed (expected one of: {', '.join(map(str, expected))})"
+            allowed = ", ".join(json.dumps(v) if isinstance(v, bool) else str(v)
+                                for v in expected)
+            return f"{value!r} is not allowed (expected one of: {allowed})"
         case "const":
             return f"{value!r} is not supported (expected {expected!r})"
         case "format":

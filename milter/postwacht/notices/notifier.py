@@ -110,12 +110,14 @@ class Notifier:
 
     def __init__(self, policy: Callable[[], Policy], records: NoticeRecords, mail: Sendmail,
                  queue_size: int = QUEUE_SIZE, tick: float = TICK,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None,
+                 batch: float = IMMEDIATE_BATCH) -> None:
         self._policy = policy
         self._records = records
         self._mail = mail
         self._queue: queue.Queue[Held] = queue.Queue(queue_size)
         self._tick = tick
+        self._batch = batch
         self._clock = clock or (lambda: dt.datetime.now().astimezone())
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,6 +131,11 @@ class Notifier:
         """Sender notices dropped because the queue was full."""
         self.failed = 0
         """Notices sendmail(1) did not take."""
+
+    @property
+    def last_period(self) -> str:
+        """The digest period this daemon last sent, or found claimed or empty."""
+        return self._done
 
     def held(self, held: Held) -> bool:
         """Hand over a hold (from a milter thread): never waits. False when dropped."""
@@ -206,7 +213,7 @@ class Notifier:
         if name is None or name == self._done or ticks < self._retry_at:
             return
         if settings.digest is DigestPeriod.IMMEDIATELY and (
-                self._pending is None or ticks - self._pending < IMMEDIATE_BATCH):
+                self._pending is None or ticks - self._pending < self._batch):
             return
         try:
             self._digest(policy, settings, name, now)
