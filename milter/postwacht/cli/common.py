@@ -13,7 +13,7 @@ from postwacht import defaults
 from postwacht.config.compiler import load
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.policy import Policy
-from postwacht.core.text import printable
+from postwacht.core.text import one_word
 
 
 class ExitCode(IntEnum):
@@ -52,12 +52,6 @@ def load_policy(path: str, out: TextIO = sys.stderr) -> Policy | None:
 
 
 RECORDS_ENV = "POSTWACHT_RECORDS"
-
-
-def one_word(text: str, limit: int) -> bool:
-    """Whether `text` can name someone or something in records and logs as it is: one
-    printable word of 1 to `limit` characters."""
-    return 0 < len(text) <= limit and printable(text, limit) == text and text.split() == [text]
 
 
 def mta_name(text: str) -> str:

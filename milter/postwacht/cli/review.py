@@ -21,10 +21,9 @@ from postwacht.cli.common import (
     UsageError,
     add_records_options,
     add_state_option,
-    one_word,
     records_spec,
 )
-from postwacht.core.text import printable, terminal_text
+from postwacht.core.text import one_word, printable, terminal_text
 from postwacht.records.locate import open_records
 from postwacht.records.queue import Postfix, PostfixError
 from postwacht.records.review import (

@@ -52,6 +52,12 @@ def _shown(char: str) -> str:
     return char if char in "\n\t" else _visible(char)
 
 
+def one_word(text: str, limit: int) -> bool:
+    """Whether `text` can name someone or something in records and logs as it is: one
+    printable word of 1 to `limit` characters."""
+    return 0 < len(text) <= limit and printable(text, limit) == text and text.split() == [text]
+
+
 def printable(text: str, limit: int = 512) -> str:
     """`text` as one line of visible characters, at most `limit` of them (then `...`).
 

@@ -18,7 +18,7 @@ from enum import StrEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from postwacht.core.text import printable
+from postwacht.core.text import one_word, printable
 
 IDLE = dt.timedelta(minutes=30)
 LIFETIME = dt.timedelta(hours=12)
@@ -56,8 +56,7 @@ def password_problem(password: str) -> PasswordProblem | None:
 
 def is_user_name(text: str) -> bool:
     """One printable word, as the audit trail keeps actors (the same test as the CLI's)."""
-    return (0 < len(text) <= NAME_MAX and printable(text, NAME_MAX) == text
-            and text.split() == [text])
+    return one_word(text, NAME_MAX)
 
 
 def is_email(text: str) -> bool:

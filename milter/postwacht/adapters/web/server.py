@@ -7,9 +7,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-# waitress ships no type information; create_server and the server it returns are used
-# only through the few calls below.
-import waitress  # type: ignore[import-untyped]
+import waitress  # untyped (pyproject's mypy overrides): used through a few calls only
 
 THREADS = 8
 CONNECTION_LIMIT = 100
