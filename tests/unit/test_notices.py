@@ -315,3 +315,15 @@ def test_each_period_has_one_name_wherever_it_is_asked() -> None:
     assert period_name(DigestPeriod.DAILY, at.replace(hour=8, minute=0)) == (
         "digest:day:2026-03-02")
     assert period_name(DigestPeriod.OFF, at) is None
+
+
+def test_the_examples_commented_notices_section_loads_once_turned_on(
+        write_policy: Callable[[str], Path]) -> None:
+    text = EXAMPLE_POLICY.read_text()
+    start = text.index("# notices:")
+    section = text[start:text.index("\n\n", start)]
+    live = "\n".join(line.removeprefix("#").removeprefix(" ") for line in section.splitlines())
+    policy = load(write_policy(text + "\n" + live + "\n"))
+    assert policy.notices is not None
+    assert policy.notices.language is Language.NL
+    assert policy.notices.link(1) == "https://review.samen-veilig.nl/held/1"
