@@ -522,3 +522,26 @@ def test_a_forged_quarantine_header_before_the_milters_does_not_count(
     assert not result.ok
     assert "is not the one this record is about" in result.detail
     assert helper_lab.still_held(record.queue_id)
+
+
+def test_a_release_that_needs_a_second_person_waits_for_another_persons_approval(
+    helper_lab: HelperLab
+) -> None:
+    m = marker()
+    record = helper_lab.hold(m, rule=Rule.INSECURE_TRANSPORT)
+    # Written straight into the store without the approval it needs (as anyone who can
+    # write the store could): the helper judges from the record, not from the request.
+    bare = helper_lab.request(record, Review.RELEASE, ReleaseMode.OVERRIDE)
+    refused = helper_lab.client.carry_out(bare)
+    assert not refused.ok
+    assert "needs a second person (it overrides the insecure-transport hold)" in refused.detail
+    assert helper_lab.still_held(record.queue_id)
+    helper_lab.store.finish_request(bare, refused.ok, refused.detail)  # as the daemon does
+
+    asked = helper_lab.store.request(
+        record.record_id, Review.RELEASE, ReleaseMode.OVERRIDE, "privacy-officer",
+        "the partner confirmed by phone", needs_approval="it overrides the hold")
+    helper_lab.store.approve(asked.request_id, "second-officer", "agreed")
+    result = helper_lab.client.carry_out(asked.request_id)
+    assert result.ok, result.detail
+    poll(lambda: helper_lab.sink.received(f"held-{m}@example.org"), "the released message")

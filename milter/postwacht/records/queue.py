@@ -38,7 +38,7 @@ from typing import IO, Any
 from postwacht import defaults
 from postwacht.core.text import is_queue_id, printable
 from postwacht.records.content import held_content
-from postwacht.records.review import ReviewError, check_release
+from postwacht.records.review import ReviewError, check_release, second_person
 from postwacht.records.store import (
     MIGRATED_KEY,
     OPEN,
@@ -432,6 +432,11 @@ def _trusted(store: RecordStore, mta: str, request_id: int
             check_release(record, request.mode)
         except ReviewError as exc:  # the same rules as review's, whoever wrote the request
             raise RefusedError(f"{exc}: nothing done") from None
+        # Four eyes, judged again from the record, not from what the request says of itself.
+        why = second_person(record, request.mode)
+        if why and (not request.approved_by or request.approved_by == request.actor):
+            raise RefusedError(f"the release of {where} needs a second person ({why}) and "
+                               "no other person approved it: nothing done")
     return request, record
 
 
