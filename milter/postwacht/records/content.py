@@ -101,7 +101,7 @@ def _headers(message: Message, view: _View) -> tuple[tuple[str, str], ...]:
         view.notes.append(f"the headers could not be read ({_why(exc)})")
         return ()
     for name, value in items[:HEADERS_MAX]:
-        shown.append((printable(str(name), NAME_MAX),
+        shown.append((_safe(str(name), NAME_MAX),
                       _safe(_header_value(registry, str(value)), HEADER_VALUE_MAX)))
     if len(items) > HEADERS_MAX:
         view.notes.append(f"{len(items) - HEADERS_MAX} more headers are not shown (only the "
