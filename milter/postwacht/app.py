@@ -31,6 +31,7 @@ from postwacht.notices.notifier import Notifier, RecordsUnavailableError
 from postwacht.notices.sendmail import SENDMAIL, Sendmail
 from postwacht.records.executor import ReleaseHelper, RequestExecutor
 from postwacht.records.locate import open_records
+from postwacht.records.publish import ReportPublisher
 from postwacht.records.queue import Postfix
 from postwacht.records.sqlite import private_directory
 from postwacht.records.store import (
@@ -174,6 +175,7 @@ class App:
     executor: RequestExecutor
     retired_attempts: RetiredAttempts
     notices: Notices
+    reports: ReportPublisher
 
     def start(self) -> None:
         """Start the background work: the policy file watch, the domain watch, the
@@ -182,8 +184,10 @@ class App:
         self.domain_watch.start()
         self.executor.start()
         self.notices.notifier.start()
+        self.reports.start()
 
     def stop(self) -> None:
+        self.reports.stop()
         self.notices.notifier.stop()
         self.executor.stop()
         self.domain_watch.stop()
@@ -226,7 +230,8 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
                         Sendmail(mta.sendmail, mta.postfix_config))
     return App(telemetry, holder, records, discovery, facts, domain_watch,
                PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
-               RetiredAttempts(records, telemetry), Notices(notifier))
+               RetiredAttempts(records, telemetry), Notices(notifier),
+               ReportPublisher(records, lambda: holder.current, lambda: domain_watch.last))
 
 
 def _state_directory(path: Path) -> None:

@@ -58,6 +58,9 @@ asked for again: each failed expiry is two audit entries."""
 HELPER_DOWN_PAUSE = 600.0
 """Seconds the daemon asks for no expiries after the release helper could not be
 reached (each would only fail)."""
+REPORTS_INTERVAL = 10.0
+"""Seconds between looks for a changed policy or a new domain-watch round to publish to
+the records store for review (which may read neither the policy file nor the DNS)."""
 MTA_NAME_MAX = 64
 """Characters of an MTA name (`serve --mta`), as records and the audit trail carry it."""
 RETIRED_ATTEMPT_BACKOFF = 30.0

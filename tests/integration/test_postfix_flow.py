@@ -7,6 +7,7 @@ import smtplib
 import uuid
 
 import pytest
+from postwacht.config.compiler import load
 
 from tests.integration.conftest import Lab, held_for, poll, port_open, write_test_policy
 
@@ -48,6 +49,10 @@ def test_lookalike_recipient_is_held_and_listed_for_review(lab: Lab) -> None:
     assert lab.sink.with_marker(m) == []
     with lab.records() as store:
         viewed = [e for e in store.audit_entries() if e.action == "viewed"]
+        # Review, which may not read the policy file, sees what this MTA runs.
+        [report] = poll(lambda: store.published("policy"), "the daemon's policy report")
+        assert (report.mta, json.loads(report.body)["checksum"]) == (
+            lab.mta, load(lab.daemon.policy).checksum)
     assert [(e.queue_id, e.detail) for e in viewed][-1:] == [
         (entry["queue_id"], "headers (postcat)")]  # reading a held message is audited
 

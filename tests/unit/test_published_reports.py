@@ -7,10 +7,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from postwacht.adapters.publisher import ReportPublisher
 from postwacht.config.compiler import load
 from postwacht.core.facts import CheckResult, DomainReport
 from postwacht.core.vocabulary import CheckName
+from postwacht.records.publish import ReportPublisher
 from postwacht.records.sqlite import SqliteRecords
 
 from tests.conftest import ROOT

@@ -4,7 +4,6 @@
 - `socketmap` (with `netstring`): Postfix table lookups to `core.tables` answers;
 - `control`: the control socket (`reload`, `status`) to the policy holder;
 - `releasehelper`: the root helper's socket (one request or capture number per connection);
-- `publisher`: the daemon's running policy and domain watch, written for review;
 - `web`: the review site (HTTP) to `records.review` and the records store.
 What an answer means is decided in the core; here it becomes bytes on a wire.
 """

@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from postwacht import defaults
 from postwacht.core.facts import DomainReport
 from postwacht.core.policy import Policy
 from postwacht.core.summary import domains_report, policy_summary
@@ -22,8 +23,6 @@ from postwacht.records.store import RecordsError, RecordStore
 
 log = logging.getLogger("postwacht.review")
 
-INTERVAL = 10.0
-"""Seconds between looks for a changed policy or a new domain-watch round."""
 POLICY = "policy"
 DOMAINS = "domains"
 
@@ -32,7 +31,7 @@ LastAudit = Callable[[], "tuple[dt.datetime, tuple[DomainReport, ...]] | None"]
 
 class ReportPublisher(threading.Thread):
     def __init__(self, store: RecordStore, current: Callable[[], Policy],
-                 last_audit: LastAudit, interval: float = INTERVAL) -> None:
+                 last_audit: LastAudit, interval: float = defaults.REPORTS_INTERVAL) -> None:
         super().__init__(name="report-publisher", daemon=True)
         self._store = store
         self._current = current
