@@ -24,7 +24,15 @@ from playwright.sync_api import Browser, Page, expect
 from postwacht.records.store import Status
 
 from tests.integration.conftest import POSTWACHT, Lab, Process, held_for, running_lab
-from tests.labs.browser import browser_context, csrf_token, sign_in, static_page
+from tests.labs.browser import (
+    HOSTILE_HTML,
+    SCRIPT_MARK,
+    ScriptWatch,
+    browser_context,
+    csrf_token,
+    sign_in,
+    static_page,
+)
 from tests.labs.dns import DnsLab
 from tests.labs.mtasts import StsServer
 from tests.labs.util import DEADLINE, poll, port_open
@@ -158,6 +166,20 @@ def test_the_browser_loads_a_page_from_loopback(browser: Browser) -> None:
         assert response is not None
         assert response.ok
         assert page.title() == "lab page"
+
+
+def test_the_script_watch_sees_a_script_that_runs(browser: Browser) -> None:
+    """The proof that nothing ran is worth something: on a page that does run the
+    hostile body, the watch sees the title change and the dialog."""
+    with static_page(f"<!doctype html><title>lab page</title>{HOSTILE_HTML}") as url, \
+            browser_context(browser) as context:
+        page = context.new_page()
+        watch = ScriptWatch(page)
+        page.goto(url)
+        expect(page).to_have_title(SCRIPT_MARK)
+        assert watch.dialogs == [SCRIPT_MARK]
+        with pytest.raises(AssertionError):
+            watch.assert_nothing_ran("lab page")
 
 
 
@@ -343,3 +365,122 @@ def test_an_override_waits_for_a_second_person_who_is_not_the_requester(
                  if e.record_id == record_id and e.action.value != "viewed"]
     assert trail[:3] == [("postwacht", "held"), ("anouk", "release-requested"),
                          ("bas", "approved")]
+
+
+def try_to_sign_in(page: Page, site: WebSite, name: str, password: str) -> int:
+    """Send the sign-in form once; the status of the answer."""
+    page.goto(f"{site.url}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.locator("form#login [type=submit]").click()
+    return answer.value.status
+
+
+def test_five_wrong_passwords_lock_the_name_even_for_the_right_one(
+    site: WebSite, browser: Browser,
+) -> None:
+    with browser_context(browser) as context:
+        page = context.new_page()
+        for attempt in range(5):
+            assert try_to_sign_in(page, site, "tom", f"wrong-password-{attempt}") == 401
+            expect(page.locator("#message")).to_have_text("Wrong name or password.")
+        assert try_to_sign_in(page, site, "tom", PEOPLE["tom"].password) == 429
+        expect(page.locator("#message")).to_contain_text("The password was not checked")
+        expect(page.locator("#retry")).to_be_visible()
+        assert [c for c in context.cookies() if c["name"] == "postwacht_session"] == []
+    with signed_in(browser, site, "ruben") as page:  # another name is not locked
+        expect(page.locator(".who")).to_contain_text("ruben")
+
+
+def test_cookies_are_secure_httponly_and_strict(site: WebSite, browser: Browser) -> None:
+    with browser_context(browser) as context:
+        page = context.new_page()
+        sign_in(page, site.url, "ruben", PEOPLE["ruben"].password)
+        cookies = {c["name"]: c for c in context.cookies()}
+        session = cookies["postwacht_session"]
+        assert (session["secure"], session["httpOnly"], session["sameSite"]) == (
+            True, True, "Strict")
+        assert session["path"] == "/"
+        with page.expect_navigation():
+            page.locator("form#logout [type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/login"))
+        assert "postwacht_session" not in {c["name"] for c in context.cookies()}
+        page.goto(f"{site.url}/held")
+        expect(page).to_have_url(re.compile(r"/login"))  # the session was closed
+
+
+def test_every_page_carries_the_security_headers(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, local="kopjes")
+    pages = ["/held", "/held?state=all&rule=lookalike", "/audit", "/retired", "/domains",
+             "/policy", "/users", "/held/999999", "/held/x", "/no-such-page"]
+    with signed_in(browser, site, "ada") as page:
+        record_id = open_from_list(page, site, recipient)
+        pages.append(f"/held/{record_id}")
+        for path in pages:
+            response = page.goto(f"{site.url}{path}")
+            assert response is not None
+            assert_security_headers(response.headers, path)
+    with browser_context(browser) as context:
+        page = context.new_page()
+        response = page.goto(f"{site.url}/login")
+        assert response is not None
+        assert_security_headers(response.headers, "/login")
+        assert "postwacht_login" in {c["name"] for c in context.cookies()}
+        [login] = [c for c in context.cookies() if c["name"] == "postwacht_login"]
+        assert (login["secure"], login["httpOnly"], login["sameSite"]) == (
+            True, True, "Strict")
+
+
+def assert_security_headers(headers: dict[str, str], path: str) -> None:
+    csp = headers.get("content-security-policy", "")
+    assert "default-src 'none'" in csp, path
+    assert "script-src" not in csp or "script-src 'none'" in csp, path
+    assert "frame-ancestors 'none'" in csp, path
+    assert "form-action 'self'" in csp, path
+    assert headers.get("x-content-type-options") == "nosniff", path
+    assert headers.get("x-frame-options") == "DENY", path
+    assert headers.get("referrer-policy") == "no-referrer", path
+    assert headers.get("cache-control") == "no-store", path
+
+
+def test_an_html_body_with_scripts_is_shown_as_text_and_runs_nothing(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, HOSTILE_HTML, content_type="text/html", local="factuur")
+    with signed_in(browser, site, "ruben") as page:
+        watch = ScriptWatch(page)
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        record_id = open_from_list(page, site, recipient)
+        wait_for_content(page)
+        expect(page.locator("#text")).to_contain_text("<script>document.title=")
+        expect(page.locator("#text")).to_contain_text("onerror=")
+        expect(page.locator("#content-notes")).to_contain_text("HTML")
+        watch.assert_nothing_ran(f"#{record_id} · Postwacht")
+        expect(page.locator("#text script, #text img")).to_have_count(0)
+        assert not [url for url in requested if url.endswith("/x")]  # the image was not loaded
+
+
+def test_a_dutch_browser_gets_the_dutch_desk(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    recipient = hold_lookalike(lab, local="nederlands")
+    with browser_context(browser, locale="nl-NL") as context:
+        page = context.new_page()
+        page.goto(f"{site.url}/login")
+        expect(page.locator("html")).to_have_attribute("lang", "nl")
+        expect(page.locator("h1")).to_have_text("Aanmelden")
+        assert try_to_sign_in(page, site, "ruben", "niet-het-wachtwoord") == 401
+        expect(page.locator("#message")).to_have_text("Naam of wachtwoord onjuist.")
+        sign_in(page, site.url, "ruben", PEOPLE["ruben"].password)
+        expect(page.locator("h1")).to_have_text("Vastgehouden mail")
+        expect(page.locator("form#logout")).to_contain_text("Afmelden")
+        open_from_list(page, site, recipient)
+        expect(page.locator("main")).to_contain_text("Besluit")
+        expect(page.locator("form#release-plain [type=submit]")).to_have_text("Vrijgeven")
+        expect(page.locator("form#delete [type=submit]")).to_have_text("Verwijderen")
+        for english in ("Held mail", "Sign out", "Decision", "Release"):
+            expect(page.locator("body")).not_to_contain_text(english)

@@ -116,24 +116,28 @@ class ScriptWatch:
         expect(self.page.get_by_text("<script>", exact=False).first).to_be_visible()
 
 
-class _StaticPage(http.server.BaseHTTPRequestHandler):
-    body = b"<!doctype html><title>lab page</title><p>served on loopback</p>"
+def _page_handler(body: bytes) -> type[http.server.BaseHTTPRequestHandler]:
+    class StaticPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
+        def log_message(self, format: str, *args: object) -> None:
+            pass
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    return StaticPage
 
 
 @contextmanager
-def static_page() -> Iterator[str]:
-    """A tiny HTTP server on loopback with one page titled 'lab page'; yields its URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _StaticPage)
+def static_page(html: str = "<!doctype html><title>lab page</title><p>on loopback</p>",
+                ) -> Iterator[str]:
+    """A tiny HTTP server on loopback serving `html` (no CSP: whatever it holds runs);
+    yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                             _page_handler(html.encode()))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
