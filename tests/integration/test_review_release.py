@@ -155,8 +155,13 @@ def test_a_routed_release_leaves_through_the_secure_route_only(
     m, recipient, queue_id = hold_sensitive(lab)
     route = f"relay:[127.0.0.1]:{secure_sink.port}"
     assert record_of(lab, queue_id).route == route
-    released = review(lab, "release", queue_id, "--route", "--reason",
-                      "through the secure provider", "--actor", "privacy-officer")
+    asked = review(lab, "release", queue_id, "--route", "--reason",
+                   "through the secure provider", "--actor", "privacy-officer")
+    # The detector found a BSN: even a routed release waits for a second person.
+    assert asked.returncode == 4, asked.stderr
+    assert "a detector found the message sensitive (bsn)" in asked.stdout
+    released = review(lab, "approve", queue_id, "--reason", "the provider is the partner's",
+                      "--actor", "second-officer")
     assert released.returncode == 0, released.stderr
     assert f"through the secure route {route}" in released.stdout
     [routed] = poll(lambda: secure_sink.with_marker(m), "the message at the secure provider")
@@ -182,8 +187,17 @@ def test_an_override_delivers_the_ordinary_way_and_is_audited_as_one(
     assert "has no secure route" in no_route.stderr
     assert still_held(lab, queue_id)
 
-    released = review(lab, "release", queue_id, "--override", "--reason",
-                      "the receiver confirmed by phone", "--actor", "privacy-officer")
+    asked = review(lab, "release", queue_id, "--override", "--reason",
+                   "the receiver confirmed by phone", "--actor", "privacy-officer")
+    assert asked.returncode == 4, asked.stderr  # four eyes: requested, not carried out
+    assert "needs a second person because it overrides the insecure-transport hold" \
+        in asked.stdout
+    assert still_held(lab, queue_id)
+    own = review(lab, "approve", queue_id, "--reason", "mine", "--actor", "privacy-officer")
+    assert own.returncode == 1
+    assert "nobody approves their own request" in own.stderr
+    released = review(lab, "approve", queue_id, "--reason", "checked the call log",
+                      "--actor", "second-officer")
     assert released.returncode == 0, released.stderr
     assert "released as an override" in released.stdout
     [delivered] = poll(lambda: lab.sink.with_marker(m), "the overridden message at the sink")
@@ -193,11 +207,13 @@ def test_an_override_delivers_the_ordinary_way_and_is_audited_as_one(
 
     record = record_of(lab, queue_id)
     entries = audit_of(lab, record)
-    assert [(e.action, e.override) for e in entries] == [
-        (AuditAction.HELD, False), (AuditAction.RELEASE_REQUESTED, True),
-        (AuditAction.RELEASED, True)]
-    assert {e.actor for e in entries[1:]} == {"privacy-officer"}
-    assert {e.reason for e in entries[1:]} == {"the receiver confirmed by phone"}
+    assert [(e.action, e.override, e.actor) for e in entries] == [
+        (AuditAction.HELD, False, "postwacht"),
+        (AuditAction.RELEASE_REQUESTED, True, "privacy-officer"),
+        (AuditAction.APPROVED, True, "second-officer"),
+        (AuditAction.RELEASED, True, "privacy-officer")]
+    assert entries[2].reason == "checked the call log"
+    assert {entries[1].reason, entries[3].reason} == {"the receiver confirmed by phone"}
     trail = review(lab, "audit")
     assert trail.returncode == 0, trail.stderr
     assert f"privacy-officer released {queue_id} on {lab.mta} (override) " \
