@@ -70,13 +70,17 @@ class WebSite(Process):
 
 
 def add_user(root: Path, records_options: list[str], name: str, role: str,
-             password: str) -> None:
-    """`postwacht users add` with the password in a file only its owner reads."""
-    secret = root / f"password-{name}"
-    secret.touch(mode=0o600)
-    secret.write_text(password + "\n")
+             password: str | None) -> None:
+    """`postwacht users add`, the password in a file only its owner reads (None: no
+    local password, single sign-on only)."""
+    how = ["--no-password"]
+    if password is not None:
+        secret = root / f"password-{name}"
+        secret.touch(mode=0o600)
+        secret.write_text(password + "\n")
+        how = ["--password-file", str(secret)]
     result = subprocess.run([POSTWACHT, "users", *records_options, "add", name,
-                             "--role", role, "--password-file", str(secret)],
+                             "--role", role, *how],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
 
@@ -299,8 +303,10 @@ def test_a_form_without_its_csrf_token_is_refused(
     recipient = hold_lookalike(lab, local="zonder-token")
     with signed_in(browser, site, "ruben") as page:
         record_id = open_from_list(page, site, recipient)
-        for form in ({"reason": "no token", "mode": "plain"},
-                     {"reason": "wrong token", "mode": "plain", "csrf": "x" * 43}):
+        forms: list[dict[str, str | float | bool]] = [
+            {"reason": "no token", "mode": "plain"},
+            {"reason": "wrong token", "mode": "plain", "csrf": "x" * 43}]
+        for form in forms:
             response = page.request.post(f"{site.url}/held/{record_id}/release", form=form,
                                          max_redirects=0)
             assert response.status == 403
