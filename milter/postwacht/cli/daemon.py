@@ -19,6 +19,7 @@ from postwacht.cli.common import (
     mta_name,
     records_spec,
 )
+from postwacht.notices.sendmail import SENDMAIL
 
 
 def add_parsers(sub: Any) -> None:
@@ -56,6 +57,9 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--postfix-config", metavar="DIR",
                        help="configuration directory of the Postfix this filter serves, whose "
                             "hold queue the records follow (default: Postfix's own)")
+    serve.add_argument("--sendmail", default=SENDMAIL, metavar="PATH",
+                       help="sendmail(1) that notices to senders and reviewers are handed "
+                            f"to, with -C from --postfix-config when given (default {SENDMAIL})")
     serve.add_argument("--release-helper", type=Path, metavar="PATH",
                        help=f"the release helper's socket (default "
                             f"STATE/{defaults.RELEASE_HELPER_SOCKET})")
@@ -88,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     mta = MtaSettings(
         name=args.mta or _host_name(), records=records_spec(args),
         postfix_config=args.postfix_config, requests_interval=args.requests_interval,
-        sync_interval=args.sync_interval)
+        sync_interval=args.sync_interval, sendmail=args.sendmail)
     return serve(args.policy, args.milter, args.metrics or None, args.socketmap or None,
                  args.state, args.check_interval, args.milter_timeout, limits, mta,
                  args.release_helper)
