@@ -46,7 +46,8 @@ def test_explain_shows_classification_and_transport_per_recipient(
                  "--body-file", str(body), "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["classification"] == {"sensitive": True, "reason": "detector bsn"}
+    assert out["classification"] == {"sensitive": True, "reason": "detector bsn",
+                                     "detector": "bsn"}
     dane, plain = out["recipients"]
     assert (dane["action"], dane["rule"], dane["transport"]["method"]) == (
         "accept", "secure-transport", "dane")
