@@ -9,6 +9,7 @@ shares only the records store with the MTA.
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from postwacht.records.store import Status
 
+from tests.conftest import ROOT
 from tests.integration.conftest import POSTWACHT, Lab, Process, held_for, running_lab
 from tests.labs.browser import (
     HOSTILE_HTML,
@@ -490,3 +492,69 @@ def test_a_dutch_browser_gets_the_dutch_desk(
         expect(page.locator("form#delete [type=submit]")).to_have_text("Verwijderen")
         for english in ("Held mail", "Sign out", "Decision", "Release"):
             expect(page.locator("body")).not_to_contain_text(english)
+
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESK = [  # sender, recipient, subject, body: what a privacy officer finds on a Monday
+    ("e.jansen@samen-veilig.nl", "j.devries@samen-veiIig.nl", "Overdracht casus",
+     "Hoi Jeroen,\r\n\r\nZoals besproken de overdracht van de casus.\r\n"),
+    ("m.bakker@samen-veilig.nl", "planning@samenveilig.nl", "Rooster week 12",
+     "Het rooster voor volgende week staat hieronder.\r\n"),
+    ("s.yilmaz@samen-veilig.nl", "secretariaat@bjz-utrecht.nl", "Uitnodiging MDO",
+     "Graag nodig ik u uit voor het multidisciplinair overleg.\r\n"),
+    ("e.jansen@samen-veilig.nl", "jeugdarts@plain.pw.test", "Verslag huisbezoek",
+     "Verslag van het huisbezoek van dinsdag.\r\nBSN: 123456782\r\n"
+     "Moeder geeft aan dat het beter gaat.\r\n"),
+    ("r.kok@samen-veilig.nl", "wijkteam@unsigned.pw-unsigned.test", "Aanmelding gezin",
+     "Aanmelding van het gezin, BSN 111222333, voor het wijkteam.\r\n"),
+]
+
+
+@pytest.fixture
+def desk(dns_lab: DnsLab, sts_server: StsServer) -> Iterator[tuple[Lab, WebSite]]:
+    """A lab of its own, so that its held list shows only the DESK messages."""
+    with running_lab("postwacht-desk-", cafile=sts_server.cafile, mta="mx1",
+                     policy=secure_transport(dns_lab, sts_server)) as started:
+        options = started.daemon.records_options
+        for person in ("ruben", "anouk"):
+            add_user(started.daemon.root, options, person, PEOPLE[person].role,
+                     PEOPLE[person].password)
+        web = WebSite(started.daemon.root, options)
+        web.start()
+        try:
+            yield started, web
+        finally:
+            assert web.stop() == 0, "postwacht web did not stop cleanly on SIGTERM"
+
+
+def test_the_held_list_shows_each_hold_with_its_rule(
+    desk: tuple[Lab, WebSite], browser: Browser,
+) -> None:
+    """Also the README's screenshots, written when POSTWACHT_SCREENSHOTS is set."""
+    lab, site = desk
+    for sender, recipient, subject, body in DESK:
+        name = sender.split("@")[0].replace(".", " ").title()
+        message = (f"From: {name} <{sender}>\r\nTo: <{recipient}>\r\nSubject: {subject}\r\n"
+                   f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}")
+        with smtplib.SMTP("127.0.0.1", lab.postfix.submission_port, timeout=30) as smtp:
+            smtp.sendmail(sender, [recipient], message.encode())
+        held_for(lab, recipient)
+    with signed_in(browser, site, "anouk") as page:
+        open_from_list(page, site, "wijkteam@unsigned.pw-unsigned.test")
+        wait_for_content(page)
+        submit(page, "release-override", "wijkteam bevestigde telefonisch; geen andere weg")
+        with signed_in(browser, site, "ruben") as reviewer:
+            rows = reviewer.locator("#held tbody tr")
+            expect(rows).to_have_count(len(DESK))
+            for _, recipient, _, _ in DESK:
+                rule = "insecure-transport" if ".test" in recipient else "lookalike"
+                expect(rows.filter(has_text=recipient)).to_contain_text(rule)
+            expect(rows.filter(has_text="wijkteam@")).to_contain_text("awaiting approval")
+            if os.environ.get("POSTWACHT_SCREENSHOTS"):
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                reviewer.screenshot(path=str(SCREENSHOTS / "held-list.png"), full_page=True)
+            open_from_list(reviewer, site, "jeugdarts@plain.pw.test")
+            wait_for_content(reviewer)
+            expect(reviewer.locator("#text")).to_contain_text("*******82")
+            if os.environ.get("POSTWACHT_SCREENSHOTS"):
+                reviewer.screenshot(path=str(SCREENSHOTS / "message.png"), full_page=True)
