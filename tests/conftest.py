@@ -66,10 +66,12 @@ def postgres_lab() -> Iterator[PostgresLab]:
         lab.cleanup()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, driven by Playwright, for the whole run; each test
-    opens a fresh context of its own (`tests.labs.browser.browser_context`)."""
+    """Debian's Chromium, headless, driven by Playwright, for one test module; each test
+    opens a fresh context of its own (`tests.labs.browser.browser_context`). Not for the
+    whole run: while Playwright's synchronous API is running, the main thread counts as
+    inside an event loop, and `asyncio.run` in any later test would fail."""
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         try:
