@@ -5,6 +5,7 @@ Postfix, the daemon and its release helper) and reaches the outside world."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import re
 import shutil
@@ -166,6 +167,21 @@ def test_a_single_sign_on_header_counts_only_when_the_site_is_told_to_trust_it(
         status, _, page = Visitor(trusting.port).request("GET", "/held",
                                                          headers={"X-Remote-User": "eve"})
         assert status == 403
+        # Behind the proxy, a failed sign-in counts against the address the proxy names,
+        # not against the proxy's own (one shared limit would lock everyone out).
+        visitor = Visitor(trusting.port)
+        token = visitor.csrf("/login")
+        status, _, _ = visitor.request("POST", "/login", {
+            "csrf": token, "name": "piet", "password": "not the password", "next": "/held"},
+            headers={"X-Forwarded-For": "192.0.2.7"})
+        assert status == 401
+        store = SqliteRecords(root / "state", mta="web-lab")
+        try:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+            assert store.sign_in_failures(since, client="192.0.2.7") == 1
+            assert store.sign_in_failures(since, client="127.0.0.1") == 0
+        finally:
+            store.close()
     finally:
         assert trusting.stop() == 0
 

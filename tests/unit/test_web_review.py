@@ -303,7 +303,17 @@ def test_a_store_that_fails_is_a_503_with_its_message(app: Flask, store: SqliteR
         response = client.get("/held")
     assert response.status_code == 503
     assert "The records store cannot be used now" in text(response)
-    assert any("records store failed" in r.getMessage() for r in caplog.records)
+    assert str(store.path) not in text(response)  # where the records live is for the log
+    assert any("records store failed" in r.getMessage() and str(store.path) in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00+01:00", "9999-12-31T23:59-01:00",
+                                   "yesterday"])
+def test_a_date_the_trail_cannot_hold_is_a_bad_request(app: Flask, since: str) -> None:
+    response = signed_in(app, "vera").get("/audit", query_string={"since": since})
+    assert response.status_code == 400
+    assert "since" in text(response)
 
 
 def test_the_audit_trail_pages_back_by_seq(app: Flask, store: SqliteRecords) -> None:

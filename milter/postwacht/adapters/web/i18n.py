@@ -115,7 +115,8 @@ EN: dict[str, str] = {
     "error.no_record": "There is no held-mail record #{record}.",
     "error.parameter": "The parameter {name} is not valid: expected {expected}.",
     "error.plain": "{message}",
-    "error.store": "The records store cannot be used now: {detail}",
+    "error.store": "The records store cannot be used now; the site's log says why. "
+                   "Try again in a minute, or tell the postmaster.",
     "error.http": "The request cannot be answered.",
     "error.http400": "The request is not valid.",
     "error.http403": "This is not allowed.",
@@ -240,7 +241,8 @@ NL: dict[str, str] = {
     "error.no_record": "Er is geen record #{record} van vastgehouden mail.",
     "error.parameter": "De parameter {name} is ongeldig: verwacht {expected}.",
     "error.plain": "{message}",
-    "error.store": "De recordopslag is nu niet te gebruiken: {detail}",
+    "error.store": "De recordopslag is nu niet te gebruiken; het logboek van de site zegt "
+                   "waarom. Probeer het over een minuut opnieuw, of meld het de postmaster.",
     "error.http": "Dit verzoek kan niet worden beantwoord.",
     "error.http400": "Het verzoek is ongeldig.",
     "error.http403": "Dit is niet toegestaan.",

@@ -241,10 +241,11 @@ def _date_parameter(args: MultiDict[str, str], name: str) -> dt.datetime | None:
         return None
     try:
         at = dt.datetime.fromisoformat(value)
-    except ValueError:
+        # In UTC here: a date at the edge of the calendar cannot be moved there.
+        return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         raise PageError(400, "error.parameter", name=name,
-                      expected=Phrase("expect.date", {})) from None
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+                        expected=Phrase("expect.date", {})) from None
 
 
 def _json(body: str) -> Any:

@@ -25,7 +25,9 @@ class WebServer:
             app, host=host, port=port, threads=THREADS, connection_limit=CONNECTION_LIMIT,
             channel_timeout=CHANNEL_TIMEOUT, max_request_body_size=BODY_MAX,
             max_request_header_size=HEADERS_MAX, ident="postwacht",
-            expose_tracebacks=False, clear_untrusted_proxy_headers=True)
+            expose_tracebacks=False, clear_untrusted_proxy_headers=False)
+        # The site itself believes X-Forwarded-For only from its trusted proxy
+        # (Desk.client); waitress, not told of that proxy, would drop it for everyone.
         self.port = int(self._server.effective_port)
 
     def serve_until_terminated(self) -> None:

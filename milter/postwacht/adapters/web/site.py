@@ -253,7 +253,8 @@ class Desk:
     def store_failed(self, error: RecordsError) -> Response:
         log.error("records store failed: %s %s: %s", request.method,
                   printable(request.path, 200), printable(str(error)))
-        return self.error_page(503, self.words()("error.store", detail=printable(str(error))))
+        # Where the records live, and why they fail, is for the log, not for any visitor.
+        return self.error_page(503, self.words()("error.store"))
 
     def error_page(self, status: int, message: str) -> Response:
         return self.render("error.html", status, code=status, message=message)
