@@ -494,6 +494,33 @@ def test_a_dutch_browser_gets_the_dutch_desk(
             expect(page.locator("body")).not_to_contain_text(english)
 
 
+def test_a_bulk_release_checks_each_message_on_its_own(
+    lab: Lab, site: WebSite, browser: Browser,
+) -> None:
+    ordinary = [hold_lookalike(lab, local="bulk"), hold_lookalike(lab, local="bulk")]
+    sensitive = hold_sensitive(lab, local="bulk")
+    with signed_in(browser, site, "ruben") as page:
+        page.goto(f"{site.url}/held?q=bulk-")
+        rows = page.locator("#held tbody tr")
+        expect(rows).to_have_count(3)
+        for row in rows.all():
+            row.locator("input[name=record]").check()
+        bulk = page.locator("form#bulk")
+        bulk.locator("select[name=action]").select_option("release")
+        bulk.locator("input[name=reason]").fill("the addresses were checked with the team")
+        with page.expect_navigation():
+            bulk.locator("[type=submit]").click()
+        outcomes = page.locator("#outcomes tbody tr")
+        expect(outcomes).to_have_count(3)
+        expect(page.locator("#outcomes tr.done")).to_have_count(2)
+        expect(page.locator("#outcomes tr.refused")).to_contain_text("in the clear")
+    for recipient in ordinary:
+        poll(lambda r=recipient: lab.sink.received(r), f"the bulk release of {recipient}")
+    assert lab.sink.received(sensitive) == []
+    assert any(sensitive in [r["address"] for r in e["recipients"]]
+               for e in lab.postfix.held())
+
+
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESK = [  # sender, recipient, subject, body: what a privacy officer finds on a Monday
     ("e.jansen@samen-veilig.nl", "j.devries@samen-veiIig.nl", "Overdracht casus",
@@ -525,6 +552,7 @@ def desk(dns_lab: DnsLab, sts_server: StsServer) -> Iterator[tuple[Lab, WebSite]
             yield started, web
         finally:
             assert web.stop() == 0, "postwacht web did not stop cleanly on SIGTERM"
+            assert "Traceback" not in web.log_text(), web.log_text()
 
 
 def test_the_held_list_shows_each_hold_with_its_rule(
