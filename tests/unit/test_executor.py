@@ -14,7 +14,7 @@ from postwacht import defaults
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.policy import OnExpiry, QuarantineSettings
 from postwacht.core.vocabulary import Action, Rule
-from postwacht.records.executor import HelperUnreachableError, RequestExecutor
+from postwacht.records.executor import GONE, HelperUnreachableError, RequestExecutor
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
     ConflictError,
@@ -51,6 +51,7 @@ class Store:
     requests: dict[int, tuple[Request, QuarantineRecord]] = field(default_factory=dict)
     finished: list[tuple[int, bool, str, str | None]] = field(default_factory=list)
     gone: list[tuple[int, str]] = field(default_factory=list)
+    declined: list[tuple[int, str, str]] = field(default_factory=list)
     fail: list[str] = field(default_factory=list)
     """Method names that raise RecordsError once each."""
     conflicts: set[int] = field(default_factory=set)
@@ -95,6 +96,12 @@ class Store:
         status = request.action.status if ok else Status.HELD
         self.records[rec.record_id] = replace(self.records[rec.record_id], status=status)
         self.finished.append((request_id, ok, detail, queue_id))
+
+    def decline(self, request_id: int, actor: str, reason: str) -> None:
+        request, rec = self.requests[request_id]
+        self.requests[request_id] = (replace(request, outcome="declined"), rec)
+        self.records[rec.record_id] = replace(self.records[rec.record_id], status=Status.HELD)
+        self.declined.append((request_id, actor, reason))
 
     def close_gone(self, record_id: int, detail: str) -> None:
         self.records[record_id] = replace(self.records[record_id], status=Status.GONE)
@@ -386,3 +393,37 @@ def test_the_daemons_thread_captures_after_the_requests_and_lives_through_failur
     finally:
         s.executor.stop()
     assert s.telemetry.errors == [ErrorKind.RECORDS]
+
+
+def awaiting(store: Store, record_id: int) -> Request:
+    """A release of `record_id` asked by a reviewer, waiting for a second person."""
+    request = Request(next(store.ids), record_id, Review.RELEASE, ReleaseMode.OVERRIDE,
+                      "anna", "the partner confirmed", NOW,
+                      needs_approval="it overrides the lookalike hold")
+    store.records[record_id] = replace(store.records[record_id], status=Status.REQUESTED,
+                                       request=request)
+    store.requests[request.request_id] = (request, store.records[record_id])
+    return request
+
+
+def test_a_release_nobody_approved_does_not_keep_its_message_past_the_retention() -> None:
+    s = setup(QuarantineSettings(30.0, OnExpiry.DELETE))
+    s.store.add(record(1, NOW - 31 * DAY), record(2, NOW - 29 * DAY))
+    s.queue.queue_ids = [r.queue_id for r in s.store.records.values()]
+    first, second = awaiting(s.store, 1), awaiting(s.store, 2)
+    s.executor.sync()
+    assert s.store.declined == [(first.request_id, "postwacht",
+                                 "held longer than 30 days (quarantine.retention_days): no "
+                                 "second person approved it in time")]
+    expiry = [q for q, _ in s.store.requests.values() if q.action is Review.EXPIRE]
+    assert [q.record_id for q in expiry] == [1]
+    assert s.store.records[2].request == second  # younger: still waits for its approver
+
+
+def test_a_release_waiting_for_approval_whose_message_left_is_closed_as_gone() -> None:
+    s = setup()
+    s.store.add(record(1, NOW - dt.timedelta(minutes=10)))
+    asked = awaiting(s.store, 1)
+    s.executor.sync()
+    assert s.store.declined == [(asked.request_id, "postwacht", GONE)]
+    assert s.store.gone == [(1, GONE)]

@@ -229,7 +229,7 @@ class RequestExecutor:
         records = self._store.quarantine_records(OPEN, mta=self._mta)
         gone = self.close_vanished(records)
         self.expire([r for r in records
-                     if r.status is Status.HELD and r.record_id not in gone])
+                     if (r.status is Status.HELD or _awaiting(r)) and r.record_id not in gone])
         self._telemetry.records_synced(self._clock())
 
     def expire(self, held: list[QuarantineRecord]) -> None:
@@ -249,6 +249,9 @@ class RequestExecutor:
                 break
             if self._recently(self._expiry_failed.get(record.record_id), defaults.EXPIRY_RETRY):
                 continue  # the failure is in the audit trail; not again every round
+            if not self._decline_waiting(record, f"{reason}: no second person approved it "
+                                                 "in time"):
+                continue
             try:
                 self._store.request(record.record_id, Review.EXPIRE, mode, ACTOR, reason)
             except ConflictError as exc:  # a reviewer acted first
@@ -266,7 +269,8 @@ class RequestExecutor:
         cannot see those); the ids of the records closed."""
         cutoff = self._now() - dt.timedelta(seconds=self.gone_grace)
         # Not yet: Postfix moves a message into hold only after the milter's answer.
-        candidates = [r for r in records if r.status is Status.HELD and r.held_at <= cutoff]
+        candidates = [r for r in records
+                      if (r.status is Status.HELD or _awaiting(r)) and r.held_at <= cutoff]
         try:
             queue = self._postfix.hold_queue()
         except PostfixError as exc:
@@ -278,7 +282,7 @@ class RequestExecutor:
         self._count_unrecorded(queue, {r.queue_id for r in records}, cutoff)
         closed: set[int] = set()
         for record in candidates:
-            if record.queue_id in held:
+            if record.queue_id in held or not self._decline_waiting(record, GONE):
                 continue
             try:
                 self._store.close_gone(record.record_id, GONE)
@@ -291,6 +295,20 @@ class RequestExecutor:
             log.warning("record %d: message %s %s on MTA %s; closed as gone",
                         record.record_id, record.queue_id, GONE, self._mta)
         return closed
+
+    def _decline_waiting(self, record: QuarantineRecord, why: str) -> bool:
+        """A request that waits for a second person would keep its message out of
+        retention and gone records open for ever: decline it first (audited as the
+        daemon's). False when it was approved or acted on meanwhile."""
+        if not _awaiting(record) or record.request is None:
+            return True
+        try:
+            self._store.decline(record.request.request_id, ACTOR, why)
+        except ConflictError as exc:
+            log.info("record %d of %s on %s: %s", record.record_id, record.queue_id,
+                     self._mta, exc)
+            return False
+        return True
 
     def _count_unrecorded(self, queue: list[dict[str, object]], recorded: set[str],
                           cutoff: dt.datetime) -> None:
@@ -322,3 +340,9 @@ def _arrived_before(entry: dict[str, object], cutoff: dt.datetime) -> bool:
 
 def _queue_ids(entries: Collection[dict[str, object]]) -> frozenset[str]:
     return frozenset(str(e.get("queue_id", "")) for e in entries)
+
+
+def _awaiting(record: QuarantineRecord) -> bool:
+    """Requested, but the request waits for a second person's approval."""
+    return (record.status is Status.REQUESTED and record.request is not None
+            and record.request.awaiting_approval)
