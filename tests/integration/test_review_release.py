@@ -81,6 +81,11 @@ def policy_with(dns_lab: DnsLab, sts_server: StsServer, secure_sink: Sink) -> Po
 def lab(sts_server: StsServer, policy_with: PolicyChanges) -> Iterator[Lab]:
     with running_lab("postwacht-review-", cafile=sts_server.cafile, mta="review-lab",
                      policy=policy_with(True)) as started:
+        # Four eyes knows persons by their accounts: one asks, another approves.
+        for name, role in (("privacy-officer", "approver"), ("second-officer", "approver")):
+            added = started.daemon.cli("users", *started.daemon.records_options, "add", name,
+                                       "--role", role, "--no-password")
+            assert added.returncode == 0, added.stderr
         yield started
 
 

@@ -46,6 +46,14 @@ def store(tmp_path: Path) -> SqliteRecords:
     return SqliteRecords(tmp_path, mta="mta-a")
 
 
+@pytest.fixture
+def officers(store: SqliteRecords) -> SqliteRecords:
+    """The store with accounts: po (reviewer) asks, and someone else may approve."""
+    store.add_user("po", Role.REVIEWER, "", "", "root")
+    store.add_user("second", Role.APPROVER, "", "", "root")
+    return store
+
+
 def test_a_forged_second_record_makes_the_queue_id_ambiguous(store: SqliteRecords) -> None:
     hold(store, "ABC123", RETIRED)
     second = hold(store, "ABC123", LOOKALIKE)
@@ -64,7 +72,9 @@ def test_mail_to_a_retired_domain_is_never_released(store: SqliteRecords,
     ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "po", "old address")
 
 
-def test_an_unreadable_address_leaves_only_as_an_override(store: SqliteRecords) -> None:
+def test_an_unreadable_address_leaves_only_as_an_override(
+    store: SqliteRecords, officers: SqliteRecords,
+) -> None:
     record = find(store, f"#{hold(store, 'ABC126', HIDDEN)}")
     with pytest.raises(ReviewError, match=r"cannot read.*--override"):
         ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "po", "checked")
@@ -75,7 +85,7 @@ def test_an_unreadable_address_leaves_only_as_an_override(store: SqliteRecords) 
 
 
 def test_insecure_transport_mail_goes_through_the_route_or_as_an_override(
-    store: SqliteRecords,
+    store: SqliteRecords, officers: SqliteRecords,
 ) -> None:
     routed = find(store, f"#{hold(store, 'ABC127', INSECURE, route='relay:[s.example]:587')}")
     with pytest.raises(ReviewError, match=r"in the clear.*--route.*relay:\[s\.example\]"):
@@ -192,7 +202,9 @@ def test_a_reference_that_is_no_queue_id_is_refused_before_anything_runs(
         capsys.readouterr().err
 
 
-def test_an_unreadable_address_is_not_released_by_the_route_alone(store: SqliteRecords) -> None:
+def test_an_unreadable_address_is_not_released_by_the_route_alone(
+    store: SqliteRecords, officers: SqliteRecords,
+) -> None:
     record = store.record_quarantine(Hold(
         "mta-a", "ABC12E", "key-both", "s@samen-veilig.nl", (HIDDEN, INSECURE),
         Rule.BAD_ADDRESS, "cannot read", "abc", route="relay:[s.example]:587"))
@@ -246,6 +258,7 @@ def test_nobody_approves_their_own_request_and_the_requester_may_withdraw_it(
     store: SqliteRecords,
 ) -> None:
     store.add_user("carl", Role.APPROVER, "", "", "root")
+    store.add_user("dora", Role.APPROVER, "", "", "root")
     record = find(store, f"#{hold(store, 'ABC131', INSECURE)}")
     asked = ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "carl", "partner asked")
     assert "overrides the insecure-transport hold" in asked.needs_approval
@@ -274,3 +287,16 @@ def test_once_accounts_exist_a_viewer_may_not_act(store: SqliteRecords) -> None:
     record = find(store, f"#{hold(store, 'ABC133', LOOKALIKE)}")
     with pytest.raises(ReviewError, match="vera is a viewer: to act takes the role reviewer"):
         ask(store, record, Review.DELETE, ReleaseMode.PLAIN, "vera", "typo")
+
+
+def test_a_release_that_needs_a_second_person_is_refused_when_nobody_could_approve_it(
+    store: SqliteRecords,
+) -> None:
+    record = find(store, f"#{hold(store, 'ABC134', INSECURE)}")
+    with pytest.raises(ReviewError, match=r"needs a second person .* no account but yours "
+                                          r"may approve"):
+        ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "partner agreed")
+    store.add_user("po", Role.APPROVER, "", "", "root")
+    with pytest.raises(ReviewError, match="no account but yours"):
+        ask(store, record, Review.RELEASE, ReleaseMode.OVERRIDE, "po", "partner agreed")
+    assert store.record(record.record_id).status is Status.HELD

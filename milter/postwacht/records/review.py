@@ -116,6 +116,11 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
     if action is Review.RELEASE:
         check_release(record, mode)
         why = second_person(record, mode)
+    if why and not [u for u in store.users()
+                    if u.name != actor and allows(u.role, Permission.APPROVE)]:
+        raise ReviewError(f"this release needs a second person ({why}), and no account "
+                          "but yours may approve: an admin adds one with `postwacht users add "
+                          "NAME --role approver`")
     try:
         return store.request(record.record_id, action, mode, actor, reason, why)
     except ConflictError as exc:
@@ -135,7 +140,10 @@ def approve(store: RecordStore, record: QuarantineRecord, actor: str,
     carries it out. Never the person who asked for it."""
     asked = _awaiting(record)
     _reason_given(reason, "an approval")
-    may(store, actor, Permission.APPROVE)
+    if may(store, actor, Permission.APPROVE) is None:
+        raise ReviewError("an approval is a second person's, and persons are known by their "
+                          "accounts: an admin adds approvers with `postwacht users add NAME "
+                          "--role approver`")
     if asked.actor == actor:
         raise ReviewError(f"{actor} asked for this release: nobody approves their own "
                           "request; another approver must")
