@@ -155,17 +155,25 @@ def test_a_single_sign_on_header_counts_only_when_the_site_is_told_to_trust_it(
         assert status == 303
     finally:
         assert plain.stop() == 0
+    secret = root / "proxy-secret"
+    secret.touch(mode=0o640)
+    secret.write_text("f" * 64 + "\n")
     trusting = WebSite(root, options, "--trusted-header", "X-Remote-User",
-                       "--trusted-proxy", "127.0.0.1")
+                       "--trusted-proxy", "127.0.0.1", "--proxy-secret-file", str(secret))
     trusting.log = root / "web-sso.log"
     trusting.start()
     try:
-        status, _, page = Visitor(trusting.port).request("GET", "/held",
-                                                         headers={"X-Remote-User": "piet"})
+        # Another local process has the proxy's address, but not its secret.
+        status, _, _ = Visitor(trusting.port).request("GET", "/held",
+                                                      headers={"X-Remote-User": "piet"})
+        assert status == 303
+        proxy = {"X-Postwacht-Proxy-Secret": "f" * 64}
+        status, _, page = Visitor(trusting.port).request(
+            "GET", "/held", headers={"X-Remote-User": "piet", **proxy})
         assert status == 200
         assert "piet (approver)" in page
-        status, _, page = Visitor(trusting.port).request("GET", "/held",
-                                                         headers={"X-Remote-User": "eve"})
+        status, _, page = Visitor(trusting.port).request(
+            "GET", "/held", headers={"X-Remote-User": "eve", **proxy})
         assert status == 403
         # Behind the proxy, a failed sign-in counts against the address the proxy names,
         # not against the proxy's own (one shared limit would lock everyone out).
@@ -173,7 +181,7 @@ def test_a_single_sign_on_header_counts_only_when_the_site_is_told_to_trust_it(
         token = visitor.csrf("/login")
         status, _, _ = visitor.request("POST", "/login", {
             "csrf": token, "name": "piet", "password": "not the password", "next": "/held"},
-            headers={"X-Forwarded-For": "192.0.2.7"})
+            headers={"X-Forwarded-For": "192.0.2.7", **proxy})
         assert status == 401
         store = SqliteRecords(root / "state", mta="web-lab")
         try:

@@ -182,6 +182,10 @@ def test_users_names_what_is_wrong(state: Path, tmp_path: Path,
 @pytest.mark.parametrize(("args", "message"), [
     (["--listen", "0.0.0.0:8080"], "not a loopback address"),
     (["--trusted-header", "X-Remote-User"], "--trusted-header needs --trusted-proxy"),
+    (["--trusted-header", "X-Remote-User", "--trusted-proxy", "127.0.0.1"],
+     "--trusted-header needs --proxy-secret-file"),
+    (["--trusted-header", "X-Remote-User", "--trusted-proxy", "127.0.0.1",
+      "--proxy-secret-file", "/nonexistent/secret"], "--proxy-secret-file /nonexistent/secret"),
 ])
 def test_web_refuses_a_risky_start_and_says_why(state: Path, args: list[str], message: str,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,8 @@ from postwacht.adapters.web import WebSettings, create_app
 from postwacht.adapters.web.auth import (
     PASSWORD_MAX,
     PASSWORD_MIN,
+    PROXY_SECRET_HEADER,
+    PROXY_SECRET_MIN,
     Passwords,
     is_email,
     password_problem,
@@ -27,7 +29,7 @@ from postwacht.adapters.web.server import WebServer
 from postwacht.cli.common import ExitCode, UsageError
 from postwacht.cli.review import actor, add_store_options, login_actor, run_with_store
 from postwacht.core.roles import Role
-from postwacht.core.text import printable
+from postwacht.core.text import one_word, printable
 from postwacht.records.store import RecordStore
 
 LISTEN_DEFAULT = "127.0.0.1:8080"
@@ -77,6 +79,10 @@ def add_parsers(sub: Any) -> None:
     web.add_argument("--trusted-proxy", type=proxy_address, metavar="ADDRESS",
                      help="the reverse proxy's address: only its --trusted-header and "
                           "X-Forwarded-For are believed")
+    web.add_argument("--proxy-secret-file", metavar="FILE",
+                     help="a file (mode 0600 or 0640) whose first line the proxy sends in "
+                          f"{PROXY_SECRET_HEADER}: without it, any local process could pose "
+                          "as the proxy on loopback; required with --trusted-header")
     web.set_defaults(run=_web)
 
     users = sub.add_parser("users", help="accounts of the review site (roles: "
@@ -117,10 +123,15 @@ def _web(args: argparse.Namespace) -> int:
     if args.trusted_header and not args.trusted_proxy:
         raise UsageError("--trusted-header needs --trusted-proxy: the header is believed only "
                          "from the proxy that sets it")
+    if args.trusted_header and not args.proxy_secret_file:
+        raise UsageError("--trusted-header needs --proxy-secret-file: on loopback every local "
+                         "process shares the proxy's address, so only a secret the proxy "
+                         f"sends ({PROXY_SECRET_HEADER}) tells the proxy apart")
+    secret = _proxy_secret(args.proxy_secret_file) if args.proxy_secret_file else ""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = WebSettings(trusted_header=args.trusted_header or "",
-                           trusted_proxy=args.trusted_proxy or "")
+                           trusted_proxy=args.trusted_proxy or "", proxy_secret=secret)
 
     def serve(store: RecordStore) -> int:
         try:
@@ -194,6 +205,22 @@ def _list(store: RecordStore, as_json: bool) -> None:
         print(f"{printable(u.name)}  {u.role}  {printable(u.email) or '-'}  "
               f"{'password' if u.has_password else 'single sign-on only'}  "
               f"added {u.created_at:%Y-%m-%d %H:%M} UTC by {printable(u.created_by)}")
+
+
+def _proxy_secret(path: str) -> str:
+    file = Path(path)
+    try:
+        if file.stat().st_mode & 0o007:
+            raise UsageError(f"--proxy-secret-file {file}: readable by every user (chmod 0640)")
+        lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--proxy-secret-file {file}: cannot read it: {exc}") from None
+    secret = lines[0] if lines else ""
+    if len(secret) < PROXY_SECRET_MIN or not one_word(secret, 512):
+        raise UsageError(f"--proxy-secret-file {file}: the first line must be one word of "
+                         f"{PROXY_SECRET_MIN} to 512 printable characters (e.g. the output "
+                         "of `openssl rand -hex 32`)")
+    return secret
 
 
 def _password(path: str | None) -> str:

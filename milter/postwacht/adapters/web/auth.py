@@ -30,6 +30,10 @@ PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 """Argon2 takes any length; a bound keeps a megabyte password from being hashed."""
 NAME_MAX = 64
+PROXY_SECRET_HEADER = "X-Postwacht-Proxy-Secret"  # noqa: S105 (a header name)
+"""Sent by the reverse proxy on every request (its value only the proxy and the site
+know): what tells the proxy from another local process on loopback."""
+PROXY_SECRET_MIN = 32
 EMAIL_MAX = 254
 SESSION_COOKIE = "postwacht_session"
 LOGIN_COOKIE = "postwacht_login"

@@ -17,6 +17,7 @@ from postwacht.adapters.web.auth import (
     IDLE,
     LIFETIME,
     LOGIN_COOKIE,
+    PROXY_SECRET_HEADER,
     SESSION_COOKIE,
     TOKEN_MAX,
     Passwords,
@@ -48,6 +49,9 @@ class WebSettings:
     """The single sign-on header ('' for none), believed only from `trusted_proxy`."""
     trusted_proxy: str = ""
     """The reverse proxy's address ('' for none): its X-Forwarded-For names the client."""
+    proxy_secret: str = ""
+    """What the proxy sends in PROXY_SECRET_HEADER ('' for none): on loopback every local
+    process has the proxy's address, so the address alone proves nothing there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +101,10 @@ class Desk:
         return words
 
     def from_proxy(self) -> bool:
-        proxy = self.settings.trusted_proxy
-        return bool(proxy) and _same_address(request.remote_addr or "", proxy)
+        proxy, secret = self.settings.trusted_proxy, self.settings.proxy_secret
+        if not proxy or not _same_address(request.remote_addr or "", proxy):
+            return False
+        return not secret or same_token(request.headers.get(PROXY_SECRET_HEADER, ""), secret)
 
     def client(self) -> str:
         """The client's address, for logs, the audit trail and the per-address limit:
