@@ -543,7 +543,7 @@ def desk(dns_lab: DnsLab, sts_server: StsServer) -> Iterator[tuple[Lab, WebSite]
     with running_lab("postwacht-desk-", cafile=sts_server.cafile, mta="mx1",
                      policy=secure_transport(dns_lab, sts_server)) as started:
         options = started.daemon.records_options
-        for person in ("ruben", "anouk"):
+        for person in ("ruben", "anouk", "bas"):
             add_user(started.daemon.root, options, person, PEOPLE[person].role,
                      PEOPLE[person].password)
         web = WebSite(started.daemon.root, options)

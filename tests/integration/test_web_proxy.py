@@ -54,6 +54,8 @@ class Proxy:
     root: Path
     upstream: int
     accounts: dict[str, str]
+    secret: str
+    """What nginx sends the site in X-Postwacht-Proxy-Secret."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +83,9 @@ class Proxy:
         passwords.write_text("".join(htpasswd_line(n, p) for n, p in self.accounts.items()))
         passwords.chmod(0o640)
         shutil.chown(passwords, group=WORKER_USER)
+        secret = self.root / "postwacht-proxy-secret.conf"
+        secret.touch(mode=0o600)  # read by nginx's master (root) only
+        secret.write_text(f'proxy_set_header X-Postwacht-Proxy-Secret "{self.secret}";\n')
         (self.root / "postwacht-web.conf").write_text(self.adapted_snippet())
         r = self.root
         (r / "nginx.conf").write_text(f"""\
@@ -111,6 +116,8 @@ http {{
             (r"ssl_certificate\s+[^;]+;", f"ssl_certificate {self.root}/cert.pem;", 0),
             (r"ssl_certificate_key\s+[^;]+;", f"ssl_certificate_key {self.root}/key.pem;", 0),
             (r"auth_basic_user_file\s+[^;]+;", f"auth_basic_user_file {self.root}/htpasswd;", 0),
+            (r"include\s+\S*postwacht-proxy-secret\.conf;",
+             f"include {self.root}/postwacht-proxy-secret.conf;", 0),
         ]
         for pattern, replacement, count in changes:
             text, made = re.subn(pattern, replacement, text, count=count)
@@ -192,6 +199,18 @@ class ProxyLab:
             account: tuple[str, str] | None = None) -> Answer:
         return self.nginx.get(path, headers, account)
 
+    def get_directly(self, path: str, headers: dict[str, str]) -> Answer:
+        """A GET to the site itself, past nginx, from loopback as the proxy is."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.nginx.upstream,
+                                                timeout=DEADLINE)
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            return Answer(response.status, response.headers,
+                          response.read().decode("utf-8", "replace"))
+        finally:
+            connection.close()
+
     def signed_in(self) -> list[AuditEntry]:
         store = open_records(None, self.state, create=False, mta="proxy-lab")
         try:
@@ -202,8 +221,8 @@ class ProxyLab:
 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[ProxyLab]:
-    """A records store with the accounts, `postwacht web` trusting X-Remote-User from
-    127.0.0.1 only, and nginx with the deploy snippet in front of it."""
+    """A records store with the accounts, `postwacht web` trusting X-Remote-User only
+    from 127.0.0.1 with the proxy's secret, and nginx with the deploy snippet in front."""
     root = Path(tempfile.mkdtemp(prefix="postwacht-proxy-", dir="/tmp"))
     root.chmod(0o755)  # nginx's workers (www-data) read the password file below it
     state = root / "state"
@@ -211,10 +230,15 @@ def proxy() -> Iterator[ProxyLab]:
     options = ["--state", str(state)]
     for name, role in ACCOUNTS.items():
         add_user(root, options, name, role, None)
+    secret = secrets.token_hex(32)
+    secret_file = root / "proxy-secret"
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(secret + "\n")
     site = WebSite(root, options, ("--trusted-header", "X-Remote-User",
-                                   "--trusted-proxy", "127.0.0.1"))
+                                   "--trusted-proxy", "127.0.0.1",
+                                   "--proxy-secret-file", str(secret_file)))
     site.start()
-    nginx = Proxy(root / "nginx", int(site.url.rsplit(":", 1)[1]), PASSWORDS)
+    nginx = Proxy(root / "nginx", int(site.url.rsplit(":", 1)[1]), PASSWORDS, secret)
     try:
         nginx.root.mkdir()
         nginx.configure()
@@ -243,6 +267,7 @@ def test_a_forged_sign_on_header_without_the_proxys_authentication_gets_nowhere(
 def test_the_proxy_replaces_a_forged_header_with_the_person_it_authenticated(
     proxy: ProxyLab,
 ) -> None:
+    before = len(proxy.signed_in())
     forged = {"X-Remote-User": "ada", "X-Forwarded-For": "203.0.113.9"}
     answer = proxy.get("/users", headers=forged, account=("vera", PASSWORDS["vera"]))
     assert answer.status == 403  # vera is a viewer: the accounts page is an admin's
@@ -252,8 +277,8 @@ def test_the_proxy_replaces_a_forged_header_with_the_person_it_authenticated(
     assert listed.status == 200
     assert "vera (viewer)" in listed.body
     assert "ada" not in listed.body
-    signed_in = proxy.signed_in()
-    assert {e.actor for e in signed_in} == {"vera"}
+    signed_in = proxy.signed_in()[before:]
+    assert [e.actor for e in signed_in] == ["vera", "vera"]  # no cookie kept: each anew
     assert all("from 127.0.0.1 by single sign-on" in e.detail for e in signed_in)
 
 
@@ -286,3 +311,20 @@ def test_the_security_headers_pass_through_the_proxy(proxy: ProxyLab) -> None:
         assert answer.headers["Referrer-Policy"] == "no-referrer", path
         assert answer.headers["Strict-Transport-Security"] == "max-age=31536000", path
         assert "nginx/" not in answer.headers.get("Server", ""), path
+
+
+def test_a_local_process_without_the_proxys_secret_cannot_sign_anyone_in(
+    proxy: ProxyLab,
+) -> None:
+    """Every process on the host has the proxy's address: the header counts only with
+    the secret that nginx sends."""
+    for sent in ({"X-Remote-User": "ada"},
+                 {"X-Remote-User": "ada", "X-Postwacht-Proxy-Secret": "0" * 64}):
+        answer = proxy.get_directly("/users", sent)
+        assert answer.status == 303
+        assert "/login" in answer.headers["Location"]
+        assert answer.cookie("postwacht_session") == ""
+    with_secret = proxy.get_directly("/users", {
+        "X-Remote-User": "ada", "X-Postwacht-Proxy-Secret": proxy.nginx.secret})
+    assert with_secret.status == 200  # the same request as nginx sends it
+    assert "ada (administrator)" in with_secret.body
