@@ -227,7 +227,7 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         lambda: holder.current.quarantine, telemetry, mta.requests_interval,
         mta.sync_interval)
     notifier = Notifier(lambda: holder.current, NoticeRecords(records),
-                        Sendmail(mta.sendmail, mta.postfix_config))
+                        Sendmail(mta.sendmail, mta.postfix_config), telemetry=telemetry)
     return App(telemetry, holder, records, discovery, facts, domain_watch,
                PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
                RetiredAttempts(records, telemetry), Notices(notifier),

@@ -23,6 +23,7 @@ from postwacht.notices.notifier import Notifier
 from postwacht.notices.sendmail import Sendmail, SendmailError
 from postwacht.records.sqlite import SqliteRecords
 from postwacht.records.store import AuditAction, Hold, QuarantineRecord
+from postwacht.telemetry import ErrorKind, NoTelemetry
 
 from tests.conftest import EXAMPLE_POLICY
 from tests.labs.util import poll
@@ -132,12 +133,40 @@ def test_a_full_queue_drops_the_notice_at_once(
         tmp_path: Path, write_policy: Callable[[str], Path], store: SqliteRecords) -> None:
     policy = policy_with(write_policy)
     box = Mailbox(tmp_path / "box")
+    counted = Counted()
     notifier = Notifier(lambda: policy, NoticeRecords(store), Sendmail(str(box.command)),
-                        queue_size=1)  # not started: nothing takes from the queue
+                        queue_size=1, telemetry=counted)  # not started: nobody takes
     record = held_of(hold(store))
     assert notifier.held(record)
     assert not notifier.held(record)
     assert notifier.dropped == 1
+    assert counted.errors == [ErrorKind.NOTICE]  # operations see who was not told
+
+
+class Counted(NoTelemetry):
+    def __init__(self) -> None:
+        self.errors: list[ErrorKind] = []
+
+    def error(self, kind: ErrorKind) -> None:
+        self.errors.append(kind)
+
+
+def test_a_notice_that_cannot_be_made_is_counted_and_the_next_one_still_goes(
+        tmp_path: Path, write_policy: Callable[[str], Path], store: SqliteRecords) -> None:
+    policy = policy_with(write_policy, digest="off")
+    box = Mailbox(tmp_path / "box")
+    counted = Counted()
+    notifier = Notifier(lambda: policy, NoticeRecords(store), Sendmail(str(box.command)),
+                        tick=0.05, telemetry=counted)
+    good = held_of(hold(store))
+    notifier.start()
+    try:
+        notifier.held(None)  # type: ignore[arg-type]  # a notice nothing can be made of
+        notifier.held(good)
+        poll(lambda: box.to("jan@samen-veilig.nl"), "the next sender notice")
+    finally:
+        notifier.stop()
+    assert counted.errors == [ErrorKind.NOTICE]
 
 
 def test_without_notices_in_the_policy_nothing_is_queued(

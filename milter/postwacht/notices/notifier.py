@@ -29,6 +29,7 @@ from postwacht.core.text import printable
 from postwacht.notices.compose import Held, Outgoing, digest, sender_notice
 from postwacht.notices.schedule import IMMEDIATE_BATCH, IMMEDIATE_SPACING, period_name
 from postwacht.notices.sendmail import Sendmail, SendmailError
+from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 
 log = logging.getLogger("postwacht.notices")
 
@@ -111,8 +112,9 @@ class Notifier:
     def __init__(self, policy: Callable[[], Policy], records: NoticeRecords, mail: Sendmail,
                  queue_size: int = QUEUE_SIZE, tick: float = TICK,
                  clock: Callable[[], dt.datetime] | None = None,
-                 batch: float = IMMEDIATE_BATCH) -> None:
+                 batch: float = IMMEDIATE_BATCH, telemetry: Telemetry = NO_TELEMETRY) -> None:
         self._policy = policy
+        self._telemetry = telemetry
         self._records = records
         self._mail = mail
         self._queue: queue.Queue[Held] = queue.Queue(queue_size)
@@ -145,6 +147,7 @@ class Notifier:
             self._queue.put_nowait(held)
         except queue.Full:
             self.dropped += 1
+            self._telemetry.error(ErrorKind.NOTICE)
             log.warning("record #%d: notice queue full (%d waiting); the sender is not "
                         "told (%d dropped so far)", held.record_id, self._queue.maxsize,
                         self.dropped)
@@ -165,12 +168,19 @@ class Notifier:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                held = self._queue.get(timeout=self._tick)
-            except queue.Empty:
-                pass
-            else:
-                self._after_hold(held)
-            self._digest_if_due()
+                self._round()
+            except Exception:  # one bad notice must not end every later one
+                self._telemetry.error(ErrorKind.NOTICE)
+                log.exception("a notice could not be made or sent; going on with the next")
+
+    def _round(self) -> None:
+        try:
+            held = self._queue.get(timeout=self._tick)
+        except queue.Empty:
+            pass
+        else:
+            self._after_hold(held)
+        self._digest_if_due()
 
     def _after_hold(self, held: Held) -> None:
         policy = self._policy()
@@ -198,6 +208,7 @@ class Notifier:
             self._mail.send(notice)
         except SendmailError as exc:
             self.failed += 1
+            self._telemetry.error(ErrorKind.NOTICE)
             log.error("%s not sent: %s", what, exc)
             return False
         self.sent += 1

@@ -30,6 +30,9 @@ class ErrorKind(StrEnum):
     CONTENT_CAPTURE = "content-capture"
     """The release helper could not capture a held message's content: review cannot show
     it until a later try succeeds."""
+    NOTICE = "notice"
+    """A notice to a sender or a digest was dropped (queue full) or not taken by
+    sendmail(1): somebody was not told."""
 
 
 class RequestOutcome(StrEnum):
