@@ -157,8 +157,13 @@ class Notices:
         self.notifier = notifier
 
     def held(self, record: QuarantineRecord) -> None:
-        """Never waits: the notice is queued (or dropped when the queue is full)."""
-        self.notifier.held(held_of(record))
+        """Never waits: the notice is queued (or dropped when the queue is full). Never
+        raises either: the message is held and recorded already, and a notice is not worth
+        a tempfail that would hold it a second time."""
+        try:
+            self.notifier.held(held_of(record))
+        except Exception:  # logged with its traceback below
+            log.exception("record #%d: no notice queued", record.record_id)
 
 
 @dataclass

@@ -207,3 +207,20 @@ def test_one_digest_per_minute_reaches_each_reviewer_in_an_owned_domain(
     assert [args[-1] for args in sent] == ["anna@samen-veilig.nl"]
     [message] = [m for box in boxes for m in box.to("anna@samen-veilig.nl")]
     assert f"/held/{record.record_id}" in message.get_content()
+
+
+def test_a_held_notice_of_ours_tells_nobody_and_starts_no_digest(
+        tmp_path: Path, write_policy: Callable[[str], Path], store: SqliteRecords) -> None:
+    """A notice held itself (its recipient's domain in doubt) must not breed another."""
+    policy = policy_with(write_policy)  # digest: immediately
+    store.add_user("anna", Role.REVIEWER, "anna@samen-veilig.nl", "", "admin")
+    box = Mailbox(tmp_path / "box")
+    counted = Counted()
+    notifier = Notifier(lambda: policy, NoticeRecords(store), Sendmail(str(box.command)),
+                        tick=0.01, batch=0.0, telemetry=counted)
+    own = held_of(hold(store, sender="postwacht@samen-veilig.nl"))
+    notifier._after_hold(own)  # what the notices thread does with it
+    notifier._digest_if_due()
+    assert box.sent() == []
+    assert notifier.last_period == ""  # no digest was even claimed
+    assert counted.errors == []

@@ -187,6 +187,12 @@ class Notifier:
         settings = policy.notices
         if settings is None:
             return
+        if held.sender.lower() == settings.sender_address.lower():
+            # A notice of ours was held itself (its recipient's domain is in doubt, say):
+            # telling anyone of it, or a new digest for it, would only be held again.
+            log.warning("record #%d: a notice from %s was held (%s); nobody is told of it",
+                        held.record_id, settings.sender_address, held.rule)
+            return
         if settings.in_digest(held.rule) and self._pending is None:
             self._pending = time.monotonic()
         to = addressee(held, policy)
@@ -254,8 +260,10 @@ class Notifier:
         for who, email in reviewers:
             parsed = plain_address(email)
             if parsed is None or not policy.owns(parsed[1]):
-                log.warning("digest: not sent to reviewer %s: %s is not a plain address in "
-                            "an owned domain", printable(who, 64), printable(email, 320))
+                domain = email.rpartition("@")[2]
+                log.warning("digest: not sent to reviewer %s: their address (domain %s) is "
+                            "not a plain address in an owned domain", printable(who, 64),
+                            printable(domain, 255) or "none")
                 continue
             notice = digest(waiting, f"{parsed[0]}@{parsed[1]}", settings,
                             policy.organisation, settings.digest, now)

@@ -44,7 +44,10 @@ class ReportPublisher(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            self.publish_once()
+            try:
+                self.publish_once()
+            except Exception:  # stale reports are better than none: go on next round
+                log.exception("the reports for review could not be made")
             self._stopping.wait(self._interval)
 
     def publish_once(self) -> None:
