@@ -143,6 +143,18 @@ def test_bookkeeping_headers_are_dropped_at_delivery_and_nothing_else(
     assert (looked.stdout.strip() or None) == answer
 
 
+def test_the_daemons_unit_lets_notices_reach_postfix() -> None:
+    """sendmail(1) hands a notice to postdrop, which writes into maildrop as group
+    postdrop: under NoNewPrivileges the group comes from the unit, and under
+    ProtectSystem=strict the directory must be writable."""
+    unit = (DEPLOY / "systemd" / "postwacht.service").read_text()
+    settings = dict(line.split("=", 1) for line in unit.splitlines()
+                    if "=" in line and not line.startswith(("#", " ")))
+    assert settings["ProtectSystem"] == "strict"
+    assert "postdrop" in settings["SupplementaryGroups"].split()
+    assert "/var/spool/postfix/maildrop" in settings["ReadWritePaths"].split()
+
+
 def test_release_helper_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     unit = (DEPLOY / "systemd" / "postwacht-release.service").read_text()
     assert exposure(tmp_path, "postwacht-release.service") < 3.0  # root, as postsuper needs
