@@ -109,6 +109,25 @@ def test_a_sendmail_that_hangs_is_given_up_on(tmp_path: Path) -> None:
         Sendmail(str(hangs), timeout=0.3).send(Outgoing("a@b.example", "c@b.example", b"\n"))
 
 
+def test_a_sendmail_that_hangs_is_stopped_with_what_it_started(tmp_path: Path) -> None:
+    """postdrop, started by sendmail, retries a maildrop it cannot write for ever."""
+    child = tmp_path / "child.pid"
+    hangs = tmp_path / "hangs"
+    hangs.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {child}\nwait\n")
+    hangs.chmod(0o755)
+    with pytest.raises(SendmailError, match="took longer than"):
+        Sendmail(str(hangs), timeout=0.5).send(Outgoing("a@b.example", "c@b.example", b"\n"))
+    pid = int(child.read_text())
+    poll(lambda: stopped(pid), "the child stopped")
+
+
+def stopped(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_a_held_messages_sender_is_told_and_the_notice_audited(
         tmp_path: Path, write_policy: Callable[[str], Path], store: SqliteRecords) -> None:
     policy = policy_with(write_policy, digest="off")

@@ -6,6 +6,9 @@ it: retries, logging and the queue are Postfix's, not ours. No SMTP client here.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -36,15 +39,23 @@ class Sendmail:
         return [self.command, *config, "-i", "-f", outgoing.sender, "--", outgoing.recipient]
 
     def send(self, outgoing: Outgoing) -> None:
+        # A session of its own, so that a sendmail that takes too long is stopped with
+        # everything it started (postdrop retries a maildrop it cannot write for ever).
         try:
-            result = subprocess.run(self.argv(outgoing), input=outgoing.data,
-                                    capture_output=True, timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise SendmailError(f"{self.command} took longer than {self.timeout:g} s"
-                                ) from None
+            process = subprocess.Popen(self.argv(outgoing), stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       start_new_session=True)
         except OSError as exc:
             raise SendmailError(f"cannot run {self.command}: {exc.strerror or exc}") from None
-        if result.returncode != 0:
-            said = printable(result.stderr.decode("utf-8", "replace").strip(), 500)
-            raise SendmailError(f"{self.command} exited with status {result.returncode}"
+        try:
+            _, stderr = process.communicate(outgoing.data, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise SendmailError(f"{self.command} took longer than {self.timeout:g} s"
+                                ) from None
+        if process.returncode != 0:
+            said = printable(stderr.decode("utf-8", "replace").strip(), 500)
+            raise SendmailError(f"{self.command} exited with status {process.returncode}"
                                 f"{': ' + said if said else ''}")
