@@ -636,6 +636,10 @@ def test_content_is_kept_only_while_the_message_is_held(backend: Backend) -> Non
     assert (saved.headers, saved.text, saved.attachments, saved.notes) == (
         content.headers, content.text, content.attachments, content.notes)
     assert store.without_content("mta-a") == []
+    waits = hold(store, "ABC211")  # its approver should read what they approve
+    store.request(waits.record_id, Review.RELEASE, ReleaseMode.OVERRIDE, "anna", "asked",
+                  needs_approval="it overrides the lookalike hold")
+    assert [r.record_id for r in store.without_content("mta-a")] == [waits.record_id]
     asked = store.request(record.record_id, Review.DELETE, ReleaseMode.PLAIN, "anna", "typo")
     store.finish_request(asked.request_id, True, "deleted")
     assert store.content(record.record_id) is None

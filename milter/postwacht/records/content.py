@@ -71,7 +71,13 @@ def held_content(raw: bytes, truncated: bool) -> HeldContent:
         view.notes.append(f"the message is larger than the {_mib(defaults.CONTENT_READ_MAX)} "
                           "read for review: the rest is missing (a part cut there shows what "
                           "arrived of it)")
+    # The parser's cost grows with the parts, whatever is later shown of them: a message
+    # of thousands of tiny parts would hold the release helper for a minute.
+    boundaries = raw.count(b"\n--")
     try:
+        if boundaries > PARTS_MAX:
+            raise ValueError(f"about {boundaries} part boundaries, more than the {PARTS_MAX} "
+                             "review reads")
         message = email.message_from_bytes(raw, policy=email.policy.default)
     except Exception as exc:  # noqa: BLE001 - an unreadable message is a note, not a crash
         # Its parts nested too deep, say: the headers alone can still be read.

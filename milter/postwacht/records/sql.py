@@ -64,6 +64,8 @@ REASON_MAX = 1000
 ACTOR_MAX = 128
 NAME_MAX = 255
 """An MTA's name, a policy's, a hold key, a route."""
+CAPTURE_CANDIDATES = 1000
+"""Records without content read per look, oldest first (the daemon captures a few)."""
 TEXT_MAX = 300_000
 """Characters of a held message's text as review may see it."""
 SIGN_IN_KEPT = dt.timedelta(days=1)
@@ -741,10 +743,13 @@ class SqlRecords:
                                f"{exc}") from None
 
     def without_content(self, mta: str) -> list[QuarantineRecord]:
+        # A release that waits for approval is still in the hold queue, and its approver
+        # should read what they approve.
         rows = self._run("read quarantine records", lambda tx: tx.rows(
-            _WITH_NEWEST_REQUEST + "WHERE q.mta = ? AND q.status = ? AND NOT EXISTS "  # noqa: S608
-            "(SELECT 1 FROM content c WHERE c.record_id = q.id) ORDER BY q.held_at, q.id",
-            (mta, Status.HELD.value)))
+            _WITH_NEWEST_REQUEST + "WHERE q.mta = ? AND (q.status = ? OR (q.status = ? AND "  # noqa: S608
+            + _AWAITING + ")) AND NOT EXISTS "
+            "(SELECT 1 FROM content c WHERE c.record_id = q.id) ORDER BY q.held_at, q.id "
+            "LIMIT ?", (mta, Status.HELD.value, Status.REQUESTED.value, CAPTURE_CANDIDATES)))
         return [_record(row) for row in rows]
 
     # Audit entries that change no record, and the trail searched.

@@ -347,7 +347,8 @@ class RecordStore(Protocol):
 
     def content(self, record_id: int) -> HeldContent | None: ...
     def without_content(self, mta: str) -> list[QuarantineRecord]:
-        """Held records of `mta` whose content has not been captured yet."""
+        """Records of `mta` whose content has not been captured yet, held or with a
+        release waiting for approval; the oldest 1000 at most."""
 
     # The audit trail.
     def audit_entries(self, since: dt.datetime | None = None) -> list[AuditEntry]:
