@@ -57,16 +57,21 @@ def find_bsn(text: bytes) -> bool:
     return False
 
 
-_SEPARATOR = r"(?:[ .\-\u00a0]|&nbsp;|&#160;|&#xa0;)"
+_SEPARATOR = r"(?:[ \t.\-\u00a0]|&nbsp;|&#160;|&#xa0;)"
 _NUMBER_IN_TEXT = re.compile(
-    # The detector's pattern, on text: the same shapes and boundaries, with the spaces it
-    # normalises (a non-breaking space, as a character or an HTML entity) as separators.
-    r"(?<![\d.,])(?<!\d-)"
+    # The detector's shapes, on text, with the spaces it normalises (a non-breaking space,
+    # as a character or an HTML entity) and tabs as separators; but looser bounds: only a
+    # digit next to it makes it part of something longer (a BSN in CSV, in a file name
+    # after a date, or after a dot is masked too: masking more costs a reviewer little).
+    r"(?<!\d)"
     rf"(\d{{8,9}}|\d{{3}}{_SEPARATOR}\d{{3}}{_SEPARATOR}\d{{3}}"
     rf"|\d{{4}}{_SEPARATOR}\d{{2}}{_SEPARATOR}\d{{3}})"
-    r"(?![\d]|[.,-]\d)",
+    r"(?!\d)",
     re.IGNORECASE,
 )
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+"""Characters that show as nothing: between a BSN's digits they would keep it readable
+and unmatched."""
 MASK_VISIBLE = 2
 """Digits left readable at the end of a masked number: enough to tell two apart."""
 
@@ -95,7 +100,7 @@ def mask_bsn(text: str) -> str:
     Unlike the detector, no context word is needed: what review shows must not carry a
     BSN, and a masked order number costs a reviewer little.
     """
-    return _NUMBER_IN_TEXT.sub(_masked, text)
+    return _NUMBER_IN_TEXT.sub(_masked, _INVISIBLE.sub("", text))
 
 
 DETECTORS = {"bsn": find_bsn}
