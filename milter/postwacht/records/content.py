@@ -71,14 +71,8 @@ def held_content(raw: bytes, truncated: bool) -> HeldContent:
         view.notes.append(f"the message is larger than the {_mib(defaults.CONTENT_READ_MAX)} "
                           "read for review: the rest is missing (a part cut there shows what "
                           "arrived of it)")
-    # The parser's cost grows with the parts, whatever is later shown of them: a message
-    # of thousands of tiny parts would hold the release helper for a minute.
-    boundaries = raw.count(b"\n--")
     try:
-        if boundaries > PARTS_MAX:
-            raise ValueError(f"about {boundaries} part boundaries, more than the {PARTS_MAX} "
-                             "review reads")
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = _parsed(raw)
     except Exception as exc:  # noqa: BLE001 - an unreadable message is a note, not a crash
         # Its parts nested too deep, say: the headers alone can still be read.
         view.notes.append(f"the message's parts could not be read ({_why(exc)}): only its "
@@ -96,6 +90,17 @@ def held_content(raw: bytes, truncated: bool) -> HeldContent:
         view.notes.append(f"the message's parts could not all be read ({_why(exc)}): shown "
                           "as far as they could")
     return HeldContent(headers, _text(view), tuple(view.attachments), tuple(_notes(view)))
+
+
+def _parsed(raw: bytes) -> Message:
+    """The message with its parts; ValueError when it has more than review reads: the
+    parser's cost grows with the parts, whatever is later shown of them, and thousands
+    of tiny parts would hold the release helper for a minute."""
+    boundaries = raw.count(b"\n--")
+    if boundaries > PARTS_MAX:
+        raise ValueError(f"about {boundaries} part boundaries, more than the {PARTS_MAX} "
+                         "review reads")
+    return email.message_from_bytes(raw, policy=email.policy.default)
 
 
 def _headers(message: Message, view: _View) -> tuple[tuple[str, str], ...]:
