@@ -22,7 +22,7 @@ from postwacht import defaults
 from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
-from postwacht.core.roles import Role
+from postwacht.core.roles import Permission, allows
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
@@ -36,6 +36,7 @@ from postwacht.records.queue import Postfix
 from postwacht.records.sqlite import private_directory
 from postwacht.records.store import (
     OPEN,
+    POSTWACHT,
     AuditAction,
     QuarantineRecord,
     RecordsError,
@@ -46,8 +47,6 @@ from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
 from postwacht.telemetry.prometheus import PrometheusTelemetry
 
 log = logging.getLogger("postwacht")
-NOTICES_ACTOR = "postwacht"
-"""Who sent a sender notice, in the audit trail."""
 
 
 class StartError(Exception):
@@ -108,9 +107,7 @@ class MtaSettings:
 
 def held_of(record: QuarantineRecord) -> Held:
     """What notices may know of a record: never more than the record itself holds."""
-    request = record.request
-    standing = (Standing.AWAITING_APPROVAL if request is not None
-                and record.status is Status.REQUESTED and request.awaiting_approval
+    standing = (Standing.AWAITING_APPROVAL if record.awaiting_approval
                 else Standing.REQUESTED if record.status is Status.REQUESTED
                 else Standing.HELD)
     return Held(record.record_id, record.sender, record.rule, record.reason, record.domains,
@@ -131,7 +128,7 @@ class NoticeRecords:
         with self._unavailable():
             users = self._records.users()
         return [(u.name, u.email) for u in users
-                if u.email and u.role.rank >= Role.REVIEWER.rank]
+                if u.email and allows(u.role, Permission.ACT)]
 
     def claim(self, what: str) -> bool:
         with self._unavailable():
@@ -139,7 +136,7 @@ class NoticeRecords:
 
     def notified(self, record_id: int, detail: str) -> None:
         with self._unavailable():
-            self._records.note(NOTICES_ACTOR, AuditAction.SENDER_NOTIFIED, record_id, detail)
+            self._records.note(POSTWACHT, AuditAction.SENDER_NOTIFIED, record_id, detail)
 
     @staticmethod
     @contextlib.contextmanager

@@ -122,22 +122,21 @@ def at_end_of_message(
     if action is Action.ACCEPT or strictest is None:
         return MessageOutcome(Action.ACCEPT, internal, verdicts)
     outcome = MessageOutcome(action, internal, verdicts, strictest.rule, strictest.reason)
+    route = policy.secure_transport.route if policy.secure_transport else None
     if action is Action.ROUTE:
-        route = policy.secure_transport.route if policy.secure_transport else None
         if route is None:  # the policy check refuses this; never let the mail go unrouted
             return replace(outcome, action=Action.TEMPFAIL,
                            reply=Reply("451", "4.3.0", "no secure route configured; try later"))
         return replace(outcome, route=route)
     if action.refuses:
         return replace(outcome, reply=_refusal(action, strictest.reason))
-    return replace(outcome, route=_route_for_release(verdicts, policy))
+    return replace(outcome, route=_route_for_release(verdicts, route))
 
 
-def _route_for_release(verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> str | None:
+def _route_for_release(verdicts: tuple[RecipientVerdict, ...], route: str | None) -> str | None:
     """The secure route for a held message, when any recipient lacks verified transport:
     Postfix turns it into the message's next hop at hold time (milter_header_checks),
     and the message keeps it when released."""
-    route = policy.secure_transport.route if policy.secure_transport else None
     if route is None or all(v.rule is not Rule.INSECURE_TRANSPORT for v in verdicts):
         return None
     return route

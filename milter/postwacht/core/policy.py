@@ -182,6 +182,10 @@ class NoticeSettings:
         switch = self.rules.get(rule)
         return switch.digest if switch is not None else True
 
+    def is_own(self, address: str) -> bool:
+        """Whether mail from `address` is a notice of Postwacht's (never told of again)."""
+        return address.lower() == self.sender_address.lower()
+
     def link(self, record_id: int) -> str:
         """Where a held message's page is in the web review."""
         return f"{self.review_url}held/{record_id}"

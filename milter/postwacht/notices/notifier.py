@@ -100,7 +100,7 @@ def addressee(held: Held, policy: Policy) -> Addressee:
     if not policy.owns(domain):
         return Addressee("", why_not=f"the sender's domain {domain} is not an owned domain")
     address = f"{local}@{domain}"
-    if address.lower() == settings.sender_address.lower():
+    if settings.is_own(address):
         return Addressee("", why_not="the held message is a notice itself")
     return Addressee(address, domain)
 
@@ -187,7 +187,7 @@ class Notifier:
         settings = policy.notices
         if settings is None:
             return
-        if held.sender.lower() == settings.sender_address.lower():
+        if settings.is_own(held.sender):
             # A notice of ours was held itself (its recipient's domain is in doubt, say):
             # telling anyone of it, or a new digest for it, would only be held again.
             log.warning("record #%d: a notice from %s was held (%s); nobody is told of it",

@@ -30,6 +30,7 @@ from postwacht.core.text import printable
 from postwacht.records.queue import ActionResult, PostfixError
 from postwacht.records.store import (
     OPEN,
+    POSTWACHT,
     ConflictError,
     QuarantineRecord,
     RecordsError,
@@ -43,8 +44,6 @@ from postwacht.telemetry import ErrorKind, RequestOutcome, Telemetry
 
 log = logging.getLogger("postwacht.review")
 
-ACTOR = "postwacht"
-"""Who asks for an expiry, in the audit trail."""
 GONE = "left the hold queue outside Postwacht"
 
 
@@ -228,8 +227,7 @@ class RequestExecutor:
         expire what is held too long; this MTA's open records are read once for both."""
         records = self._store.quarantine_records(OPEN, mta=self._mta)
         gone = self.close_vanished(records)
-        self.expire([r for r in records
-                     if (r.status is Status.HELD or _awaiting(r)) and r.record_id not in gone])
+        self.expire([r for r in records if _undecided(r) and r.record_id not in gone])
         self._telemetry.records_synced(self._clock())
 
     def expire(self, held: list[QuarantineRecord]) -> None:
@@ -253,7 +251,7 @@ class RequestExecutor:
                                                  "in time"):
                 continue
             try:
-                self._store.request(record.record_id, Review.EXPIRE, mode, ACTOR, reason)
+                self._store.request(record.record_id, Review.EXPIRE, mode, POSTWACHT, reason)
             except ConflictError as exc:  # a reviewer acted first
                 log.info("expiry of %s on %s: %s", record.queue_id, self._mta, exc)
                 continue
@@ -270,7 +268,7 @@ class RequestExecutor:
         cutoff = self._now() - dt.timedelta(seconds=self.gone_grace)
         # Not yet: Postfix moves a message into hold only after the milter's answer.
         candidates = [r for r in records
-                      if (r.status is Status.HELD or _awaiting(r)) and r.held_at <= cutoff]
+                      if _undecided(r) and r.held_at <= cutoff]
         try:
             queue = self._postfix.hold_queue()
         except PostfixError as exc:
@@ -300,10 +298,10 @@ class RequestExecutor:
         """A request that waits for a second person would keep its message out of
         retention and gone records open for ever: decline it first (audited as the
         daemon's). False when it was approved or acted on meanwhile."""
-        if not _awaiting(record) or record.request is None:
+        if not record.awaiting_approval or record.request is None:
             return True
         try:
-            self._store.decline(record.request.request_id, ACTOR, why)
+            self._store.decline(record.request.request_id, POSTWACHT, why)
         except ConflictError as exc:
             log.info("record %d of %s on %s: %s", record.record_id, record.queue_id,
                      self._mta, exc)
@@ -342,7 +340,7 @@ def _queue_ids(entries: Collection[dict[str, object]]) -> frozenset[str]:
     return frozenset(str(e.get("queue_id", "")) for e in entries)
 
 
-def _awaiting(record: QuarantineRecord) -> bool:
-    """Requested, but the request waits for a second person's approval."""
-    return (record.status is Status.REQUESTED and record.request is not None
-            and record.request.awaiting_approval)
+def _undecided(record: QuarantineRecord) -> bool:
+    """Held, or asked for but waiting for a second person: nobody has decided yet, so
+    retention and gone records reach it."""
+    return record.status is Status.HELD or record.awaiting_approval

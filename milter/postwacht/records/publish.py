@@ -54,9 +54,8 @@ class ReportPublisher(threading.Thread):
         policy = self._current()
         if self._policy is None or self._policy[0] != policy.checksum:
             self._policy = (policy.checksum, dt.datetime.now(dt.UTC))
-        self._publish(POLICY, policy.checksum,
-                      lambda: policy_summary(policy, self._policy[1] if self._policy
-                                             else dt.datetime.now(dt.UTC)))
+        loaded_at = self._policy[1]
+        self._publish(POLICY, policy.checksum, lambda: policy_summary(policy, loaded_at))
         audit = self._last_audit()
         if audit is not None:
             self._publish(DOMAINS, audit[0], lambda: domains_report(audit[1], audit[0]))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from postwacht.core.roles import Permission, Role, allows, least_role, needs_second_person
 from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Action, Rule
+from postwacht.records.sql import REASON_MAX
 from postwacht.records.store import (
     TO_REVIEW,
     ConflictError,
@@ -27,9 +28,9 @@ from postwacht.records.store import (
     Request,
     Review,
     Status,
+    User,
 )
 
-REASON_MAX = 1000
 WAIT_STEP = 0.2
 """Seconds between looks at a request's outcome."""
 
@@ -109,14 +110,15 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
         actor: str, reason: str) -> Request:
     """Write the request, after every check a reviewer can be told about now."""
     _reason_given(reason, f"a {action}")
-    may(store, actor, Permission.ACT)
+    users = store.users()
+    _may(users, actor, Permission.ACT)
     if record.status is not Status.HELD:
         raise ReviewError(_not_held(record))
     why = ""
     if action is Review.RELEASE:
         check_release(record, mode)
         why = second_person(record, mode)
-    if why and not [u for u in store.users()
+    if why and not [u for u in users
                     if u.name != actor and allows(u.role, Permission.APPROVE)]:
         raise ReviewError(f"this release needs a second person ({why}), and no account "
                           "but yours may approve: an admin adds one with `postwacht users add "
@@ -169,7 +171,7 @@ def decline(store: RecordStore, record: QuarantineRecord, actor: str, reason: st
 
 def _awaiting(record: QuarantineRecord) -> Request:
     asked = record.request
-    if record.status is not Status.REQUESTED or asked is None or not asked.awaiting_approval:
+    if not record.awaiting_approval or asked is None:
         raise ReviewError(f"{record.queue_id} (#{record.record_id}) has no request waiting "
                           "for approval")
     return asked
@@ -187,7 +189,10 @@ def may(store: RecordStore, actor: str, permission: Permission) -> Role | None:
     """Whether `actor` may do this: once any account exists, only an account whose role
     allows it (the database's grants are what really keeps others out: an actor is what
     the command was told). None: no accounts yet, anyone with access to the store."""
-    users = store.users()
+    return _may(store.users(), actor, permission)
+
+
+def _may(users: list[User], actor: str, permission: Permission) -> Role | None:
     if not users:
         return None
     user = next((u for u in users if u.name == actor), None)

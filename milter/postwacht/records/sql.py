@@ -15,6 +15,7 @@ reviewer's name and reason) is stored escaped and bounded (`core.text.printable`
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from postwacht.core.decide import RecipientVerdict
-from postwacht.core.roles import Role
+from postwacht.core.roles import Permission, Role, allows
 from postwacht.core.text import QUEUE_ID_MAX, printable
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.audit import GENESIS, entry_hash, stamp
 from postwacht.records.store import (
     OPEN,
+    POSTWACHT,
     Attachment,
     AuditAction,
     AuditEntry,
@@ -71,10 +73,8 @@ TEXT_MAX = 300_000
 SIGN_IN_KEPT = dt.timedelta(days=1)
 """How long failed sign-ins and idle sessions are kept (rate limits look back less)."""
 CLAIMS_KEPT = dt.timedelta(days=30)
-REVIEWING = ("reviewer", "approver", "admin")
-"""The roles that may review (`Role` values; the core's `Role` ranks them)."""
-POSTWACHT = "postwacht"
-"""The actor of what the daemon does by itself."""
+REVIEWING = tuple(role.value for role in Role if allows(role, Permission.ACT))
+"""The roles that may review, as the core ranks them."""
 
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -592,12 +592,7 @@ class SqlRecords:
             _RECORD + "JOIN requests r ON r.record_id = q.id WHERE r.outcome = ? AND "
             "q.mta = ? AND (r.needs_approval = '' OR r.approved_by <> '') "
             "ORDER BY r.requested_at, r.id", ("", mta)))
-        pending = []
-        for row in rows:
-            record = _record(row)
-            assert record.request is not None
-            pending.append((record.request, record))
-        return pending
+        return _with_request(rows)
 
     def finish_request(self, request_id: int, ok: bool, detail: str,
                        queue_id: str | None = None) -> None:
@@ -669,7 +664,7 @@ class SqlRecords:
                             override=asked.mode is ReleaseMode.OVERRIDE,
                             detail=f"request {request_id} by {asked.actor}: "
                                    f"{asked.action}, mode {asked.mode}")
-            return self._request_in(tx, request_id)
+            return dataclasses.replace(asked, approved_by=actor, approved_at=at)
 
         return self._run("approve the request", work, write=True)
 
@@ -697,12 +692,7 @@ class SqlRecords:
         rows = self._run("read requests awaiting approval", lambda tx: tx.rows(
             _RECORD + "JOIN requests r ON r.record_id = q.id WHERE " + _AWAITING
             + " ORDER BY r.requested_at, r.id"))
-        found = []
-        for row in rows:
-            record = _record(row)
-            assert record.request is not None
-            found.append((record.request, record))
-        return found
+        return _with_request(rows)
 
     # Content.
 
@@ -865,7 +855,8 @@ class SqlRecords:
 
     def reviewers(self) -> list[str]:
         rows = self._run("read the reviewers", lambda tx: tx.rows(
-            "SELECT name FROM users WHERE role IN (?, ?, ?) ORDER BY name", REVIEWING))
+            "SELECT name FROM users WHERE role IN ("  # noqa: S608 (placeholders only)
+            + ", ".join("?" for _ in REVIEWING) + ") ORDER BY name", REVIEWING))
         return [str(row[0]) for row in rows]
 
     def add_reviewer(self, name: str, actor: str) -> None:
@@ -984,6 +975,16 @@ def _not_awaiting(asked: Request, what: str) -> str:
     return (f"cannot {what} request {asked.request_id}: {asked.approved_by} approved it "
             f"at {asked.approved_at:%Y-%m-%d %H:%M:%S} UTC" if asked.approved_at else
             f"cannot {what} request {asked.request_id}: it was approved already")
+
+
+def _with_request(rows: list[tuple[Any, ...]]) -> list[tuple[Request, QuarantineRecord]]:
+    """Rows of records joined with one request each, as (request, record) pairs."""
+    pairs = []
+    for row in rows:
+        record = _record(row)
+        assert record.request is not None
+        pairs.append((record.request, record))
+    return pairs
 
 
 def _user(row: Sequence[Any]) -> User:

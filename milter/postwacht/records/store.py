@@ -47,6 +47,8 @@ class Status(StrEnum):
     DISMISSED = "dismissed"
 
 
+POSTWACHT = "postwacht"
+"""The actor of what a daemon does by itself (holds, expiries, notices), in the audit."""
 OPEN = (Status.HELD, Status.REQUESTED)
 MIGRATED_KEY = "migrated-"
 """How the keys of records carried over from before keys begin (their held messages
@@ -180,6 +182,12 @@ class QuarantineRecord:
     """The newest request on this record, if any (pending while status is requested)."""
     detected: str = ""
     """The detector that found the message sensitive, '' when none did."""
+
+    @property
+    def awaiting_approval(self) -> bool:
+        """Requested, but the request waits for a second person's approval."""
+        return (self.status is Status.REQUESTED and self.request is not None
+                and self.request.awaiting_approval)
 
     @property
     def needs_force(self) -> bool:

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, make_response, redirect, request, url_for
 
-from postwacht.adapters.web.pages import RECORD_ID_MAX, ROWS_MAX, record_page
+from postwacht.adapters.web.pages import ACTIONS, RECORD_ID_MAX, ROWS_MAX, record_page
 from postwacht.adapters.web.site import Desk, PageError, Phrase
 from postwacht.core.roles import Permission
 from postwacht.core.text import printable
 from postwacht.records import review
-from postwacht.records.review import REASON_MAX, ReviewError, check_release
+from postwacht.records.review import ReviewError, check_release
+from postwacht.records.sql import REASON_MAX
 from postwacht.records.store import (
     ConflictError,
     QuarantineRecord,
@@ -129,7 +130,7 @@ def register(app: Flask, desk: Desk) -> None:
             return record_page(desk, record_id, 409, error=str(exc))
         return make_response(redirect(url_for("record", record_id=record_id, done=what), 303))
 
-    for what in ("release", "delete", "approve", "decline", "dismiss"):
+    for what in ACTIONS:
         app.add_url_rule(f"/held/<int(max={RECORD_ID_MAX}):record_id>/{what}", f"{what}_record",
                          lambda record_id, what=what: act(record_id, what), methods=["POST"])
 

@@ -30,6 +30,8 @@ ROWS_MAX = 500
 AUDIT_PAGE = 100
 TEXT_MAX = 200
 RECORD_ID_MAX = 2**53
+ACTIONS = ("release", "delete", "approve", "decline", "dismiss")
+"""What may be done to a held message on its page (a route each)."""
 DAYS_MAX = 3660.0
 CONTENT_REFRESH = 3
 """Seconds between reloads while the MTA has not captured a held message's content."""
@@ -171,7 +173,7 @@ def record_page(desk: Desk, record_id: int, status: int = 200, error: str = "") 
     return desk.render(
         "record.html", status, record=record, content=content, modes=modes,
         why_not=why_not, note=note(record), error=error,
-        done=done if done in ("release", "delete", "approve", "decline", "dismiss") else "",
+        done=done if done in ACTIONS else "",
         refresh=CONTENT_REFRESH if (content is None and record.status is Status.HELD and
                                     desk.may(Permission.READ) and not error) else 0)
 

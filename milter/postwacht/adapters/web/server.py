@@ -9,11 +9,12 @@ from typing import Any
 
 import waitress  # untyped (pyproject's mypy overrides): used through a few calls only
 
+from postwacht.adapters.web import BODY_MAX
+
 THREADS = 8
 CONNECTION_LIMIT = 100
 CHANNEL_TIMEOUT = 60
 """Seconds an idle connection is kept."""
-BODY_MAX = 64 * 1024
 HEADERS_MAX = 32 * 1024
 
 
