@@ -368,7 +368,7 @@ def held_for(lab: Lab, recipient: str) -> dict[str, object]:
 
 
 
-def _require_root() -> None:
+def require_root() -> None:
     if os.geteuid() != 0 or shutil.which("postfix") is None:
         pytest.fail("integration tests need root and Debian's postfix package "
                     "(run them through `make test`)")
@@ -388,7 +388,7 @@ def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = Non
     policy with the top-level `policy` changes; the records in PostgreSQL at `records`
     (else SQLite under the daemon's state directory). The daemon is started under `umask`
     when given (the README's manual start runs with root's 022)."""
-    _require_root()
+    require_root()
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     sink = Sink()
     sink.start()

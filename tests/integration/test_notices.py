@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 import pytest
 from postwacht.core.roles import Role
-from postwacht.records.store import AuditAction
+from postwacht.records.store import AuditAction, QuarantineRecord
 
 from tests.integration.conftest import Delivered, Lab, held_for, running_lab
 from tests.labs.util import poll
@@ -44,14 +44,21 @@ def notices_to(lab: Lab, address: str) -> list[EmailMessage]:
             if d.sender == NOTICES["from"]]
 
 
-def test_the_sender_of_held_mail_is_told_why_without_its_content(notices_lab: Lab) -> None:
-    lab, m = notices_lab, uuid.uuid4().hex[:12]
+def hold_lookalike(lab: Lab, m: str) -> tuple[str, dict[str, object], QuarantineRecord]:
+    """A message from SENDER held for a look-alike recipient: its subject and text, its
+    hold queue entry and its record."""
     recipient = f"dossier-{m}@samen-veiIig.nl"
     content = uuid.uuid4().hex[:12]  # the held message's subject and text
     assert lab.postfix.submit(SENDER, [recipient], content) == {}
     entry = held_for(lab, recipient)
     with lab.records() as store:
         [record] = store.records_of(str(entry["queue_id"]))
+    return content, entry, record
+
+
+def test_the_sender_of_held_mail_is_told_why_without_its_content(notices_lab: Lab) -> None:
+    lab = notices_lab
+    content, entry, record = hold_lookalike(lab, uuid.uuid4().hex[:12])
     [notice] = poll(lambda: notices_to(lab, SENDER), "the sender notice at the sink")
     text = notice.get_content()
     assert notice["From"] == "postwacht@samen-veilig.nl"
@@ -91,12 +98,7 @@ def test_a_reviewer_gets_a_digest_of_what_waits(notices_lab: Lab) -> None:
     with lab.records() as store:
         store.add_user(f"po{m}", Role.REVIEWER, reviewer, "", "admin")
         store.add_user(f"view{m}", Role.VIEWER, f"view-{m}@samen-veilig.nl", "", "admin")
-    recipient = f"dossier-{m}@samen-veiIig.nl"
-    content = uuid.uuid4().hex[:12]  # the held message's subject and text
-    assert lab.postfix.submit(SENDER, [recipient], content) == {}
-    entry = held_for(lab, recipient)
-    with lab.records() as store:
-        [record] = store.records_of(str(entry["queue_id"]))
+    content, _, record = hold_lookalike(lab, m)
     [digest] = poll(lambda: notices_to(lab, reviewer), "the digest at the sink")
     text = digest.get_content()
     assert "wait for review" in digest["Subject"]

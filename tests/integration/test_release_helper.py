@@ -58,6 +58,7 @@ from tests.integration.conftest import (
     Ports,
     PostfixInstance,
     Sink,
+    require_root,
 )
 from tests.labs.util import DEADLINE, poll
 
@@ -162,12 +163,6 @@ class HelperLab:
         return self.log.read_text() if self.log.exists() else ""
 
 
-def _require_root() -> None:
-    if os.geteuid() != 0 or shutil.which("postfix") is None:
-        pytest.fail("integration tests need root and Debian's postfix package "
-                    "(run them through `make test`)")
-
-
 def as_the_unit_runs_it() -> list[str]:
     """setpriv with the systemd unit's CapabilityBoundingSet and NoNewPrivileges, so the
     tests show that Postfix's commands work within them."""
@@ -182,7 +177,7 @@ def as_the_unit_runs_it() -> list[str]:
 
 @pytest.fixture(scope="module")
 def helper_lab() -> Iterator[HelperLab]:
-    _require_root()
+    require_root()
     root = Path(tempfile.mkdtemp(prefix="postwacht-helper-", dir="/tmp"))
     sink, route_sink = DeferOnceSink(), Sink()
     sink.start()
