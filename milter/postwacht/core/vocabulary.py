@@ -44,14 +44,50 @@ class Rule(StrEnum):
     SECURE_TRANSPORT = "secure-transport"
     INSECURE_TRANSPORT = "insecure-transport"
     DNS_FAILURE = "dns-failure"
+    FIRST_RECIPIENT = "first-recipient"
+    """Sensitive mail to an outside address its sender never mailed: the sender confirms."""
+    EXPOSED_RECIPIENTS = "exposed-recipients"
+    """Sensitive mail that shows many outside addresses to each other in To/Cc."""
 
     @property
     def needs_content(self) -> bool:
         """Decided only at end of message, once the content made the mail sensitive."""
         return self in _CONTENT_RULES
 
+    @property
+    def sender_confirms(self) -> bool:
+        """A hold its sender may end with a signed link ("send it" or "cancel"), no
+        reviewer needed: the sender is the one who knows whether the address is right."""
+        return self is Rule.FIRST_RECIPIENT
 
-_CONTENT_RULES = frozenset({Rule.SECURE_TRANSPORT, Rule.INSECURE_TRANSPORT, Rule.DNS_FAILURE})
+
+_CONTENT_RULES = frozenset({Rule.SECURE_TRANSPORT, Rule.INSECURE_TRANSPORT, Rule.DNS_FAILURE,
+                            Rule.FIRST_RECIPIENT, Rule.EXPOSED_RECIPIENTS})
+
+
+class Mode(StrEnum):
+    """Whether a rule's decision is carried out, or only logged, counted and shown."""
+
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+    """The decision is made, logged and counted; the mail goes on unchanged. How a
+    postmaster rolls a rule out: a week in monitor, then enforce."""
+
+
+class Scope(StrEnum):
+    """Whose past mail makes a recipient known to the first-recipient guard."""
+
+    SENDER = "sender"
+    """This sender must have mailed the recipient before."""
+    ORGANISATION = "organisation"
+    """Anyone in the organisation."""
+
+
+class Match(StrEnum):
+    """What the first-recipient guard remembers of a recipient."""
+
+    ADDRESS = "address"
+    DOMAIN = "domain"
 
 
 class Method(StrEnum):
