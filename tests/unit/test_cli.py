@@ -64,6 +64,8 @@ def test_explain_json_has_the_documented_shape() -> None:
         "rule": "retired",
         "matched": "bjzutrecht.nl",
         "reason": retired["reason"],
+        "mode": "enforce",
+        "monitored": [],
     }
     assert "dossier@samen-veilig.nl" in retired["reason"]
     assert (other["action"], other["rule"]) == ("accept", "default")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from postwacht.core.policy import DomainWatch
+from postwacht.core.vocabulary import Mode
 from postwacht.facts.rdap import RdapClient, RdapError
 
 
@@ -14,7 +15,7 @@ def settings(rdap_base_url: str | None = None, bootstrap_file: str | None = None
              rdap_timeout: float = 10.0) -> DomainWatch:
     return DomainWatch(enabled=True, rdap_base_url=rdap_base_url, bootstrap_file=bootstrap_file,
                        rdap_timeout=rdap_timeout, interval=3600, expiry_warning_days=30,
-                       hold_on_control_loss=False)
+                       hold_on_control_loss=False, mode=Mode.ENFORCE)
 
 
 def test_the_bootstrap_file_names_the_server_per_top_level_domain(tmp_path: Path) -> None:

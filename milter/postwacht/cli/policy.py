@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from postwacht.app import command_facts
 from postwacht.cli.common import ExitCode, UsageError, load_policy
 from postwacht.core.address import AddressError, parse_recipient
 from postwacht.core.classify import Classification, Classifier
-from postwacht.core.decide import Envelope
+from postwacht.core.decide import Envelope, RecipientVerdict
 from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.outcome import Explained, explain
@@ -47,8 +47,17 @@ def add_parsers(sub: Any) -> None:
     explain_.add_argument("--content", action="store_true",
                           help="apply the content rules (sensitivity, secure transport) even "
                                "without --subject or --body-file: an empty message")
+    known = explain_.add_mutually_exclusive_group()
+    known.add_argument("--assume-known", dest="known", action="store_true",
+                       help="every recipient is a known correspondent of the sender "
+                            "(first-recipient guard)")
+    known.add_argument("--assume-new", dest="known", action="store_false",
+                       help="no recipient was mailed before (the default)")
+    explain_.add_argument("--bcc", action="store_true",
+                          help="the recipients are in Bcc: the message shows none of them "
+                               "to each other (default: all are in To)")
     explain_.add_argument("--json", action="store_true", help="print one JSON object")
-    explain_.set_defaults(run=_explain)
+    explain_.set_defaults(run=_explain, known=False)
 
     tls = sub.add_parser("tls", help="what discovery finds for one recipient domain")
     tls.add_argument("domain", metavar="DOMAIN")
@@ -63,6 +72,8 @@ def _check(args: argparse.Namespace) -> int:
     if policy is None:
         return ExitCode.FAILED
     print(f"{args.policy}: valid: {policy.summary()}")
+    for warning in policy.warnings():
+        print(f"{args.policy}: warning: {warning}")
     return ExitCode.OK
 
 
@@ -91,16 +102,7 @@ def _explain(args: argparse.Namespace) -> int:
         daemon_name=args.daemon_name,
         internal=True if assumed else None,
     )
-    classification: Classification | None = None
-    facts = Facts()
-    with_content = args.content or args.subject is not None or args.body_file is not None
-    if policy.secure_transport is not None and with_content:
-        classification = _classify(policy, args.sender, args.subject, args.body_file)
-        gatherer = command_facts()
-        try:
-            facts = gatherer.for_message(envelope, policy, classification)
-        finally:
-            gatherer.close()
+    classification, facts = _content_facts(args, policy, envelope)
     explained = explain(envelope, policy, facts)
     sender_reason = (
         "assumed internal: no --client-ip, --authenticated or --daemon-name given"
@@ -113,15 +115,42 @@ def _explain(args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
         return ExitCode.OK
     _print_verdict(explained, args.sender, sender_reason)
+    _print_content(args, policy, classification, facts)
+    return ExitCode.OK
+
+
+def _content_facts(args: argparse.Namespace, policy: Policy, envelope: Envelope
+                   ) -> tuple[Classification | None, Facts]:
+    """What the content rules need, when the command line gives content."""
+    with_content = args.content or args.subject is not None or args.body_file is not None
+    if not policy.classifies or not with_content:
+        return None, Facts()
+    classification = _classify(policy, args.sender, args.subject, args.body_file)
+    visible = () if args.bcc else tuple(r.address.lower() for r in envelope.recipients)
+    gatherer = command_facts()
+    try:
+        facts = gatherer.for_message(envelope, policy, classification, visible)
+    finally:
+        gatherer.close()
+    if args.known:
+        facts = replace(facts, known=frozenset(r.address for r in envelope.recipients))
+    return classification, facts
+
+
+def _print_content(args: argparse.Namespace, policy: Policy,
+                   classification: Classification | None, facts: Facts) -> None:
     if classification is not None:
         kind = "sensitive" if classification.sensitive else "not sensitive"
         print(f"\nclassification: {kind} ({classification.reason})")
         for domain, found in sorted(facts.transport.items()):
             print(f"transport {domain}: {found.method} ({found.detail})")
-    elif policy.secure_transport is not None:
-        print("\nsecure transport: not evaluated; it depends on the content "
-              "(give --subject, --body-file or --content)")
-    return ExitCode.OK
+        if policy.first_recipient is not None:
+            print("first recipients: "
+                  + ("assumed known (--assume-known)" if args.known
+                     else "assumed new, never mailed before (--assume-known to change)"))
+    elif policy.classifies:
+        print("\ncontent rules (secure transport, misaddressing): not evaluated; they "
+              "depend on the content (give --subject, --body-file or --content)")
 
 
 def _classify(policy: Policy, sender: str, subject: str | None, body_file: str | None
@@ -182,8 +211,8 @@ def _verdict_json(
 ) -> dict[str, object]:
     recipients = []
     for r in explained.recipients:
-        row: dict[str, object] = {**asdict(r), "domains": list(r.domains),
-                                  "action": r.action.value, "rule": r.rule.value}
+        row: dict[str, object] = {**_decision_json(r), "mode": r.mode.value,
+                                  "monitored": [_decision_json(m) for m in r.monitored]}
         found = facts.transport.get(r.domains[0]) if r.domains else None
         if found is not None:
             row["transport"] = _facts_json(found)
@@ -195,6 +224,12 @@ def _verdict_json(
         "policy": {"file": policy.source, "checksum": policy.checksum},
         "recipients": recipients,
     }
+
+
+def _decision_json(verdict: RecipientVerdict) -> dict[str, object]:
+    return {"address": verdict.address, "domains": list(verdict.domains),
+            "action": verdict.action.value, "rule": verdict.rule.value,
+            "reason": verdict.reason, "matched": verdict.matched}
 
 
 def _print_verdict(explained: Explained, sender: str, sender_reason: str) -> None:
@@ -209,3 +244,6 @@ def _print_verdict(explained: Explained, sender: str, sender_reason: str) -> Non
         print(f"    action:  {r.action.value}")
         print(f"    rule:    {rule}")
         print(f"    reason:  {r.reason}")
+        print(f"    mode:    {r.mode.value}")
+        for m in r.monitored:
+            print(f"    monitored: {m.rule} would {m.action.value}: {m.reason}")

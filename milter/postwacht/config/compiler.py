@@ -41,6 +41,8 @@ from postwacht.core.policy import (
     DnsSettings,
     DomainRule,
     DomainWatch,
+    ExposedRecipients,
+    FirstRecipient,
     IPNetwork,
     Language,
     LookalikeRule,
@@ -55,7 +57,7 @@ from postwacht.core.policy import (
     RetiredDomain,
     SecureTransport,
 )
-from postwacht.core.vocabulary import Accepted, Action, PartnerTransport, Rule
+from postwacht.core.vocabulary import Accepted, Action, Match, Mode, PartnerTransport, Rule, Scope
 
 
 def load(path: str | Path) -> Policy:
@@ -105,6 +107,13 @@ class _Compiler:
         self.document = document
         self.problems = problems
         self.seen: dict[str, KeyPath] = {}
+        self.mode = Mode.ENFORCE
+        """The policy's top-level mode: every rule's unless it sets its own."""
+
+    def mode_of(self, data: Any) -> Mode:
+        """A rule section's `mode`, else the policy's."""
+        value = data.get("mode") if isinstance(data, dict) else None
+        return _enum(Mode, value) or self.mode
 
     def report(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.document.problem(path, message))
@@ -155,7 +164,8 @@ def _choice(value: Any, default: Action) -> Action:
         return default
 
 
-_E = TypeVar("_E", PartnerTransport, Accepted, Rule, Language, DigestPeriod)
+_E = TypeVar("_E", PartnerTransport, Accepted, Rule, Language, DigestPeriod, Mode, Scope,
+             Match)
 
 
 def _enum(kind: type[_E], value: Any) -> _E | None:
@@ -168,6 +178,7 @@ def _enum(kind: type[_E], value: Any) -> _E | None:
 def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
     c = _Compiler(document, problems)
     data: dict[str, Any] = document.data
+    c.mode = _enum(Mode, data.get("mode", _default("mode"))) or Mode.ENFORCE
     table: dict[str, DomainRule] = {}
 
     owned: list[str] = []
@@ -190,6 +201,9 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
     _check_nesting(c, table)
 
     lookalikes = _lookalike_rule(c, _mapping(data, "lookalikes"))
+    literals = data.get("address_literals")
+    literals_action = literals.get("action") if isinstance(literals, dict) else literals
+    notices = _notices(c, data.get("notices"), owned)
     protect = lookalikes.protect
     protected = [
         *(owned if "owned" in protect else []),
@@ -205,9 +219,8 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         partners=tuple(p for p in partners if p is not None),
         lookalikes=lookalikes,
         outbound=_outbound(c, _mapping(data, "outbound")),
-        address_literals=_choice(
-            data.get("address_literals"), Action(_default("address_literals"))
-        ),
+        address_literals=_choice(literals_action, Action(_default("address_literals"))),
+        address_literals_mode=c.mode_of(literals),
         on_dns_failure=_choice(data.get("on_dns_failure"), Action(_default("on_dns_failure"))),
         local_on_reject=(
             Action.REJECT
@@ -220,9 +233,11 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         sensitivity=_sensitivity(c, _mapping(data, "sensitive")),
         secure_transport=_secure_transport(c, data.get("secure_transport")),
         dns=_dns(c, _mapping(data, "dns")),
-        domain_watch=_domain_watch(data.get("domain_watch")),
+        domain_watch=_domain_watch(c, data.get("domain_watch")),
         quarantine=_quarantine(_mapping(data, "quarantine")),
-        notices=_notices(c, data.get("notices"), owned),
+        notices=notices,
+        first_recipient=_first_recipient(c, _mapping(data, "misaddressing"), notices),
+        exposed_recipients=_exposed_recipients(c, _mapping(data, "misaddressing")),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
             protected, lookalikes.max_distance, lookalikes.min_length
@@ -251,7 +266,8 @@ def _retired(
     if not name or not c.listed(name, path, "retired_domains"):
         return None
     action = _choice(entry.get("action"), Action(_default("retired_domains", "[]", "action")))
-    return RetiredDomain(name, since, successor, action, reply if isinstance(reply, str) else None)
+    return RetiredDomain(name, since, successor, action, reply if isinstance(reply, str) else None,
+                         c.mode_of(entry))
 
 
 def _partner(c: _Compiler, i: int, entry: dict[str, Any]) -> Partner | None:
@@ -326,6 +342,7 @@ def _lookalike_rule(c: _Compiler, data: dict[str, Any]) -> LookalikeRule:
         min_length=_whole(data, "min_length", 1, 63),
         action=_choice(data.get("action"), Action(_default("lookalikes", "action"))),
         ignore=frozenset(ignore),
+        mode=c.mode_of(data),
     )
 
 
@@ -396,22 +413,9 @@ def _sensitivity(c: _Compiler, data: dict[str, Any]) -> Sensitivity:
         markers.append(Marker(means, compiled, header, label))
     senders: list[SenderGroup] = []
     for i, entry in _entries(data, "senders"):
-        addresses: set[str] = set()
-        domains: set[str] = set()
-        for j, value in enumerate(_list(entry, "addresses")):
-            path = ("sensitive", "senders", i, "addresses", j)
-            local, at, domain = str(value).rpartition("@")
-            name = c.domain(domain, path) if at else None
-            if name is None:
-                if not at:
-                    c.report(path, f"{value!r} is neither an address nor an @domain")
-                continue
-            if local:
-                addresses.add(f"{local.lower()}@{name}")
-            else:
-                domains.add(name)
-        senders.append(SenderGroup(entry.get("means") == "sensitive", frozenset(addresses),
-                                   frozenset(domains), str(entry.get("name", i))))
+        senders.append(_address_group(
+            c, _list(entry, "addresses"), ("sensitive", "senders", i, "addresses"),
+            entry.get("means") == "sensitive", str(entry.get("name", i))))
     scan = data.get("max_scan_bytes")
     default_scan: int = _default("sensitive", "max_scan_bytes")
     return Sensitivity(
@@ -420,6 +424,69 @@ def _sensitivity(c: _Compiler, data: dict[str, Any]) -> Sensitivity:
         senders=tuple(senders),
         detectors=tuple(str(d) for d in _list(data, "detectors")),
         max_scan_bytes=scan if isinstance(scan, int) and scan >= 1024 else default_scan,
+    )
+
+
+def _address_group(c: _Compiler, values: list[Any], path: KeyPath, means: bool = False,
+                   label: str = "") -> SenderGroup:
+    """Addresses and @domains listed at `path`."""
+    addresses: set[str] = set()
+    domains: set[str] = set()
+    for j, value in enumerate(values):
+        local, at, domain = str(value).rpartition("@")
+        name = c.domain(domain, (*path, j)) if at else None
+        if name is None:
+            if not at:
+                c.report((*path, j), f"{value!r} is neither an address nor an @domain")
+            continue
+        if local:
+            addresses.add(f"{local.lower()}@{name}")
+        else:
+            domains.add(name)
+    return SenderGroup(means, frozenset(addresses), frozenset(domains), label)
+
+
+def _first_recipient(c: _Compiler, data: dict[str, Any],
+                     notices: NoticeSettings | None) -> FirstRecipient | None:
+    section = data.get("first_recipient")
+    if not isinstance(section, dict):
+        return None
+    keys = ("misaddressing", "first_recipient")
+    path: KeyPath = keys
+    mode = c.mode_of(section)
+    if mode is Mode.ENFORCE and "notices" not in c.document.data:
+        c.report(path, "the sender confirms a first recipient by a link in the notice: add "
+                       "a notices section (from, review_url), or set mode: monitor")
+    elif (mode is Mode.ENFORCE and notices is not None
+          and not notices.notifies_sender(Rule.FIRST_RECIPIENT)):
+        c.report(path, "the sender confirms a first recipient by a link in the notice, but "
+                       "notices.sender (or notices.rules.first-recipient.sender) is false")
+    return FirstRecipient(
+        scope=_enum(Scope, section.get("scope")) or Scope(_default(*keys, "scope")),
+        match=_enum(Match, section.get("match")) or Match(_default(*keys, "match")),
+        known=_address_group(c, _list(section, "known"), (*path, "known")),
+        exempt=_address_group(c, _list(section, "exempt_senders"), (*path, "exempt_senders")),
+        forget_after_days=float(_number(section, "forget_after_days", *keys,
+                                        "forget_after_days")),
+        link_valid_hours=float(_number(section, "link_valid_hours", *keys,
+                                       "link_valid_hours")),
+        mode=mode,
+    )
+
+
+def _exposed_recipients(c: _Compiler, data: dict[str, Any]) -> ExposedRecipients | None:
+    section = data.get("exposed_recipients")
+    if not isinstance(section, dict):
+        return None
+    path = ("misaddressing", "exposed_recipients")
+    most = _number(section, "max_outside", *path, "max_outside")
+    reply = section.get("reply")
+    return ExposedRecipients(
+        max_outside=int(most) if isinstance(most, int) and most >= 1 else int(
+            _default(*path, "max_outside")),
+        action=Action.REJECT if section.get("action") == "reject" else Action.QUARANTINE,
+        reply=reply if isinstance(reply, str) else None,
+        mode=c.mode_of(section),
     )
 
 
@@ -439,6 +506,7 @@ def _secure_transport(c: _Compiler, data: Any) -> SecureTransport | None:
         otherwise=otherwise,
         route=route if isinstance(route, str) else None,
         reply=reply if isinstance(reply, str) else None,
+        mode=c.mode_of(data),
     )
 
 
@@ -478,7 +546,7 @@ def _quarantine(data: dict[str, Any]) -> QuarantineSettings:
     )
 
 
-def _domain_watch(section: Any) -> DomainWatch:
+def _domain_watch(c: _Compiler, section: Any) -> DomainWatch:
     """Settings for `postwacht domains audit` even without the section; the daemon runs
     the watch only when the policy has it."""
     data = section if isinstance(section, dict) else {}
@@ -494,6 +562,7 @@ def _domain_watch(section: Any) -> DomainWatch:
                                         "expiry_warning_days")),
         hold_on_control_loss=data.get(
             "hold_on_control_loss", _default("domain_watch", "hold_on_control_loss")) is True,
+        mode=c.mode_of(data),
     )
 
 

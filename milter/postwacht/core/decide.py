@@ -8,14 +8,23 @@ policy means.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postwacht.core.address import Recipient
 from postwacht.core.classify import Classification
 from postwacht.core.facts import Facts
 from postwacht.core.names import to_unicode
-from postwacht.core.policy import OwnedDomain, Partner, Policy, RetiredDomain
-from postwacht.core.vocabulary import Accepted, Action, LookalikeHow, Method, Rule
+from postwacht.core.policy import FirstRecipient, OwnedDomain, Partner, Policy, RetiredDomain
+from postwacht.core.vocabulary import (
+    Accepted,
+    Action,
+    LookalikeHow,
+    Match,
+    Method,
+    Mode,
+    Rule,
+    Scope,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -44,6 +53,19 @@ class RecipientVerdict:
     reason: str
     matched: str | None = None
     """The policy domain the rule matched, if any."""
+    monitored: tuple[RecipientVerdict, ...] = ()
+    """Stricter decisions of rules in monitor mode: made, logged and counted, not done."""
+
+    @property
+    def mode(self) -> Mode:
+        """MONITOR when a monitored rule would have done more than this verdict does."""
+        stricter = any(m.action.severity > self.action.severity for m in self.monitored)
+        return Mode.MONITOR if stricter else Mode.ENFORCE
+
+    @property
+    def would(self) -> RecipientVerdict:
+        """The strictest decision, monitored or not: what enforcing every rule would do."""
+        return max((self, *self.monitored), key=lambda v: v.action.severity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +86,11 @@ def decide(envelope: Envelope, policy: Policy, facts: Facts | None = None) -> Ve
     """Decide what happens to every recipient of `envelope`, and so to the message."""
     internal, why = sender_is_internal(envelope, policy)
     if internal:
-        verdicts = tuple(decide_recipient(r, policy, facts) for r in envelope.recipients)
+        verdicts = tuple(decide_recipient(r, policy, facts, envelope.sender)
+                         for r in envelope.recipients)
+        exposed = _exposure(policy, facts)
+        if exposed is not None:
+            verdicts = tuple(_expose(v, exposed, policy) for v in verdicts)
     else:
         verdicts = tuple(
             RecipientVerdict(
@@ -103,21 +129,24 @@ def sender_is_internal(envelope: Envelope, policy: Policy) -> tuple[bool, str]:
 
 
 def decide_recipient(
-    recipient: Recipient, policy: Policy, facts: Facts | None = None
+    recipient: Recipient, policy: Policy, facts: Facts | None = None, sender: str = ""
 ) -> RecipientVerdict:
-    """The strictest answer over every domain the recipient could reach."""
+    """The strictest answer over every domain the recipient could reach, and over the
+    rules on the recipient itself; a rule in monitor mode adds what it would do, and the
+    answer without it stands (so a monitored rule never weakens another)."""
     address, domains = recipient.address, recipient.domains
     classification = facts.classification if facts else None
     if recipient.literal is not None:
-        literal = RecipientVerdict(
+        literal = _enforced(RecipientVerdict(
             address, domains, policy.address_literals, Rule.ADDRESS_LITERAL,
             f"[{recipient.literal}] is an address literal: no domain rule can vouch for it; "
             "use the recipient's domain name",
-        )
+        ), policy, address_literal_fallback(recipient))
         if (literal.action is Action.ACCEPT and policy.secure_transport and classification
                 and classification.sensitive):
-            return _insecure(literal, policy, classification,
-                             f"[{recipient.literal}] has no verifiable TLS")
+            insecure = _insecure(literal, policy, classification,
+                                 f"[{recipient.literal}] has no verifiable TLS")
+            return _strictest([_enforced(insecure, policy, literal), literal])
         return literal
     if not domains:
         return RecipientVerdict(address, domains, Action.ACCEPT, Rule.LOCAL, "local delivery")
@@ -125,10 +154,122 @@ def decide_recipient(
     if facts and classification:
         # Every domain the mail could reach must be safe, not only the one that decided;
         # listed first, so that of equal verdicts the transport one is shown.
-        verdicts = [_secure_transport(recipient, d, v, policy, facts, classification)
+        verdicts = [_enforced(_secure_transport(recipient, d, v, policy, facts,
+                                                classification), policy, v)
                     for d, v in zip(domains, verdicts, strict=True)
                     if _needs_secure_transport(v, policy)] + verdicts
-    return max(verdicts, key=lambda v: v.action.severity)  # the first of equals wins
+        first = _first_recipient(recipient, verdicts[-len(domains)], policy, facts, sender)
+        if first is not None:  # last: of equal verdicts any other rule is the one shown
+            verdicts.append(first)
+    return _strictest(verdicts)
+
+
+def _strictest(verdicts: list[RecipientVerdict]) -> RecipientVerdict:
+    """The strictest verdict (the first of equals), carrying every monitored decision."""
+    winner = max(verdicts, key=lambda v: v.action.severity)
+    monitored = tuple(m for v in verdicts for m in v.monitored)
+    return replace(winner, monitored=monitored) if monitored else winner
+
+
+def _enforced(verdict: RecipientVerdict, policy: Policy,
+              fallback: RecipientVerdict) -> RecipientVerdict:
+    """`verdict` when its rule is enforced; else `fallback` (the answer without the
+    monitored rule), which carries `verdict` as a monitored decision."""
+    if (verdict.action is Action.ACCEPT
+            or policy.mode(verdict.rule, verdict.matched) is Mode.ENFORCE):
+        return verdict
+    return replace(fallback, monitored=(*fallback.monitored, verdict, *verdict.monitored))
+
+
+def address_literal_fallback(recipient: Recipient) -> RecipientVerdict:
+    return RecipientVerdict(recipient.address, recipient.domains, Action.ACCEPT,
+                            Rule.ADDRESS_LITERAL, "address literals are only monitored")
+
+
+def first_recipient_candidates(envelope: Envelope, policy: Policy,
+                               facts: Facts | None) -> tuple[str, ...]:
+    """The recipients whose known-correspondent state the first-recipient rule needs:
+    outside addresses of sensitive internal mail that the policy does not exempt."""
+    if (policy.first_recipient is None or facts is None or facts.classification is None
+            or not facts.classification.sensitive
+            or not sender_is_internal(envelope, policy)[0]):
+        return ()
+    return tuple(
+        r.address for r in envelope.recipients
+        if r.literal is None and r.domains and _first_recipient(
+            r, _decide_domain(r, r.domains[0], policy, facts), policy,
+            replace(facts, known=frozenset()), envelope.sender) is not None
+    )
+
+
+def _first_recipient(recipient: Recipient, verdict: RecipientVerdict, policy: Policy,
+                     facts: Facts, sender: str) -> RecipientVerdict | None:
+    """Sensitive mail to an outside address neither the policy nor past mail knows:
+    held until its sender confirms. `verdict` is the recipient's own domain's."""
+    rule = policy.first_recipient
+    classification = facts.classification
+    if (rule is None or classification is None or not classification.sensitive
+            or verdict.rule is not Rule.DEFAULT or verdict.action is not Action.ACCEPT
+            or recipient.domain is None or rule.exempt.has(sender)
+            or rule.knows(recipient.address, recipient.domain)
+            or recipient.address in facts.known):
+        return None
+    who = _who_knows(rule)
+    held = RecipientVerdict(
+        recipient.address, recipient.domains, Action.QUARANTINE, Rule.FIRST_RECIPIENT,
+        f"this message is sensitive ({classification.reason}) and {who} "
+        f"{_target(rule, recipient)} before: held until the sender confirms the address",
+    )
+    return _enforced(held, policy, verdict)
+
+
+def _who_knows(rule: FirstRecipient) -> str:
+    return ("the sender has never mailed" if rule.scope is Scope.SENDER
+            else "nobody here has mailed")
+
+
+def _target(rule: FirstRecipient, recipient: Recipient) -> str:
+    domain = recipient.domain or ""
+    return f"anyone at {show(domain)}" if rule.match is Match.DOMAIN else recipient.address
+
+
+def _exposure(policy: Policy, facts: Facts | None) -> RecipientVerdict | None:
+    """A message showing more outside addresses to each other (To, Cc) than the policy
+    allows, when it is sensitive: the verdict its outside recipients get."""
+    rule = policy.exposed_recipients
+    if rule is None or facts is None or facts.classification is None:
+        return None
+    if not facts.classification.sensitive:
+        return None
+    outside = sum(1 for address in facts.visible if not _owned_address(address, policy))
+    if outside <= rule.max_outside:
+        return None
+    advice = rule.reply or "put the recipients in Bcc, so that they do not see each other"
+    return RecipientVerdict(
+        "", (), rule.action, Rule.EXPOSED_RECIPIENTS,
+        f"this message is sensitive ({facts.classification.reason}) and shows {outside} "
+        f"outside addresses to each other in To/Cc (at most {rule.max_outside}); {advice}",
+    )
+
+
+def _owned_address(address: str, policy: Policy) -> bool:
+    domain = address.rpartition("@")[2]
+    return bool(domain) and policy.owns(domain)
+
+
+def _expose(verdict: RecipientVerdict, exposed: RecipientVerdict,
+            policy: Policy) -> RecipientVerdict:
+    """An outside recipient of an exposing message: the exposure stands unless something
+    stricter does (of equal holds it outranks only the sender's confirmation, so that a
+    sender's link never releases what another rule holds)."""
+    if verdict.rule in (Rule.OWNED, Rule.LOCAL, Rule.INBOUND):
+        return verdict
+    mine = replace(exposed, address=verdict.address, domains=verdict.domains)
+    if policy.mode(Rule.EXPOSED_RECIPIENTS) is Mode.MONITOR:
+        return replace(verdict, monitored=(*verdict.monitored, mine))
+    stricter = mine.action.severity > verdict.action.severity or (
+        mine.action is verdict.action and verdict.rule.sender_confirms)
+    return replace(mine, monitored=verdict.monitored) if stricter else verdict
 
 
 def transport_domains(envelope: Envelope, policy: Policy) -> set[str]:
@@ -204,24 +345,25 @@ def _decide_domain(
     address, domains = recipient.address, recipient.domains
     rule = policy.rule_for(domain)
     if isinstance(rule, RetiredDomain):
-        return RecipientVerdict(
+        return _enforced(RecipientVerdict(
             address, domains, rule.action, Rule.RETIRED,
             _retired_reason(recipient, domain, rule, policy), rule.domain,
+        ), policy, _unlisted(recipient, domain, "is retired, only monitored"))
+    if isinstance(rule, OwnedDomain):
+        owned = RecipientVerdict(
+            address, domains, Action.ACCEPT, Rule.OWNED, f"{show(domain)} is our own domain",
+            rule.domain,
         )
-    if isinstance(rule, OwnedDomain) and facts and rule.domain in facts.control_lost:
         watch = policy.domain_watch
-        if watch.enabled and watch.hold_on_control_loss:
-            return RecipientVerdict(
+        if (facts and rule.domain in facts.control_lost and watch.enabled
+                and watch.hold_on_control_loss):
+            return _enforced(RecipientVerdict(
                 address, domains, Action.QUARANTINE, Rule.CONTROL_LOST,
                 f"control of {show(rule.domain)} is in doubt "
                 f"({facts.control_lost[rule.domain]}): held until a person looks",
                 rule.domain,
-            )
-    if isinstance(rule, OwnedDomain):
-        return RecipientVerdict(
-            address, domains, Action.ACCEPT, Rule.OWNED, f"{show(domain)} is our own domain",
-            rule.domain,
-        )
+            ), policy, owned)
+        return owned
     if isinstance(rule, Partner):
         return RecipientVerdict(
             address, domains, Action.ACCEPT, Rule.PARTNER,
@@ -229,18 +371,23 @@ def _decide_domain(
         )
     match = policy.lookalike(domain)
     if match is None:
-        return RecipientVerdict(
-            address, domains, Action.ACCEPT, Rule.DEFAULT, f"{show(domain)} matches no rule"
-        )
+        return _unlisted(recipient, domain, "matches no rule")
     kind = _kind(policy, match.protected)
     if match.how is LookalikeHow.EMBEDDED:
         why = f"{show(domain)} contains {kind} {show(match.protected)} but is someone else's"
     else:
         why = f"{show(domain)} looks like {kind} {show(match.protected)} but is not it"
-    return RecipientVerdict(
+    return _enforced(RecipientVerdict(
         address, domains, policy.lookalikes.action, Rule.LOOKALIKE,
         f"{why}: check the address", match.protected,
-    )
+    ), policy, _unlisted(recipient, domain, "is a look-alike, only monitored"))
+
+
+def _unlisted(recipient: Recipient, domain: str, what: str) -> RecipientVerdict:
+    """An outside domain no enforced rule covers: the other rules (secure transport, the
+    first-recipient guard) still apply to it."""
+    return RecipientVerdict(recipient.address, recipient.domains, Action.ACCEPT, Rule.DEFAULT,
+                            f"{show(domain)} {what}")
 
 
 def _kind(policy: Policy, domain: str) -> str:

@@ -107,3 +107,8 @@ class Facts:
     """Discovery results for the domains `transport_domains` named."""
     control_lost: Mapping[str, str] = field(default_factory=dict)
     """Owned domains whose domain-watch check failed, with what failed."""
+    known: frozenset[str] = frozenset()
+    """Recipients (addresses in normal form) the first-recipient guard knows as
+    correspondents of this sender (or the organisation, by the policy's scope)."""
+    visible: tuple[str, ...] = ()
+    """The addresses in the message's To and Cc headers (bounded), lower-cased."""

@@ -44,7 +44,8 @@ class RcptOutcome:
     reply: Reply | None
     """The refusal of this recipient now; None: it stays in the message."""
     retired_domain: str | None
-    """A retired domain this recipient tried to reach: counted and reported."""
+    """A retired domain this recipient tried to reach (refused, held, or only monitored):
+    counted and reported."""
 
     @property
     def kept(self) -> bool:
@@ -68,17 +69,33 @@ class MessageOutcome:
     for insecure transport, when the policy has a secure route: the route set in the
     held message, so that a release leaves through the provider, never in the clear."""
 
+    learned: tuple[str, ...] = ()
+    """Outside recipients of internal mail that leaves now: known correspondents from now
+    on (the first-recipient guard)."""
+
     @property
     def decided_now(self) -> tuple[RecipientVerdict, ...]:
         """Verdicts that only the end of message could reach (the rest were seen at RCPT)."""
         return tuple(v for v in self.verdicts if v.rule.needs_content)
+
+    @property
+    def monitored_now(self) -> tuple[RecipientVerdict, ...]:
+        """Monitored decisions that only the end of message could reach."""
+        return tuple(m for v in self.verdicts for m in v.monitored if m.rule.needs_content)
+
+    @property
+    def monitored(self) -> tuple[RecipientVerdict, ...]:
+        """Every monitored decision stricter than what is done: what enforcing would do."""
+        return tuple(m for v in self.verdicts for m in v.monitored
+                     if m.action.severity > v.action.severity)
 
 
 def at_rcpt(envelope: Envelope, policy: Policy, facts: Facts | None, *,
             local: bool) -> RcptOutcome:
     """The outcome for the one recipient of `envelope`, at RCPT time."""
     [verdict] = decide(envelope, policy, facts).recipients
-    retired = verdict.matched if verdict.rule is Rule.RETIRED else None
+    retired = next((v.matched for v in (verdict, *verdict.monitored)
+                    if v.rule is Rule.RETIRED), None)
     if local or not verdict.action.refuses:
         return RcptOutcome(verdict, None, retired)
     return RcptOutcome(verdict, _refusal(verdict.action, verdict.reason), retired)
@@ -120,17 +137,27 @@ def at_end_of_message(
     action = _end_of_message_action(verdicts, policy, local)
     strictest = max(verdicts, key=lambda v: v.action.severity, default=None)
     if action is Action.ACCEPT or strictest is None:
-        return MessageOutcome(Action.ACCEPT, internal, verdicts)
+        return MessageOutcome(Action.ACCEPT, internal, verdicts,
+                              learned=_learned(verdicts, policy) if internal else ())
     outcome = MessageOutcome(action, internal, verdicts, strictest.rule, strictest.reason)
     route = policy.secure_transport.route if policy.secure_transport else None
     if action is Action.ROUTE:
         if route is None:  # the policy check refuses this; never let the mail go unrouted
             return replace(outcome, action=Action.TEMPFAIL,
                            reply=Reply("451", "4.3.0", "no secure route configured; try later"))
-        return replace(outcome, route=route)
+        return replace(outcome, route=route,
+                       learned=_learned(verdicts, policy) if internal else ())
     if action.refuses:
         return replace(outcome, reply=_refusal(action, strictest.reason))
     return replace(outcome, route=_route_for_release(verdicts, route))
+
+
+def _learned(verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> tuple[str, ...]:
+    """The outside addresses among the recipients (not owned, not an address literal)."""
+    return tuple(v.address for v in verdicts
+                 if v.domains and v.rule not in (Rule.ADDRESS_LITERAL, Rule.BAD_ADDRESS,
+                                                 Rule.LOCAL)
+                 and not policy.owns(v.domains[0]))
 
 
 def _route_for_release(verdicts: tuple[RecipientVerdict, ...], route: str | None) -> str | None:

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from postwacht.core.classify import Sensitivity
+from postwacht.core.classify import SenderGroup, Sensitivity
 from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
 from postwacht.core.names import parents
-from postwacht.core.vocabulary import Accepted, Action, PartnerTransport, Rule
+from postwacht.core.vocabulary import Accepted, Action, Match, Mode, PartnerTransport, Rule, Scope
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REPLY_FIELDS = ("domain", "since", "successor", "address")
@@ -39,6 +39,7 @@ class RetiredDomain:
     successor: str | None
     action: Action
     reply: str | None
+    mode: Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class LookalikeRule:
     min_length: int
     action: Action
     ignore: frozenset[str]
+    mode: Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class SecureTransport:
     otherwise: Action
     route: str | None
     reply: str | None
+    mode: Mode
+    """Monitor: insecure transport and DNS failures are logged and counted, not acted on."""
 
     @property
     def protocols(self) -> str:
@@ -100,6 +104,8 @@ class DomainWatch:
     interval: int
     expiry_warning_days: int
     hold_on_control_loss: bool
+    mode: Mode
+    """Of the control-lost rule: monitor logs and counts mail it would hold."""
 
 
 class OnExpiry(StrEnum):
@@ -191,6 +197,39 @@ class NoticeSettings:
         return f"{self.review_url}held/{record_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class FirstRecipient:
+    """Sensitive mail to an outside address nobody (or this sender) mailed before is held
+    until the sender confirms it by a signed link (policy `misaddressing.first_recipient`)."""
+
+    scope: Scope
+    match: Match
+    known: SenderGroup
+    """Known correspondents from the policy (addresses and @domains): never held."""
+    exempt: SenderGroup
+    """Senders whose mail this rule leaves alone."""
+    forget_after_days: float
+    """A correspondent not mailed for this long is new again."""
+    link_valid_hours: float
+    mode: Mode
+
+    def knows(self, address: str, domain: str) -> bool:
+        """Whether the policy lists the recipient (address, domain or a parent domain)."""
+        return (address.lower() in self.known.addresses
+                or any(name in self.known.domains for name in parents(domain)))
+
+
+@dataclass(frozen=True, slots=True)
+class ExposedRecipients:
+    """Sensitive mail showing more than `max_outside` outside addresses in To/Cc."""
+
+    max_outside: int
+    action: Action
+    """QUARANTINE or REJECT."""
+    reply: str | None
+    mode: Mode
+
+
 @dataclass(frozen=True)
 class Policy:
     """A checked, compiled policy. Never changes once built."""
@@ -216,6 +255,9 @@ class Policy:
     quarantine: QuarantineSettings
     notices: NoticeSettings | None
     """None: the policy has no `notices` section, and nobody is told of a hold."""
+    first_recipient: FirstRecipient | None
+    exposed_recipients: ExposedRecipients | None
+    address_literals_mode: Mode
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
 
@@ -241,14 +283,63 @@ class Policy:
     def owned_domains(self) -> list[OwnedDomain]:
         return [r for d in self.owned if isinstance(r := self.rule_for(d), OwnedDomain)]
 
+    def mode(self, rule: Rule, matched: str | None = None) -> Mode:
+        """Whether a decision under `rule` is carried out or only monitored."""
+        if rule is Rule.RETIRED and matched is not None:
+            retired = self.rule_for(matched)
+            return retired.mode if isinstance(retired, RetiredDomain) else Mode.ENFORCE
+        modes = {
+            Rule.LOOKALIKE: self.lookalikes.mode,
+            Rule.ADDRESS_LITERAL: self.address_literals_mode,
+            Rule.CONTROL_LOST: self.domain_watch.mode,
+            Rule.INSECURE_TRANSPORT: self.secure_transport and self.secure_transport.mode,
+            Rule.DNS_FAILURE: self.secure_transport and self.secure_transport.mode,
+            Rule.FIRST_RECIPIENT: self.first_recipient and self.first_recipient.mode,
+            Rule.EXPOSED_RECIPIENTS: (self.exposed_recipients
+                                      and self.exposed_recipients.mode),
+        }
+        return modes.get(rule) or Mode.ENFORCE
+
+    @property
+    def classifies(self) -> bool:
+        """Whether any rule asks if a message is sensitive (so its content is read)."""
+        return (self.secure_transport is not None or self.first_recipient is not None
+                or self.exposed_recipients is not None)
+
     @property
     def reads_headers(self) -> bool:
         """Whether deciding a message needs its headers (the milter negotiates them)."""
-        return self.secure_transport is not None and self.sensitivity.reads_headers
+        return self.exposed_recipients is not None or (
+            self.classifies and self.sensitivity.reads_headers)
 
     @property
     def reads_body(self) -> bool:
-        return self.secure_transport is not None and self.sensitivity.reads_body
+        return self.classifies and self.sensitivity.reads_body
+
+    def monitored(self) -> list[str]:
+        """What is only monitored: each retired domain, then every other rule."""
+        found = [f"retired domain {r.domain}" for r in self.retired if r.mode is Mode.MONITOR]
+        rules = (Rule.LOOKALIKE, Rule.ADDRESS_LITERAL, Rule.CONTROL_LOST,
+                 Rule.INSECURE_TRANSPORT, Rule.FIRST_RECIPIENT, Rule.EXPOSED_RECIPIENTS)
+        sections = {Rule.CONTROL_LOST: self.domain_watch.enabled
+                    and self.domain_watch.hold_on_control_loss,
+                    Rule.INSECURE_TRANSPORT: self.secure_transport is not None,
+                    Rule.FIRST_RECIPIENT: self.first_recipient is not None,
+                    Rule.EXPOSED_RECIPIENTS: self.exposed_recipients is not None}
+        found += [f"rule {rule}" for rule in rules
+                  if sections.get(rule, True) and self.mode(rule) is Mode.MONITOR]
+        return found
+
+    def warnings(self) -> list[str]:
+        """What a valid policy does that a postmaster should know before relying on it."""
+        warned = [f"{r.domain} is a retired domain in monitor mode: mail to it LEAVES "
+                  "(whoever holds the domain now receives it); set mode: enforce once the "
+                  "report shows who still mails it" for r in self.retired
+                  if r.mode is Mode.MONITOR]
+        others = [m for m in self.monitored() if not m.startswith("retired domain")]
+        if others:
+            warned.append(f"only monitored, not enforced: {', '.join(others)}")
+        return warned
 
     def summary(self) -> str:
         return (

@@ -16,17 +16,20 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 from postwacht import defaults
 from postwacht.core.classify import Classification
-from postwacht.core.decide import Envelope, transport_domains
+from postwacht.core.decide import Envelope, first_recipient_candidates, transport_domains
 from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.policy import Policy
 from postwacht.core.vocabulary import Method
 from postwacht.facts.discovery import DiscoveryPool
 
 NoControlLost: Callable[[], Mapping[str, str]] = dict
+Known = Callable[[str, Sequence[str], Policy], frozenset[str]]
+"""Which of the recipients are known correspondents of the sender, under a policy."""
 
 
 class FactGatherer:
@@ -38,8 +41,10 @@ class FactGatherer:
         control_lost: Callable[[], Mapping[str, str]] = NoControlLost,
         deadline: float = defaults.FACTS_DEADLINE,
         workers: int = defaults.FACTS_WORKERS,
+        known: Known | None = None,
     ) -> None:
         self._pool = pool
+        self._known = known
         self._control_lost = control_lost
         self.deadline = deadline
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -52,14 +57,21 @@ class FactGatherer:
         return Facts(control_lost=self._control_lost())
 
     def for_message(
-        self, envelope: Envelope, policy: Policy, classification: Classification | None
+        self, envelope: Envelope, policy: Policy, classification: Classification | None,
+        visible: Sequence[str] = (),
     ) -> Facts:
         """Everything the end of message can know. Only sensitive mail needs transport
-        facts: for other mail the answer could not change the verdict."""
+        facts and known correspondents: for other mail they could not change the verdict.
+        `visible`: the addresses in the message's To and Cc."""
         domains: set[str] = set()
         if classification is not None and classification.sensitive:
             domains = transport_domains(envelope, policy)
-        return Facts(classification, self.transport(domains, policy), self._control_lost())
+        facts = Facts(classification, self.transport(domains, policy), self._control_lost(),
+                      visible=tuple(visible))
+        candidates = first_recipient_candidates(envelope, policy, facts)
+        if candidates and self._known is not None:
+            facts = replace(facts, known=self._known(envelope.sender, candidates, policy))
+        return facts
 
     def transport(self, domains: set[str], policy: Policy) -> dict[str, TransportFacts]:
         """Discovery for every domain in `domains`, side by side, by one deadline."""

@@ -59,6 +59,10 @@ class Held:
     domains: tuple[str, ...]
     held_at: dt.datetime
     standing: Standing = Standing.HELD
+    key: str = ""
+    """The hold's own random key: the sender's links are signed over it."""
+    confirm: tuple[str, ...] = ()
+    """The recipients the sender is asked to confirm (a first-recipient hold)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,31 @@ def sender_notice(held: Held, to: str, settings: NoticeSettings, organisation: s
         "retention": retention,
         "expiry": expiry,
         "link": settings.link(held.record_id),
+        "record_id": held.record_id,
+    }
+    return _message(settings.sender_address, to, template.subject.substitute(fields),
+                    template.body.substitute(fields), now)
+
+
+def confirm_notice(held: Held, to: str, settings: NoticeSettings, organisation: str,
+                   links: tuple[str, str], expires: dt.datetime, now: dt.datetime) -> Outgoing:
+    """The notice to `to` (the sender) that its message waits for it to confirm the new
+    recipients: `links` are its signed "send it" and "cancel" links, valid until
+    `expires`. It names the addresses the sender wrote, never the message's content."""
+    language = settings.language
+    template = _template(language, "sender-confirm.txt")
+    shown = [printable(a, 320) for a in held.confirm[:MAX_DOMAINS_SHOWN]]
+    rest = len(held.confirm) - len(shown)
+    recipients = "\n".join(f"  {a}" for a in shown) + (
+        f"\n  {_word(language, 'more', n=rest)}" if rest > 0 else "")
+    fields = {
+        "recipients": recipients,
+        "domains": domain_list(language, held.domains),
+        "held_at": held.held_at.astimezone(now.tzinfo).strftime("%Y-%m-%d %H:%M"),
+        "expires": expires.astimezone(now.tzinfo).strftime("%Y-%m-%d %H:%M"),
+        "organisation": printable(organisation, 200),
+        "send_link": links[0],
+        "cancel_link": links[1],
         "record_id": held.record_id,
     }
     return _message(settings.sender_address, to, template.subject.substitute(fields),

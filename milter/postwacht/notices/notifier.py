@@ -26,7 +26,8 @@ from typing import Protocol
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.policy import DigestPeriod, NoticeSettings, Policy
 from postwacht.core.text import printable
-from postwacht.notices.compose import Held, Outgoing, digest, sender_notice
+from postwacht.notices import links
+from postwacht.notices.compose import Held, Outgoing, confirm_notice, digest, sender_notice
 from postwacht.notices.schedule import IMMEDIATE_BATCH, IMMEDIATE_SPACING, period_name
 from postwacht.notices.sendmail import Sendmail, SendmailError
 from postwacht.telemetry import NO_TELEMETRY, ErrorKind, Telemetry
@@ -112,8 +113,11 @@ class Notifier:
     def __init__(self, policy: Callable[[], Policy], records: NoticeRecords, mail: Sendmail,
                  queue_size: int = QUEUE_SIZE, tick: float = TICK,
                  clock: Callable[[], dt.datetime] | None = None,
-                 batch: float = IMMEDIATE_BATCH, telemetry: Telemetry = NO_TELEMETRY) -> None:
+                 batch: float = IMMEDIATE_BATCH, telemetry: Telemetry = NO_TELEMETRY,
+                 link_key: bytes | None = None) -> None:
         self._policy = policy
+        self._link_key = link_key
+        """Signs the sender's confirmation links (None: no links, the plain notice)."""
         self._telemetry = telemetry
         self._records = records
         self._mail = mail
@@ -199,8 +203,7 @@ class Notifier:
         if not to.address:
             log.info("record #%d: sender not told: %s", held.record_id, to.why_not)
             return
-        notice = sender_notice(held, to.address, settings, policy.organisation,
-                               policy.quarantine, self._clock())
+        notice = self._notice_for(held, to.address, policy, settings)
         if not self._send(notice, f"record #{held.record_id}: sender notice"):
             return
         try:
@@ -208,6 +211,24 @@ class Notifier:
         except RecordsUnavailableError as exc:
             log.error("record #%d: sender told, but not audited: %s", held.record_id, exc)
         log.info("record #%d: sender told (domain %s)", held.record_id, to.domain)
+
+    def _notice_for(self, held: Held, to: str, policy: Policy,
+                    settings: NoticeSettings) -> Outgoing:
+        """A hold the sender may confirm gets the two signed links; any other, or one
+        whose links cannot be signed, the plain notice (a reviewer decides)."""
+        now = self._clock()
+        guard = policy.first_recipient
+        if (held.rule.sender_confirms and held.confirm and held.key and guard is not None
+                and self._link_key is not None):
+            valid = min(dt.timedelta(hours=guard.link_valid_hours),
+                        dt.timedelta(seconds=policy.quarantine.retention_seconds))
+            expires = held.held_at + valid
+            signed = [links.url(settings.review_url, links.sign(
+                self._link_key, held.record_id, held.key, action, int(expires.timestamp())))
+                for action in (links.Confirm.SEND, links.Confirm.CANCEL)]
+            return confirm_notice(held, to, settings, policy.organisation,
+                                  (signed[0], signed[1]), expires, now)
+        return sender_notice(held, to, settings, policy.organisation, policy.quarantine, now)
 
     def _send(self, notice: Outgoing, what: str) -> bool:
         try:

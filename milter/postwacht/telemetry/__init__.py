@@ -33,6 +33,9 @@ class ErrorKind(StrEnum):
     NOTICE = "notice"
     """A notice to a sender or a digest was dropped (queue full) or not taken by
     sendmail(1): somebody was not told."""
+    CORRESPONDENTS = "correspondents"
+    """The known correspondents could not be read (the first recipients of the message
+    counted as new) or what left could not be learnt (dropped, or the store failed)."""
 
 
 class RequestOutcome(StrEnum):
@@ -60,6 +63,8 @@ class ReloadResult(StrEnum):
 
 class Telemetry(Protocol):
     def recipient(self, action: Action, rule: Rule) -> None: ...
+    def monitored(self, action: Action, rule: Rule) -> None:
+        """A rule in monitor mode decided `action` for a recipient; the mail went on."""
     def message(self, action: Action) -> None: ...
     def retired_attempt(self, domain: str) -> None: ...
     def callback(self, stage: Stage, seconds: float) -> None: ...
@@ -87,6 +92,9 @@ class NoTelemetry:
     """Counts nothing: for one-shot commands."""
 
     def recipient(self, action: Action, rule: Rule) -> None:
+        pass
+
+    def monitored(self, action: Action, rule: Rule) -> None:
         pass
 
     def message(self, action: Action) -> None:

@@ -47,6 +47,10 @@ class PrometheusTelemetry:
         self._recipients = Counter(
             "postwacht_recipients_total", "Recipients decided, by action and rule",
             ["action", "rule"], registry=r)
+        self._monitored = Counter(
+            "postwacht_monitored_total",
+            "Decisions of rules in monitor mode (made and logged, not carried out), by the "
+            "action enforcing them would take, and rule", ["action", "rule"], registry=r)
         self._reloads = Counter(
             "postwacht_policy_reloads_total", "Policy reload attempts, by result", ["result"],
             registry=r)
@@ -114,6 +118,9 @@ class PrometheusTelemetry:
 
     def recipient(self, action: Action, rule: Rule) -> None:
         self._recipients.labels(action=action.value, rule=rule.value).inc()
+
+    def monitored(self, action: Action, rule: Rule) -> None:
+        self._monitored.labels(action=action.value, rule=rule.value).inc()
 
     def message(self, action: Action) -> None:
         self._messages.labels(action=action.value).inc()
