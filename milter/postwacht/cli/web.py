@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from postwacht.adapters.web import WebSettings, create_app
+from postwacht.adapters.web import SenderLinks, WebSettings, create_app
 from postwacht.adapters.web.auth import (
     PASSWORD_MAX,
     PASSWORD_MIN,
@@ -30,6 +30,7 @@ from postwacht.cli.common import ExitCode, UsageError
 from postwacht.cli.review import actor, add_store_options, login_actor, run_with_store
 from postwacht.core.roles import Role
 from postwacht.core.text import one_word, printable
+from postwacht.records.secret import derive, load_secret
 from postwacht.records.store import RecordStore
 
 LISTEN_DEFAULT = "127.0.0.1:8080"
@@ -134,8 +135,9 @@ def _web(args: argparse.Namespace) -> int:
                            trusted_proxy=args.trusted_proxy or "", proxy_secret=secret)
 
     def serve(store: RecordStore) -> int:
+        links = sender_links(args.state, store)
         try:
-            server = WebServer(create_app(store, settings), host, port)
+            server = WebServer(create_app(store, settings, links=links), host, port)
         except OSError as exc:
             print(f"postwacht web: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             return ExitCode.FAILED
@@ -145,6 +147,16 @@ def _web(args: argparse.Namespace) -> int:
         return ExitCode.OK
 
     return run_with_store(args, "web", serve)
+
+
+def sender_links(state: str, store: RecordStore) -> SenderLinks:
+    """The senders' confirmation links: signed with the key in the state directory (the
+    same file as the MTAs', copied here when the site runs elsewhere), and what a sender
+    confirms becomes a known correspondent."""
+    secret = load_secret(state, create=True)
+    # Wiring point (issue 12): once records/correspondents.py is in git, remember with
+    # Correspondents(store, derive(secret, "correspondents")).learn, the time added.
+    return SenderLinks(derive(secret, "links"))
 
 
 def _loopback(host: str) -> bool:

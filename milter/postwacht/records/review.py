@@ -7,7 +7,8 @@ be asked is decided here, before anything is written, and again by the helper be
 acts: a reason is required; mail to a retired domain is never released (the transport
 table would bounce it); mail to an unreadable address leaves only as a recorded override;
 mail held for want of verified TLS leaves through the policy's secure route, or as a
-recorded override, never by an ordinary release.
+recorded override, never by an ordinary release. A hold that only its sender can judge (a
+first recipient) the sender ends by a signed link (`confirm`), without an account.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from postwacht.core.decide import RecipientVerdict
 from postwacht.core.roles import Permission, Role, allows, least_role, needs_second_person
 from postwacht.core.text import is_queue_id, printable
 from postwacht.core.vocabulary import Action, Rule
-from postwacht.records.sql import REASON_MAX
+from postwacht.records.sql import ACTOR_MAX, REASON_MAX
 from postwacht.records.store import (
     TO_REVIEW,
     ConflictError,
@@ -33,6 +35,14 @@ from postwacht.records.store import (
 
 WAIT_STEP = 0.2
 """Seconds between looks at a request's outcome."""
+SENDER_REASONS = {
+    Review.RELEASE: "the sender confirmed the recipients by the link in the notice",
+    Review.DELETE: "the sender cancelled the message by the link in the notice",
+}
+"""The audit trail's reason for each decision a sender may make by a link."""
+
+Remember = Callable[[str, Sequence[str]], None]
+"""Told (sender, recipients' addresses) once a sender confirmed them: known from then on."""
 
 
 class ReviewError(Exception):
@@ -131,9 +141,71 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
 
 def second_person(record: QuarantineRecord, mode: ReleaseMode) -> str:
     """Why releasing `record` this way needs approval by a second person ('' when not)."""
-    holding = {record.rule, *(v.rule for v in record.recipients
-                              if v.action is not Action.ACCEPT)}
-    return needs_second_person(holding, record.detected, mode is ReleaseMode.OVERRIDE)
+    return needs_second_person(_holding(record), record.detected,
+                               mode is ReleaseMode.OVERRIDE)
+
+
+def held_by(record: QuarantineRecord) -> list[RecipientVerdict]:
+    """The recipient verdicts that hold the message (every one but an accepted one)."""
+    return [v for v in record.recipients if v.action is not Action.ACCEPT]
+
+
+def _holding(record: QuarantineRecord) -> set[Rule]:
+    return {record.rule, *(v.rule for v in held_by(record))}
+
+
+def sender_decides(record: QuarantineRecord) -> bool:
+    """Whether every rule that holds `record` is one its sender confirms: then the sender's
+    link may end the hold; otherwise a privacy officer decides."""
+    return all(rule.sender_confirms for rule in _holding(record))
+
+
+def by_sender(record: QuarantineRecord) -> Request | None:
+    """The record's newest request, if its sender made it by a link."""
+    asked = record.request
+    if asked is None or asked.actor != sender_actor(record) or \
+            SENDER_REASONS.get(asked.action) != asked.reason:
+        return None
+    return asked
+
+
+def sender_actor(record: QuarantineRecord) -> str:
+    return printable(record.sender, ACTOR_MAX)
+
+
+def confirm(store: RecordStore, record: QuarantineRecord, action: Review,
+            remember: Remember | None) -> Request:
+    """The sender's decision by a link from the notice (the link checked by the caller):
+    RELEASE sends the message to the recipients it was held for and has `remember` learn
+    them; DELETE cancels it. The sender has no account and needs none (`may` is not
+    asked): the signed link is what shows that the sender decides. Only for a held message
+    whose every holding rule is one its sender confirms."""
+    reason = SENDER_REASONS.get(action)
+    if reason is None:
+        raise ReviewError(f"a sender's link releases or deletes a message, not {action}")
+    if record.status is not Status.HELD:
+        raise ReviewError(_not_held(record))
+    name = f"{record.queue_id} (#{record.record_id})"
+    if not sender_decides(record):
+        rules = sorted(str(r) for r in _holding(record) if not r.sender_confirms)
+        raise ReviewError(f"{name} was held for another reason ({', '.join(rules)}), not "
+                          "only for a recipient its sender never mailed: a privacy officer "
+                          "decides whether it may leave, not its sender")
+    if not record.sender:
+        raise ReviewError(f"{name} has no sender (a bounce) to confirm it")
+    why = ""
+    if action is Review.RELEASE:
+        check_release(record, ReleaseMode.PLAIN)
+        why = second_person(record, ReleaseMode.PLAIN)  # '' for a sender-confirmed hold
+    try:
+        asked = store.request(record.record_id, action, ReleaseMode.PLAIN,
+                              sender_actor(record), reason, why)
+    except ConflictError as exc:
+        raise ReviewError(str(exc)) from None
+    if action is Review.RELEASE and remember is not None:
+        # Only once the request is written: a refused one teaches nothing.
+        remember(record.sender, [v.address for v in held_by(record)])
+    return asked
 
 
 def approve(store: RecordStore, record: QuarantineRecord, actor: str,

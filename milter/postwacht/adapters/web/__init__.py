@@ -19,9 +19,10 @@ import datetime as dt
 
 from flask import Flask
 
-from postwacht.adapters.web import accounts, actions, pages, signin
+from postwacht.adapters.web import accounts, actions, confirm, pages, signin
 from postwacht.adapters.web.auth import Passwords
-from postwacht.adapters.web.site import Desk, WebSettings, install
+from postwacht.adapters.web.confirm import SenderLinks
+from postwacht.adapters.web.site import Desk, WebSettings, install, when
 from postwacht.records.store import RecordStore
 
 BODY_MAX = 64 * 1024
@@ -30,12 +31,14 @@ FORM_PARTS_MAX = 1200
 
 
 def create_app(store: RecordStore, settings: WebSettings,
-               passwords: Passwords | None = None) -> Flask:
-    """The site over `store`; `passwords` to hash with other argon2 parameters (tests)."""
+               passwords: Passwords | None = None,
+               links: SenderLinks | None = None) -> Flask:
+    """The site over `store`; `passwords` to hash with other argon2 parameters (tests);
+    `links` to answer the senders' confirmation links (`/confirm/...`: none without)."""
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=BODY_MAX, MAX_FORM_MEMORY_SIZE=BODY_MAX,
                       MAX_FORM_PARTS=FORM_PARTS_MAX, TRAP_BAD_REQUEST_ERRORS=False)
-    app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["when"] = when
     app.jinja_env.filters["hours"] = _hours
     desk = Desk(store, settings, passwords)
     install(app, desk)
@@ -43,15 +46,13 @@ def create_app(store: RecordStore, settings: WebSettings,
     accounts.register(app, desk)
     pages.register(app, desk)
     actions.register(app, desk)
+    if links is not None:
+        confirm.register(app, desk, links)
     return app
-
-
-def _when(at: dt.datetime | None) -> str:
-    return "" if at is None else at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _hours(at: dt.datetime, now: dt.datetime) -> str:
     return f"{(now - at).total_seconds() / 3600:.1f}"
 
 
-__all__ = ["WebSettings", "create_app"]
+__all__ = ["SenderLinks", "WebSettings", "create_app"]

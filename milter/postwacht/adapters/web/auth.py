@@ -41,6 +41,10 @@ TOKEN_MAX = 128
 """Longer cookie values are not ours: not even hashed."""
 LOGIN_COOKIE_SECONDS = 900
 """How long a sign-in form stays usable (its CSRF token lives in this cookie)."""
+CONFIRM_COOKIE = "postwacht_confirm"
+CONFIRM_COOKIE_SECONDS = 3600
+"""How long a sender's confirmation page stays usable (its CSRF token lives in this
+cookie: the sender has no session)."""
 
 
 class PasswordProblem(StrEnum):

@@ -130,6 +130,44 @@ EN: dict[str, str] = {
     "expect.choice": "one of {choices}",
     "expect.date": "a date or time, e.g. 2026-11-01 or 2026-11-01T08:00",
     "expect.records": "1 to {limit} record numbers",
+    "confirm.title_send": "Send your held message?",
+    "confirm.title_cancel": "Delete your held message?",
+    "confirm.intro": "Postwacht held a message you sent: it contains sensitive information and "
+                     "goes to an address you have not mailed before. Check the addresses.",
+    "confirm.new_recipients": "New recipients",
+    "confirm.ask_send": "Are these the right recipients? Then press the button: the message is "
+                        "sent to them, and your next messages to them are not held for this.",
+    "confirm.ask_cancel": "Is an address wrong? Then press the button: the message is deleted "
+                          "and not sent. Send it again to the right address.",
+    "confirm.send": "Send it to these recipients", "confirm.cancel": "Delete this message",
+    "confirm.until": "This link works until {at}.",
+    "confirm.done_send_title": "The message is on its way",
+    "confirm.done_send": "Postwacht sends it to the recipients shown within a few minutes.",
+    "confirm.done_cancel_title": "The message was deleted",
+    "confirm.done_cancel": "It is not sent. Send it again to the right address if it is still "
+                           "needed.",
+    "confirm.audited": "Your decision is kept: a privacy officer can see it in the audit trail.",
+    "confirm.title_tampered": "This link cannot be used",
+    "confirm.tampered": "This link is damaged or was changed. Use the link in the notice as it "
+                        "was sent, or ask your privacy officer.",
+    "confirm.title_expired": "This link has expired",
+    "confirm.expired": "This link has expired on {at}. Your message is still held; your "
+                       "privacy officer can release it.",
+    "confirm.expired_at": "This link has expired on {at}.",
+    "confirm.title_conflict": "This message no longer waits for you",
+    "confirm.officer": "This message was held for another reason too, not only for a new "
+                       "recipient: a privacy officer decides whether it may be sent. Ask your "
+                       "privacy officer.",
+    "confirm.already_sent": "You already confirmed this message: it is on its way.",
+    "confirm.already_cancelled": "You already cancelled this message: it is deleted, not sent.",
+    "confirm.release_asked": "A privacy officer has already asked to release this message.",
+    "confirm.delete_asked": "A privacy officer has already asked to delete this message.",
+    "confirm.released": "This message was already released.",
+    "confirm.deleted": "This message was already deleted.",
+    "confirm.expired_record": "This message was held longer than your organisation keeps held "
+                              "mail, and has expired: it was not sent.",
+    "confirm.gone": "This message is no longer held. Ask your privacy officer what became of "
+                    "it.",
 }
 
 NL: dict[str, str] = {
@@ -256,6 +294,54 @@ NL: dict[str, str] = {
     "expect.choice": "een van {choices}",
     "expect.date": "een datum of tijd, bijv. 2026-11-01 of 2026-11-01T08:00",
     "expect.records": "1 tot {limit} recordnummers",
+    "confirm.title_send": "Uw tegengehouden bericht versturen?",
+    "confirm.title_cancel": "Uw tegengehouden bericht verwijderen?",
+    "confirm.intro": "Postwacht heeft een bericht van u tegengehouden: het bevat gevoelige "
+                     "gegevens en gaat naar een adres dat u nog niet eerder mailde. "
+                     "Controleer de adressen.",
+    "confirm.new_recipients": "Nieuwe ontvangers",
+    "confirm.ask_send": "Zijn dit de juiste ontvangers? Druk dan op de knop: het bericht gaat "
+                        "naar hen toe, en uw volgende berichten aan hen worden hierom niet "
+                        "meer tegengehouden.",
+    "confirm.ask_cancel": "Klopt een adres niet? Druk dan op de knop: het bericht wordt "
+                          "verwijderd en niet verstuurd. Stuur het opnieuw naar het juiste "
+                          "adres.",
+    "confirm.send": "Verstuur het naar deze ontvangers",
+    "confirm.cancel": "Verwijder dit bericht",
+    "confirm.until": "Deze link werkt tot {at}.",
+    "confirm.done_send_title": "Het bericht is onderweg",
+    "confirm.done_send": "Postwacht verstuurt het binnen enkele minuten naar de getoonde "
+                         "ontvangers.",
+    "confirm.done_cancel_title": "Het bericht is verwijderd",
+    "confirm.done_cancel": "Het wordt niet verstuurd. Stuur het opnieuw naar het juiste adres "
+                           "als het nog nodig is.",
+    "confirm.audited": "Uw besluit is vastgelegd: een privacyfunctionaris ziet het in het "
+                       "auditlog.",
+    "confirm.title_tampered": "Deze link is niet te gebruiken",
+    "confirm.tampered": "Deze link is beschadigd of veranderd. Gebruik de link uit de melding "
+                        "zoals die verstuurd is, of vraag het uw privacyfunctionaris.",
+    "confirm.title_expired": "Deze link is verlopen",
+    "confirm.expired": "Deze link is verlopen op {at}. Uw bericht wordt nog steeds "
+                       "tegengehouden; uw privacyfunctionaris kan het vrijgeven.",
+    "confirm.expired_at": "Deze link is verlopen op {at}.",
+    "confirm.title_conflict": "Dit bericht wacht niet meer op u",
+    "confirm.officer": "Dit bericht is ook om een andere reden tegengehouden, niet alleen om een "
+                       "nieuwe ontvanger: een privacyfunctionaris beslist of het verstuurd mag "
+                       "worden. Vraag het uw privacyfunctionaris.",
+    "confirm.already_sent": "U hebt dit bericht al bevestigd: het is onderweg.",
+    "confirm.already_cancelled": "U hebt dit bericht al geannuleerd: het is verwijderd, niet "
+                                 "verstuurd.",
+    "confirm.release_asked": "Een privacyfunctionaris heeft al gevraagd dit bericht vrij te "
+                             "geven.",
+    "confirm.delete_asked": "Een privacyfunctionaris heeft al gevraagd dit bericht te "
+                            "verwijderen.",
+    "confirm.released": "Dit bericht is al vrijgegeven.",
+    "confirm.deleted": "Dit bericht is al verwijderd.",
+    "confirm.expired_record": "Dit bericht werd langer tegengehouden dan uw organisatie "
+                              "tegengehouden mail bewaart, en is verlopen: het is niet "
+                              "verstuurd.",
+    "confirm.gone": "Dit bericht wordt niet meer tegengehouden. Vraag uw privacyfunctionaris "
+                    "wat ermee gebeurd is.",
 }
 
 CATALOGUES = {"en": EN, "nl": NL}

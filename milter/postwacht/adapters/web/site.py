@@ -4,6 +4,7 @@ response headers, and one error page for every error."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from flask import Flask, Response, g, make_response, redirect, render_template, 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from postwacht.adapters.web.auth import (
+    CONFIRM_COOKIE,
     IDLE,
     LIFETIME,
     LOGIN_COOKIE,
@@ -41,6 +43,9 @@ log = logging.getLogger("postwacht.web")
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+VISITOR_FORMS = {"login": LOGIN_COOKIE, "confirm": CONFIRM_COOKIE}
+"""The forms of visitors without a session (signing in, a sender's confirmation), by
+endpoint: the cookie that holds their CSRF token (double submit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +154,21 @@ class Desk:
         return self.may(Permission(permission))
 
     def record(self, record_id: int) -> QuarantineRecord:
-        """The record, or a 404 page. The store says "no such record" and "cannot read"
-        with one exception class: a second read that works tells them apart."""
+        """The record, or a 404 page."""
+        record = self.record_or_none(record_id)
+        if record is None:
+            raise PageError(404, "error.no_record", record=record_id)
+        return record
+
+    def record_or_none(self, record_id: int) -> QuarantineRecord | None:
+        """The record, or None when there is none. The store says "no such record" and
+        "cannot read" with one exception class: a second read that works tells them
+        apart (a store that fails raises again: a 503)."""
         try:
             return self.store.record(record_id)
         except RecordsError:
-            self.store.audit_head()  # raises again when the store itself fails: a 503
-            raise PageError(404, "error.no_record", record=record_id) from None
+            self.store.audit_head()
+            return None
 
     # The hooks.
 
@@ -205,8 +218,9 @@ class Desk:
             self._refuse_form(f"Origin {printable(origin, 100)} is not "
                               f"{printable(request.host, 100)}")
         given = request.form.get("csrf", "")
-        if request.endpoint == "login":
-            expected = request.cookies.get(LOGIN_COOKIE, "")
+        cookie = VISITOR_FORMS.get(request.endpoint or "")
+        if cookie is not None:
+            expected = request.cookies.get(cookie, "")
         else:
             visitor = self.visitor()
             if visitor is None:
@@ -264,6 +278,11 @@ class Desk:
 
     def error_page(self, status: int, message: str) -> Response:
         return self.render("error.html", status, code=status, message=message)
+
+
+def when(at: dt.datetime | None) -> str:
+    """A moment as every page shows it (the `when` filter)."""
+    return "" if at is None else at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def set_session_cookie(response: Response, token: str) -> None:
