@@ -104,7 +104,8 @@ def test_a_store_of_a_newer_postwacht_is_refused_and_left_alone(tmp_path: Path) 
     newer = sqlite3.connect(tmp_path / DB_NAME)
     newer.execute("PRAGMA user_version = 7")
     newer.close()
-    with pytest.raises(RecordsError, match="schema 7, newer than this Postwacht's 4: upgrade"):
+    with pytest.raises(RecordsError, match=f"schema 7, newer than this Postwacht's "
+                                          f"{SCHEMA_VERSION}: upgrade"):
         SqliteRecords(tmp_path)
     check = sqlite3.connect(tmp_path / DB_NAME)
     assert check.execute("PRAGMA user_version").fetchone()[0] == 7

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from postwacht import __version__
-from postwacht.cli import audit, daemon, domains, helper, policy, review, web
+from postwacht.cli import audit, correspondents, daemon, domains, helper, policy, review, web
 from postwacht.cli.common import ExitCode, UsageError
 
 
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     helper.add_parsers(sub)
     audit.add_parsers(sub)
     web.add_parsers(sub)
+    correspondents.add_parsers(sub)
     return parser
 
 

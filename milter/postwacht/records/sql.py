@@ -30,6 +30,7 @@ from postwacht.core.text import QUEUE_ID_MAX, printable
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.audit import GENESIS, entry_hash, stamp
 from postwacht.records.store import (
+    CORRESPONDENTS_MAX,
     OPEN,
     POSTWACHT,
     Attachment,
@@ -53,12 +54,14 @@ from postwacht.records.store import (
 audit_log = logging.getLogger("postwacht.audit")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: one quarantine row per queue id (SQLite only). 2: one row per hold (SQLite only).
 3: records keyed by MTA and a key that never repeats, review requests, a chained audit
 trail, reviewers; the same in SQLite and PostgreSQL. 4: accounts with roles (reviewers
 become users), web sessions, sign-in failures, four-eyes approval of requests, the
-detector that found a message sensitive, captured content, daemons' reports, claims."""
+detector that found a message sensitive, captured content, daemons' reports, claims.
+5: who has been mailed (keyed hashes of correspondents, when each was last seen) and the
+fingerprint of the key that hashed them."""
 # Bounds for text from outside.
 SENDER_MAX = 320
 CLIENT_MAX = 300
@@ -196,9 +199,23 @@ _UPGRADE_4 = (
         mta  TEXT NOT NULL
     )""",
 )
+_UPGRADE_5 = (
+    # Only keyed hashes (records.correspondents): the store never names a correspondent.
+    """CREATE TABLE correspondents (
+        hash      TEXT PRIMARY KEY,
+        last_seen TEXT NOT NULL
+    )""",
+    "CREATE INDEX correspondents_last_seen ON correspondents (last_seen)",
+    """CREATE TABLE correspondents_key (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        fingerprint TEXT NOT NULL
+    )""",
+)
+_UPGRADES = {4: _UPGRADE_4, 5: _UPGRADE_5}
+"""The statements that take a store of the schema before to each version."""
 TABLES = ("schema_version", "quarantine", "requests", "audit", "audit_head",
           "retired_attempts", "users", "sessions", "sign_in_failures", "content",
-          "published", "claims")
+          "published", "claims", "correspondents", "correspondents_key")
 LEGACY_TABLES = ("reviewers",)
 """Tables of an older schema only."""
 
@@ -375,8 +392,8 @@ class SqlRecords:
             return
         if version == 0:
             self._create_schema(tx)
-        elif version == 3:
-            self._upgrade_to_4(tx)
+        elif version in (3, 4):
+            self._upgrade_from(tx, version)
         else:
             self._migrate(tx, version)
         self._schema_written(tx)
@@ -387,11 +404,14 @@ class SqlRecords:
             tx.run(statement.format(identity=self._dialect.identity))
         tx.run("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?)", (GENESIS,))
         tx.run("INSERT INTO schema_version (version) VALUES (?)", (3,))
-        self._upgrade_to_4(tx)
+        self._upgrade_from(tx, 3)
 
-    def _upgrade_to_4(self, tx: Tx) -> None:
-        for statement in _UPGRADE_4:
-            tx.run(statement)
+    def _upgrade_from(self, tx: Tx, version: int) -> None:
+        """Schema `version` (3 or later) to the current one, a version at a time, in the
+        caller's transaction."""
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _UPGRADES[step]:
+                tx.run(statement)
         tx.run("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # The audit trail.
@@ -920,6 +940,69 @@ class SqlRecords:
         row = self._run("read failed sign-ins", lambda tx: tx.row(sql, params))
         return int(row[0]) if row else 0
 
+    # Who has been mailed: keyed hashes only (records.correspondents), no audit entries
+    # (they record no decision). Rows are written in one order (sorted), so that two MTAs
+    # learning overlapping sets at once never wait on each other in a circle.
+
+    def remember_correspondents(self, hashes: Collection[str], at: dt.datetime) -> None:
+        chosen = _correspondent_hashes(hashes)
+        seen = stamp(at)
+
+        def work(tx: Tx) -> None:
+            for chunk in _chunks(chosen):
+                tx.run("INSERT INTO correspondents (hash, last_seen) VALUES "  # noqa: S608
+                       + ", ".join("(?, ?)" for _ in chunk)
+                       + " ON CONFLICT (hash) DO UPDATE SET last_seen = excluded.last_seen "
+                       "WHERE excluded.last_seen > correspondents.last_seen",
+                       [value for h in chunk for value in (h, seen)])
+
+        if chosen:
+            self._run("remember correspondents", work, write=True)
+
+    def known_correspondents(self, hashes: Collection[str], since: dt.datetime) -> set[str]:
+        chosen = _correspondent_hashes(hashes)
+
+        def work(tx: Tx) -> set[str]:
+            found: set[str] = set()
+            for chunk in _chunks(chosen):
+                found.update(str(row[0]) for row in tx.rows(
+                    "SELECT hash FROM correspondents WHERE last_seen >= ? AND hash IN ("  # noqa: S608
+                    + ", ".join("?" for _ in chunk) + ")", [stamp(since), *chunk]))
+            return found
+
+        return self._run("read correspondents", work) if chosen else set()
+
+    def forget_correspondents(self, hashes: Collection[str]) -> int:
+        chosen = _correspondent_hashes(hashes)
+
+        def work(tx: Tx) -> int:
+            return sum(tx.run("DELETE FROM correspondents WHERE hash IN ("  # noqa: S608
+                              + ", ".join("?" for _ in chunk) + ")", chunk)
+                       for chunk in _chunks(chosen))
+
+        return self._run("forget correspondents", work, write=True) if chosen else 0
+
+    def expire_correspondents(self, before: dt.datetime) -> int:
+        return self._run("expire correspondents", lambda tx: tx.run(
+            "DELETE FROM correspondents WHERE last_seen < ?", (stamp(before),)), write=True)
+
+    def correspondents_count(self) -> int:
+        row = self._run("count correspondents",
+                        lambda tx: tx.row("SELECT COUNT(*) FROM correspondents"))
+        return int(row[0]) if row else 0
+
+    def correspondents_key(self, fingerprint: str) -> bool:
+        if not _FINGERPRINT.fullmatch(fingerprint):
+            raise ValueError("a key's fingerprint is 16 to 64 lower-case hex digits")
+
+        def work(tx: Tx) -> bool:
+            tx.run("INSERT INTO correspondents_key (id, fingerprint) VALUES (1, ?) "
+                   "ON CONFLICT (id) DO NOTHING", (fingerprint,))
+            row = tx.row("SELECT fingerprint FROM correspondents_key WHERE id = 1")
+            return row is not None and str(row[0]) == fingerprint
+
+        return self._run("check the correspondents' key", work, write=True)
+
     # Daemons' reports, and claims.
 
     def publish(self, kind: str, body: str) -> None:
@@ -945,6 +1028,27 @@ class SqlRecords:
                           (printable(what, NAME_MAX), stamp(at), self.mta)) == 1
 
         return self._run("claim a task", work, write=True)
+
+
+_CORRESPONDENT_HASH = re.compile(r"[0-9a-f]{64}")
+_FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
+_CHUNK = 400
+"""Rows per statement: under either backend's limit on parameters (SQLite's was 999)."""
+
+
+def _correspondent_hashes(hashes: Collection[str]) -> list[str]:
+    """Each hash once, sorted; ValueError for too many, or for anything that is not a
+    hex SHA-256 (so that no address can ever be stored here by mistake)."""
+    if len(hashes) > CORRESPONDENTS_MAX:
+        raise ValueError(f"{len(hashes)} correspondent hashes in one call; at most "
+                         f"{CORRESPONDENTS_MAX}")
+    if not all(isinstance(h, str) and _CORRESPONDENT_HASH.fullmatch(h) for h in hashes):
+        raise ValueError("a correspondent hash is 64 lower-case hex digits (HMAC-SHA256)")
+    return sorted(set(hashes))
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def audit_line(entry: AuditEntry) -> str:

@@ -55,6 +55,9 @@ MIGRATED_KEY = "migrated-"
 carry an X-Postwacht-Quarantine header without a key)."""
 TO_REVIEW = (Status.HELD, Status.REQUESTED, Status.GONE)
 """What `quarantine list` shows by default."""
+CORRESPONDENTS_MAX = 4096
+"""Correspondent hashes one call may name: the four kinds of each of Postfix's default
+1000 recipients of a message (smtpd_recipient_limit) fit; a caller with more splits."""
 
 
 class Review(StrEnum):
@@ -400,6 +403,27 @@ class RecordStore(Protocol):
     def claim(self, what: str) -> bool:
         """True for the first caller only, across every process and MTA sharing the store
         (one daemon sends a digest period, say)."""
+
+    # Who has been mailed (records.correspondents): keyed hashes, each 64 lower-case hex
+    # digits, never an address; ValueError for anything else, or for more than
+    # CORRESPONDENTS_MAX in one call. No audit entries: they record no decision.
+    def remember_correspondents(self, hashes: Collection[str], at: dt.datetime) -> None:
+        """Add the hashes, or move their last use to `at` when that is later."""
+
+    def known_correspondents(self, hashes: Collection[str], since: dt.datetime) -> set[str]:
+        """Those of `hashes` that were last used at or after `since`."""
+
+    def forget_correspondents(self, hashes: Collection[str]) -> int:
+        """Remove the hashes; how many there were."""
+
+    def expire_correspondents(self, before: dt.datetime) -> int:
+        """Remove every hash last used before `before`; how many."""
+
+    def correspondents_count(self) -> int: ...
+
+    def correspondents_key(self, fingerprint: str) -> bool:
+        """Whether the hashes were made with the key of this fingerprint: the first caller
+        stores it, every later one is compared with it."""
 
     def audit_head(self) -> tuple[int, str]:
         """The seq and hash of the newest entry, as kept apart from the entries."""
