@@ -23,16 +23,20 @@ from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.roles import Permission, allows
+from postwacht.core.vocabulary import Action
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
 from postwacht.notices.compose import Held, Standing
 from postwacht.notices.notifier import Notifier, RecordsUnavailableError
 from postwacht.notices.sendmail import SENDMAIL, Sendmail
+from postwacht.records.correspondents import Correspondents
 from postwacht.records.executor import ReleaseHelper, RequestExecutor
+from postwacht.records.learner import CorrespondentLearner
 from postwacht.records.locate import open_records
 from postwacht.records.publish import ReportPublisher
 from postwacht.records.queue import Postfix
+from postwacht.records.secret import derive, load_secret, secret_path
 from postwacht.records.sqlite import private_directory
 from postwacht.records.store import (
     OPEN,
@@ -110,8 +114,11 @@ def held_of(record: QuarantineRecord) -> Held:
     standing = (Standing.AWAITING_APPROVAL if record.awaiting_approval
                 else Standing.REQUESTED if record.status is Status.REQUESTED
                 else Standing.HELD)
+    confirm = tuple(v.address for v in record.recipients
+                    if v.rule.sender_confirms and v.action is not Action.ACCEPT
+                    ) if record.rule.sender_confirms else ()
     return Held(record.record_id, record.sender, record.rule, record.reason, record.domains,
-                record.held_at, standing)
+                record.held_at, standing, record.key, confirm)
 
 
 class NoticeRecords:
@@ -178,6 +185,7 @@ class App:
     retired_attempts: RetiredAttempts
     notices: Notices
     reports: ReportPublisher
+    learner: CorrespondentLearner
 
     def start(self) -> None:
         """Start the background work: the policy file watch, the domain watch, the
@@ -187,8 +195,10 @@ class App:
         self.executor.start()
         self.notices.notifier.start()
         self.reports.start()
+        self.learner.start()
 
     def stop(self) -> None:
+        self.learner.stop()
         self.reports.stop()
         self.notices.notifier.stop()
         self.executor.stop()
@@ -214,6 +224,10 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         raise StartError(str(exc)) from None
     try:
         records.claim_mta()
+        secret = load_secret(state_dir, create=True)
+        correspondents = Correspondents(records, derive(secret, "correspondents"),
+                                        key_file=secret_path(state_dir))
+        correspondents.check_key()
     except RecordsError as exc:
         records.close()
         raise StartError(str(exc)) from None
@@ -223,17 +237,20 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     discovery = DiscoveryPool(telemetry)
     domain_watch = DomainWatcher(lambda: holder.current, discovery, telemetry)
     holder.on_change(lambda _policy: domain_watch.wake())  # a new policy: audit it now
-    facts = FactGatherer(discovery, lambda: domain_watch.control_lost)
+    learner = CorrespondentLearner(correspondents, lambda: holder.current, telemetry)
+    facts = FactGatherer(discovery, lambda: domain_watch.control_lost, known=learner.known)
     executor = RequestExecutor(
         records, mta.name, helper, Postfix(mta.postfix_config),
         lambda: holder.current.quarantine, telemetry, mta.requests_interval,
         mta.sync_interval)
     notifier = Notifier(lambda: holder.current, NoticeRecords(records),
-                        Sendmail(mta.sendmail, mta.postfix_config), telemetry=telemetry)
+                        Sendmail(mta.sendmail, mta.postfix_config), telemetry=telemetry,
+                        link_key=derive(secret, "links"))
     return App(telemetry, holder, records, discovery, facts, domain_watch,
                PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
                RetiredAttempts(records, telemetry), Notices(notifier),
-               ReportPublisher(records, lambda: holder.current, lambda: domain_watch.last))
+               ReportPublisher(records, lambda: holder.current, lambda: domain_watch.last),
+               learner)
 
 
 def _state_directory(path: Path) -> None:

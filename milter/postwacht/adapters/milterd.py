@@ -30,6 +30,7 @@ import Milter
 
 import milter as libmilter
 from postwacht import defaults
+from postwacht.adapters.headers import VisibleRecipients
 from postwacht.adapters.unixsocket import claim, group_only, identity, release, unix_path
 from postwacht.app import App
 from postwacht.core.address import AddressError, Recipient, parse_recipient
@@ -102,6 +103,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         """What the kept recipients got at RCPT, in the order of `_recipients`."""
         self._unreadable: list[RecipientVerdict] = []
         self._classifier: Classifier | None = None
+        self._visible: VisibleRecipients | None = None
         self._detected = ""
 
     def negotiate(self, opts: list[int]) -> int:
@@ -138,9 +140,11 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._shown_sender = printable(self._sender, 320) or "<>"
         self._auth = self._macro("{auth_authen}")
         self._daemon = self._macro("{daemon_name}")
-        if self._policy.secure_transport is not None:
+        if self._policy.classifies:
             self._classifier = Classifier(self._policy.sensitivity, self._sender,
                                           self._sees_headers, self._sees_body)
+        if self._policy.exposed_recipients is not None:
+            self._visible = VisibleRecipients()
         return Milter.CONTINUE  # type: ignore[no-any-return]
 
     def _macro(self, name: str) -> str | None:
@@ -160,6 +164,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
     def header(self, name: str, value: str) -> int:
         if self._classifier is not None:
             self._classifier.header(name, value)
+        if self._visible is not None:
+            self._visible.header(name, value)
         return Milter.CONTINUE  # type: ignore[no-any-return]
 
     @Milter.noreply  # type: ignore[untyped-decorator]
@@ -193,6 +199,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
     def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
         verdict = outcome.verdict
         self._app.telemetry.recipient(verdict.action, verdict.rule)
+        self._count_monitored(verdict.monitored)
         if outcome.retired_domain is not None:
             self._record_retired_attempt(outcome.retired_domain)
         if outcome.reply is None:
@@ -238,14 +245,20 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         classification = self._classifier.result() if self._classifier else None
         self._detected = classification.detector if classification else ""
         # An unreadable recipient holds the message whatever else is learnt: ask nobody.
+        visible = self._visible.addresses() if self._visible is not None else ()
         facts = (None if self._unreadable else
-                 self._app.facts.for_message(envelope, policy, classification))
+                 self._app.facts.for_message(envelope, policy, classification, visible))
         outcome = at_end_of_message(envelope, policy, facts, local=self._local,
                                     unreadable=tuple(self._unreadable),
                                     at_rcpt_time=tuple(self._verdicts))
         for verdict in outcome.decided_now:
             self._app.telemetry.recipient(verdict.action, verdict.rule)
+        self._count_monitored(outcome.monitored_now)
         return self._act_at_end(outcome)
+
+    def _count_monitored(self, monitored: tuple[RecipientVerdict, ...]) -> None:
+        for decision in monitored:
+            self._app.telemetry.monitored(decision.action, decision.rule)
 
     def _act_at_end(self, outcome: MessageOutcome) -> int:
         queue_id, bad = self._queue_id()
@@ -255,13 +268,16 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if outcome.action is Action.QUARANTINE:
             return self._hold(queue_id, outcome, who)
         self._app.telemetry.message(outcome.action)
+        monitored = _monitored_field(outcome)
         if outcome.action is Action.ACCEPT:
             if outcome.internal:
-                self._log(Stage.EOM, Action.ACCEPT, "-", who, queue_id)
+                self._log(Stage.EOM, Action.ACCEPT, "-", who, queue_id, monitored)
+            self._app.learner.left(self._sender, outcome.learned)
             return Milter.ACCEPT  # type: ignore[no-any-return]
-        self._log(Stage.EOM, outcome.action, outcome.rule or "-", who, queue_id)
+        self._log(Stage.EOM, outcome.action, outcome.rule or "-", who, queue_id, monitored)
         if outcome.action is Action.ROUTE and outcome.route is not None:
             self.addheader(ROUTE_HEADER, outcome.route)
+            self._app.learner.left(self._sender, outcome.learned)
             return Milter.ACCEPT  # type: ignore[no-any-return]
         if outcome.reply is None:
             raise RuntimeError(f"outcome {outcome.action} without a reply")  # -> tempfail
@@ -316,12 +332,19 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         return printable(verdict.domains[0], 256) if verdict.domains else "-"
 
     def _log(self, stage: Stage, action: Action, rule: str, recipients: str,
-             queue_id: str = "") -> None:
+             queue_id: str = "", monitored: str = "") -> None:
         log.info(
-            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s",
+            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s%s",
             queue_id or self._queue_id()[0] or "NOQUEUE", self._conn_id,
             "local" if self._local else "smtpd", stage, action, rule, recipients,
+            f" monitored={monitored}" if monitored else "",
         )
+
+
+def _monitored_field(outcome: MessageOutcome) -> str:
+    """What rules in monitor mode would have done: `rule:action`, each once."""
+    seen = dict.fromkeys(f"{m.rule}:{m.action}" for m in outcome.monitored)
+    return ",".join(seen)
 
 
 _FILTER_NAME = "postwacht"

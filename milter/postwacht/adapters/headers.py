@@ -1,0 +1,42 @@
+"""The addresses a message shows its recipients in To and Cc, read as the headers pass
+(the milter translates header text into addresses; the core counts them).
+
+Bounded whatever the message: at most `MAX_HEADER_CHARS` of To/Cc text are kept, and at
+most `MAX_VISIBLE` addresses come out, so a header listing a million addresses costs no
+more than one listing a thousand (the exposed-recipients rule needs only to know that the
+count passed its limit).
+"""
+
+from __future__ import annotations
+
+import email.utils
+
+VISIBLE_HEADERS = frozenset({"to", "cc"})
+MAX_HEADER_CHARS = 256 * 1024
+MAX_VISIBLE = 10_000
+
+
+class VisibleRecipients:
+    """Collects To and Cc header values of one message."""
+
+    def __init__(self) -> None:
+        self._values: list[str] = []
+        self._size = 0
+
+    def header(self, name: str, value: str) -> None:
+        if name.lower() not in VISIBLE_HEADERS or self._size >= MAX_HEADER_CHARS:
+            return
+        kept = value[:MAX_HEADER_CHARS - self._size]
+        self._size += len(kept)
+        self._values.append(kept)
+
+    def addresses(self) -> tuple[str, ...]:
+        """The distinct addresses (lower-cased, each with an '@'), in order of appearance."""
+        seen: dict[str, None] = {}
+        for _name, written in email.utils.getaddresses(self._values):
+            address = written.strip().lower()
+            if "@" in address:
+                seen.setdefault(address, None)
+                if len(seen) >= MAX_VISIBLE:
+                    break
+        return tuple(seen)
