@@ -3,7 +3,8 @@
 Chromium (driven by Playwright) opens the notice's links on `postwacht web`, a separate
 process on loopback over a SQLite store, signed with the key the site itself reads from
 the state directory. The held records are written straight into that store, as the
-milter would write them; no MTA is needed to see what the site asks for.
+milter would write them; no MTA is needed to see what the site asks for, and that a
+recipient the sender confirmed is known from then on.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from postwacht.core.decide import RecipientVerdict
-from postwacht.core.vocabulary import Action, Rule
+from postwacht.core.vocabulary import Action, Match, Rule, Scope
 from postwacht.notices.links import Confirm, sign, url
+from postwacht.records.correspondents import Correspondents
 from postwacht.records.secret import derive, load_secret
 from postwacht.records.sqlite import SqliteRecords
 from postwacht.records.store import AuditAction, Hold, Review, Status
@@ -79,6 +81,12 @@ def link(site: WebSite, store: SqliteRecords, record_id: int, action: Confirm,
     return url(f"{site.url}/", sign(key, record_id, store.record(record_id).key, action, until))
 
 
+def correspondents(site: WebSite, store: SqliteRecords) -> Correspondents:
+    """Who is known, read with the site's own key."""
+    return Correspondents(store, derive(load_secret(site.root / "state", create=False),
+                                        "correspondents"))
+
+
 def opened(page: Page, address: str, status: int) -> None:
     response = page.goto(address)
     assert response is not None
@@ -113,6 +121,9 @@ def test_the_sender_opens_the_link_presses_the_button_and_the_request_is_the_sen
         review, SENDER, "")
     [entry] = store.audit_search(action=audited, record_id=record_id)
     assert entry.actor == SENDER
+    known = correspondents(site, store).known(SENDER, [recipient], Scope.SENDER,
+                                              Match.ADDRESS, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert known == ({recipient} if action is Confirm.SEND else set())
 
 
 def test_the_same_link_once_more_says_it_was_done(browser: Browser, site: WebSite,

@@ -15,11 +15,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from postwacht.adapters.web import SenderLinks, WebSettings, create_app
 from postwacht.adapters.web.auth import Passwords
+from postwacht.cli.web import sender_links
 from postwacht.core.decide import RecipientVerdict
-from postwacht.core.vocabulary import Action, Rule
+from postwacht.core.vocabulary import Action, Match, Rule, Scope
 from postwacht.notices.links import Confirm, Link, LinkError, check, parse, sign, url
+from postwacht.records.correspondents import Correspondents
 from postwacht.records.queue import Postfix, QueueEntry, carry_out
 from postwacht.records.review import SENDER_REASONS, ReviewError, ask, confirm
+from postwacht.records.secret import derive, load_secret
 from postwacht.records.sqlite import SqliteRecords
 from postwacht.records.store import AuditAction, Hold, ReleaseMode, Review, Status
 from werkzeug.test import TestResponse
@@ -426,6 +429,20 @@ def test_a_site_without_the_link_key_has_no_confirmation_pages(store: SqliteReco
     app = create_app(store, WebSettings(), Passwords(FAST))
     assert app.test_client().get(f"/confirm/{token(store, hold(store, '5A1B2C3D61'))}"
                                  ).status_code == 404
+
+
+def test_the_sites_composition_signs_with_the_state_key_and_remembers_the_confirmed(
+    tmp_path: Path, store: SqliteRecords,
+) -> None:
+    state = tmp_path / "state"
+    links = sender_links(str(state), store)
+    secret = load_secret(state, create=False)
+    assert links.key == derive(secret, "links")
+    confirm(store, store.record(hold(store, "5A1B2C3D63")), Review.RELEASE, links.remember)
+    known = Correspondents(store, derive(secret, "correspondents")).known(
+        SENDER, [NEW.address, OTHER_NEW.address, KNOWN.address], Scope.SENDER, Match.ADDRESS,
+        NOW - dt.timedelta(days=365 * 10))
+    assert known == {NEW.address, OTHER_NEW.address}
 
 
 def test_the_notice_link_is_the_pages_path(store: SqliteRecords) -> None:

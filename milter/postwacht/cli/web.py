@@ -6,11 +6,13 @@ side, never on the MTA with root."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import ipaddress
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ from postwacht.cli.common import ExitCode, UsageError
 from postwacht.cli.review import actor, add_store_options, login_actor, run_with_store
 from postwacht.core.roles import Role
 from postwacht.core.text import one_word, printable
-from postwacht.records.secret import derive, load_secret
+from postwacht.records.correspondents import Correspondents
+from postwacht.records.secret import derive, load_secret, secret_path
 from postwacht.records.store import RecordStore
 
 LISTEN_DEFAULT = "127.0.0.1:8080"
@@ -151,12 +154,18 @@ def _web(args: argparse.Namespace) -> int:
 
 def sender_links(state: str, store: RecordStore) -> SenderLinks:
     """The senders' confirmation links: signed with the key in the state directory (the
-    same file as the MTAs', copied here when the site runs elsewhere), and what a sender
-    confirms becomes a known correspondent."""
+    same file as the MTAs', copied here when the site runs elsewhere: the correspondents'
+    key check refuses another one), and what a sender confirms becomes a known
+    correspondent."""
     secret = load_secret(state, create=True)
-    # Wiring point (issue 12): once records/correspondents.py is in git, remember with
-    # Correspondents(store, derive(secret, "correspondents")).learn, the time added.
-    return SenderLinks(derive(secret, "links"))
+    correspondents = Correspondents(store, derive(secret, "correspondents"),
+                                    key_file=secret_path(state))
+    correspondents.check_key()
+
+    def remember(sender: str, recipients: Sequence[str]) -> None:
+        correspondents.learn(sender, recipients, dt.datetime.now(dt.UTC))
+
+    return SenderLinks(derive(secret, "links"), remember)
 
 
 def _loopback(host: str) -> bool:
