@@ -39,6 +39,7 @@ def load_secret(state_dir: str | Path, *, create: bool) -> bytes:
         else:
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_hex(SECRET_BYTES) + "\n")
+            _owned_like_its_directory(path)
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="ascii").strip()
@@ -56,6 +57,16 @@ def load_secret(state_dir: str | Path, *, create: bool) -> bytes:
     if len(key) < SECRET_BYTES:
         raise RecordsError(f"{path}: not a key ({SECRET_BYTES * 2} hex digits expected)")
     return key
+
+
+def _owned_like_its_directory(path: Path) -> None:
+    """A key root makes (a command run with sudo) belongs to the state directory's owner,
+    the user the daemon and the site run as: else they could not read it."""
+    if os.geteuid() != 0:
+        return
+    directory = path.parent.stat()
+    if directory.st_uid != 0:
+        os.chown(path, directory.st_uid, directory.st_gid)
 
 
 def derive(secret: bytes, purpose: str) -> bytes:
