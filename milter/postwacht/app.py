@@ -76,13 +76,13 @@ class RetiredAttempts:
         self._clock = clock
         self._failed_at: float | None = None
 
-    def record(self, sender: str, client: str, domain: str) -> None:
+    def record(self, sender: str, client: str, domain: str, monitored: bool = False) -> None:
         failed_at = self._failed_at
         if failed_at is not None and self._clock() - failed_at < self._backoff:
             self._telemetry.error(ErrorKind.RECORDS)
             return
         try:
-            self._records.record_retired_attempt(sender, client, domain)
+            self._records.record_retired_attempt(sender, client, domain, monitored)
         except RecordsError as exc:
             self._failed_at = self._clock()
             self._telemetry.error(ErrorKind.RECORDS)

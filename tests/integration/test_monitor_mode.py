@@ -107,6 +107,20 @@ def test_in_monitor_mode_the_mail_reaches_the_sink_and_the_log_and_metrics_say_w
              f"postwacht_monitored_total for {rule}")
 
 
+def test_the_report_says_which_retired_domain_attempts_left(monitor_lab: Lab) -> None:
+    lab, tag = monitor_lab, uuid.uuid4().hex[:8]
+    sender_client = f"x-{tag}@bjzutrecht.nl"
+    marker, error = send(lab, [sender_client], PLAIN_BODY)
+    assert error is None
+    poll(lambda: lab.sink.with_marker(marker), "the monitored message at the sink")
+    report = lab.daemon.cli("report", "retired", *lab.daemon.records_options, "--json")
+    assert report.returncode == 0, report.stderr
+    [row] = [r for r in json.loads(report.stdout) if r["domain"] == "bjzutrecht.nl"]
+    assert row["monitored"] == row["attempts"] >= 1
+    text = lab.daemon.cli("report", "retired", *lab.daemon.records_options).stdout
+    assert "LEFT (monitor mode)" in text
+
+
 def test_check_warns_that_a_monitored_retired_domain_lets_mail_leave(monitor_lab: Lab) -> None:
     result = monitor_lab.daemon.cli("check", str(monitor_lab.daemon.policy))
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,8 @@ class Store:
         self.written: list[tuple[str, str, str]] = []
         self.tried = 0
 
-    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None:
+    def record_retired_attempt(self, sender: str, client: str, domain: str,
+                               monitored: bool = False) -> None:
         self.tried += 1
         if self.down:
             raise RecordsError("cannot record in PostgreSQL at postgresql://db/mail: refused")

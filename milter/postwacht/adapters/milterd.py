@@ -201,7 +201,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         self._app.telemetry.recipient(verdict.action, verdict.rule)
         self._count_monitored(verdict.monitored)
         if outcome.retired_domain is not None:
-            self._record_retired_attempt(outcome.retired_domain)
+            self._record_retired_attempt(outcome.retired_domain, outcome.retired_monitored)
         if outcome.reply is None:
             return Milter.CONTINUE  # type: ignore[no-any-return]
         self._log(Stage.RCPT, verdict.action, verdict.rule, self._who(verdict))
@@ -227,10 +227,11 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             client += f" via {self._listener}"
         return client
 
-    def _record_retired_attempt(self, domain: str) -> None:
+    def _record_retired_attempt(self, domain: str, monitored: bool) -> None:
         """For `postwacht report retired`: which systems still mail retired domains."""
         self._app.telemetry.retired_attempt(domain)
-        self._app.retired_attempts.record(self._shown_sender, self._client(), domain)
+        self._app.retired_attempts.record(self._shown_sender, self._client(), domain,
+                                          monitored)
 
     def eom(self) -> int:
         started = time.perf_counter()

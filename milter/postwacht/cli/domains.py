@@ -9,6 +9,8 @@ from typing import Any
 
 from postwacht.cli.common import ExitCode, load_policy
 from postwacht.core.facts import DomainReport
+from postwacht.core.policy import Policy
+from postwacht.core.vocabulary import Mode, Rule
 from postwacht.facts.dnscache import DnsCache, ResolverConfig
 from postwacht.facts.domainwatch import DomainAuditor
 from postwacht.facts.rdap import RdapError
@@ -37,10 +39,10 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"postwacht domains audit: {exc}", file=sys.stderr)
         return ExitCode.ATTENTION
     if args.json:
-        print(json.dumps([_json(r) for r in reports]))
+        print(json.dumps([{**_json(r), "mode": _mode(policy, r).value} for r in reports]))
     else:
         for report in reports:
-            _print(report)
+            _print(report, _mode(policy, report))
     fine = all(r.control_ok is True and not r.expiring_soon for r in reports)
     return ExitCode.OK if fine else ExitCode.ATTENTION
 
@@ -57,7 +59,23 @@ def _json(report: DomainReport) -> dict[str, object]:
     }
 
 
-def _print(report: DomainReport) -> None:
+def _mode(policy: Policy, report: DomainReport) -> Mode:
+    """Whether the rule that acts on this domain's mail (retired, or control lost) is
+    enforced or only monitored."""
+    if report.kind == "retired":
+        return policy.mode(Rule.RETIRED, report.domain)
+    return policy.mode(Rule.CONTROL_LOST)
+
+
+_MAIL = {
+    ("retired", Mode.ENFORCE): "mail to it is refused or held",
+    ("retired", Mode.MONITOR): "MONITOR MODE: mail to it LEAVES (only logged and counted)",
+    ("owned", Mode.ENFORCE): "",
+    ("owned", Mode.MONITOR): "monitor mode: mail to it is not held when control is in doubt",
+}
+
+
+def _print(report: DomainReport, mode: Mode) -> None:
     state = {True: "ok", False: "PROBLEM", None: "UNKNOWN"}[report.control_ok]
     if report.control_ok and report.expiring_soon:
         state = "EXPIRING"
@@ -65,3 +83,5 @@ def _print(report: DomainReport) -> None:
     for check in report.checks:
         mark = {True: "ok", False: "FAIL", None: "??"}[check.ok]
         print(f"  {mark:<4} {check.name:<12} {check.detail}")
+    if mail := _MAIL.get((report.kind, mode), ""):
+        print(f"  {mail}")

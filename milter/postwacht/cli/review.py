@@ -172,7 +172,8 @@ def _print_retired(args: argparse.Namespace, rows: list[Any]) -> int:
     if args.json:
         print(json.dumps([
             {"sender": r.sender, "client": r.client, "domain": r.domain,
-             "attempts": r.attempts, "first": r.first.isoformat(), "last": r.last.isoformat()}
+             "attempts": r.attempts, "monitored": r.monitored,
+             "first": r.first.isoformat(), "last": r.last.isoformat()}
             for r in rows]))
         return ExitCode.OK
     if not rows:
@@ -180,9 +181,10 @@ def _print_retired(args: argparse.Namespace, rows: list[Any]) -> int:
         return ExitCode.OK
     print(f"attempts to mail retired domains, last {args.since:g} days (most frequent first):")
     for r in rows:
+        left = f"; {r.monitored} LEFT (monitor mode)" if r.monitored else ""
         print(f"{r.attempts:6d}  {printable(r.domain)}  from {printable(r.sender)} via "
               f"{printable(r.client)}  "
-              f"(first {r.first:%Y-%m-%d %H:%M}, last {r.last:%Y-%m-%d %H:%M} UTC)")
+              f"(first {r.first:%Y-%m-%d %H:%M}, last {r.last:%Y-%m-%d %H:%M} UTC{left})")
     return ExitCode.OK
 
 

@@ -34,7 +34,7 @@ from postwacht.core.roles import Role
 from postwacht.core.text import one_word, printable
 from postwacht.records.correspondents import Correspondents
 from postwacht.records.secret import derive, load_secret, secret_path
-from postwacht.records.store import RecordStore
+from postwacht.records.store import RecordsError, RecordStore
 
 LISTEN_DEFAULT = "127.0.0.1:8080"
 HEADER_MAX = 64
@@ -163,7 +163,13 @@ def sender_links(state: str, store: RecordStore) -> SenderLinks:
     correspondents.check_key()
 
     def remember(sender: str, recipients: Sequence[str]) -> None:
-        correspondents.learn(sender, recipients, dt.datetime.now(dt.UTC))
+        # The release is asked for already: a store that fails now costs the sender one
+        # more question later, and must not tell them the message did not go.
+        try:
+            correspondents.learn(sender, recipients, dt.datetime.now(dt.UTC))
+        except RecordsError as exc:
+            logging.getLogger("postwacht.web").error(
+                "confirmed recipients not remembered: %s", exc)
 
     return SenderLinks(derive(secret, "links"), remember)
 

@@ -46,6 +46,8 @@ class RcptOutcome:
     retired_domain: str | None
     """A retired domain this recipient tried to reach (refused, held, or only monitored):
     counted and reported."""
+    retired_monitored: bool = False
+    """That retired domain's rule is only monitored: the mail goes on."""
 
     @property
     def kept(self) -> bool:
@@ -96,9 +98,10 @@ def at_rcpt(envelope: Envelope, policy: Policy, facts: Facts | None, *,
     [verdict] = decide(envelope, policy, facts).recipients
     retired = next((v.matched for v in (verdict, *verdict.monitored)
                     if v.rule is Rule.RETIRED), None)
+    monitored = retired is not None and verdict.rule is not Rule.RETIRED
     if local or not verdict.action.refuses:
-        return RcptOutcome(verdict, None, retired)
-    return RcptOutcome(verdict, _refusal(verdict.action, verdict.reason), retired)
+        return RcptOutcome(verdict, None, retired, monitored)
+    return RcptOutcome(verdict, _refusal(verdict.action, verdict.reason), retired, monitored)
 
 
 def unreadable_at_rcpt(address: str, problem: str, *, local: bool) -> RcptOutcome:

@@ -206,6 +206,8 @@ _UPGRADE_5 = (
         last_seen TEXT NOT NULL
     )""",
     "CREATE INDEX correspondents_last_seen ON correspondents (last_seen)",
+    # An attempt whose retired domain was only monitored: that mail left.
+    "ALTER TABLE retired_attempts ADD COLUMN monitored INTEGER NOT NULL DEFAULT 0",
     """CREATE TABLE correspondents_key (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         fingerprint TEXT NOT NULL
@@ -492,21 +494,24 @@ class SqlRecords:
 
         return self._run("write the quarantine record", work, write=True)
 
-    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None:
+    def record_retired_attempt(self, sender: str, client: str, domain: str,
+                               monitored: bool = False) -> None:
         """One attempt to mail a retired domain: who and from where, never the content."""
         self._run("write a retired-domain attempt", lambda tx: tx.run(
-            "INSERT INTO retired_attempts (at, sender, client, domain) VALUES (?, ?, ?, ?)",
+            "INSERT INTO retired_attempts (at, sender, client, domain, monitored) "
+            "VALUES (?, ?, ?, ?, ?)",
             (stamp(now()), printable(sender, SENDER_MAX), printable(client, CLIENT_MAX),
-             printable(domain, SENDER_MAX))), write=True)
+             printable(domain, SENDER_MAX), 1 if monitored else 0)), write=True)
 
     def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]:
         """Who still mails retired domains since `since`, most frequent first."""
         rows = self._run("read retired-domain attempts", lambda tx: tx.rows(
-            "SELECT sender, client, domain, COUNT(*), MIN(at), MAX(at) FROM retired_attempts "
+            "SELECT sender, client, domain, COUNT(*), MIN(at), MAX(at), SUM(monitored) "
+            "FROM retired_attempts "
             "WHERE at >= ? GROUP BY sender, client, domain ORDER BY COUNT(*) DESC, MAX(at) DESC",
             (stamp(since),)))
         return [RetiredSender(str(r[0]), str(r[1]), str(r[2]), int(r[3]), parse_time(r[4]),
-                              parse_time(r[5])) for r in rows]
+                              parse_time(r[5]), int(r[6] or 0)) for r in rows]
 
     def held_summary(self, mta: str | None = None) -> tuple[int, dt.datetime | None]:
         sql = "SELECT COUNT(*), MIN(held_at) FROM quarantine WHERE status IN (?, ?)"

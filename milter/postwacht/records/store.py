@@ -237,6 +237,8 @@ class RetiredSender:
     attempts: int
     first: dt.datetime
     last: dt.datetime
+    monitored: int = 0
+    """Of the attempts, those that left: the domain's rule was only monitored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +307,9 @@ class RecordStore(Protocol):
     def record_quarantine(self, hold: Hold) -> QuarantineRecord:
         """Add a record (and its `held` audit entry) before the message is held."""
 
-    def record_retired_attempt(self, sender: str, client: str, domain: str) -> None: ...
+    def record_retired_attempt(self, sender: str, client: str, domain: str,
+                               monitored: bool = False) -> None:
+        """`monitored`: the retired domain's rule was in monitor mode, and the mail left."""
     def retired_attempts(self, since: dt.datetime) -> list[RetiredSender]: ...
     def held_summary(self, mta: str | None = None) -> tuple[int, dt.datetime | None]:
         """How many open records (held or requested), and since when the oldest."""
