@@ -227,10 +227,18 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
         secret = load_secret(state_dir, create=True)
         correspondents = Correspondents(records, derive(secret, "correspondents"),
                                         key_file=secret_path(state_dir))
-        correspondents.check_key()
     except RecordsError as exc:
         records.close()
         raise StartError(str(exc)) from None
+    try:
+        correspondents.check_key()
+    except RecordsError as exc:
+        # With the guard on, every known correspondent would look new: refuse. Without
+        # it, say so, and let the filter run.
+        if policy.first_recipient is not None:
+            records.close()
+            raise StartError(str(exc)) from None
+        log.error("%s; until then, a first_recipient rule would find nobody known", exc)
     telemetry = PrometheusTelemetry()
     telemetry.watch_quarantine(lambda: _held_summary(records, mta.name))
     holder = PolicyHolder(policy_path, policy, telemetry)

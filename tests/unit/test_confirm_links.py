@@ -436,6 +436,7 @@ def test_the_sites_composition_signs_with_the_state_key_and_remembers_the_confir
 ) -> None:
     state = tmp_path / "state"
     links = sender_links(str(state), store)
+    assert links is not None
     secret = load_secret(state, create=False)
     assert links.key == derive(secret, "links")
     confirm(store, store.record(hold(store, "5A1B2C3D63")), Review.RELEASE, links.remember)
@@ -443,6 +444,15 @@ def test_the_sites_composition_signs_with_the_state_key_and_remembers_the_confir
         SENDER, [NEW.address, OTHER_NEW.address, KNOWN.address], Scope.SENDER, Match.ADDRESS,
         NOW - dt.timedelta(days=365 * 10))
     assert known == {NEW.address, OTHER_NEW.address}
+
+
+def test_a_site_whose_key_is_not_the_mtas_turns_the_links_off(
+    tmp_path: Path, store: SqliteRecords,
+) -> None:
+    for name in ("mta", "elsewhere"):
+        (tmp_path / name).mkdir()
+    assert sender_links(str(tmp_path / "mta"), store) is not None  # the first claims it
+    assert sender_links(str(tmp_path / "elsewhere"), store) is None
 
 
 def test_the_notice_link_is_the_pages_path(store: SqliteRecords) -> None:

@@ -149,8 +149,13 @@ def _print_content(args: argparse.Namespace, policy: Policy,
                   + ("assumed known (--assume-known)" if args.known
                      else "assumed new, never mailed before (--assume-known to change)"))
     elif policy.classifies:
-        print("\ncontent rules (secure transport, misaddressing): not evaluated; they "
-              "depend on the content (give --subject, --body-file or --content)")
+        rules = [name for name, on in (
+            ("secure transport", policy.secure_transport is not None),
+            ("misaddressing", policy.first_recipient is not None
+             or policy.exposed_recipients is not None)) if on]
+        they = "they depend" if len(rules) > 1 else "it depends"
+        print(f"\n{' and '.join(rules)}: not evaluated; {they} on the content "
+              "(give --subject, --body-file or --content)")
 
 
 def _classify(policy: Policy, sender: str, subject: str | None, body_file: str | None

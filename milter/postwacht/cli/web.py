@@ -152,15 +152,20 @@ def _web(args: argparse.Namespace) -> int:
     return run_with_store(args, "web", serve)
 
 
-def sender_links(state: str, store: RecordStore) -> SenderLinks:
+def sender_links(state: str, store: RecordStore) -> SenderLinks | None:
     """The senders' confirmation links: signed with the key in the state directory (the
-    same file as the MTAs', copied here when the site runs elsewhere: the correspondents'
-    key check refuses another one), and what a sender confirms becomes a known
-    correspondent."""
-    secret = load_secret(state, create=True)
-    correspondents = Correspondents(store, derive(secret, "correspondents"),
-                                    key_file=secret_path(state))
-    correspondents.check_key()
+    same file as the MTAs', copied here when the site runs elsewhere), and what a sender
+    confirms becomes a known correspondent. None (the review itself still serves) when
+    the key cannot be read or is not the MTAs': every link would look changed."""
+    try:
+        secret = load_secret(state, create=True)
+        correspondents = Correspondents(store, derive(secret, "correspondents"),
+                                        key_file=secret_path(state))
+        correspondents.check_key()
+    except RecordsError as exc:
+        logging.getLogger("postwacht.web").error(
+            "the senders' confirmation links are off: %s", exc)
+        return None
 
     def remember(sender: str, recipients: Sequence[str]) -> None:
         # The release is asked for already: a store that fails now costs the sender one
