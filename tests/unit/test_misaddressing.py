@@ -110,6 +110,26 @@ def test_the_policy_lists_known_correspondents_and_exempt_senders(policy: Make) 
                sender="robot@noreply.samen-veilig.nl").action is Action.ACCEPT
 
 
+def test_a_sender_group_by_name_is_exempt(write_policy: Callable[[str], Path]) -> None:
+    text = f"""
+version: 1
+organisation: O
+owned_domains: [samen-veilig.nl]
+sensitive:
+  senders: [{{name: systemen, addresses: ['@apps.samen-veilig.nl'], means: sensitive}}]
+{NOTICES}
+misaddressing:
+  first_recipient: {{exempt_senders: [EXEMPT]}}
+"""
+    guard = load(write_policy(text.replace("EXEMPT", "systemen")))
+    assert one(guard, "x@jeugdzorg.example", facts(),
+               sender="dossier@apps.samen-veilig.nl").action is Action.ACCEPT
+    assert one(guard, "x@jeugdzorg.example", facts()).rule is Rule.FIRST_RECIPIENT
+    with pytest.raises(PolicyError) as raised:
+        load(write_policy(text.replace("EXEMPT", "systeem")))
+    assert "expected one of: systemen" in str(raised.value.problems[0])
+
+
 def test_the_candidates_looked_up_are_only_those_the_guard_could_hold(policy: Make) -> None:
     env = envelope("a@jeugdzorg.example", "b@utrecht.nl", "c@samen-veilig.nl",
                    "d@bjzutrecht.nl")

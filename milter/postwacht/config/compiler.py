@@ -204,6 +204,7 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
     literals = data.get("address_literals")
     literals_action = literals.get("action") if isinstance(literals, dict) else literals
     notices = _notices(c, data.get("notices"), owned)
+    sensitivity = _sensitivity(c, _mapping(data, "sensitive"))
     protect = lookalikes.protect
     protected = [
         *(owned if "owned" in protect else []),
@@ -230,13 +231,14 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         ),
         log_local_parts=_mapping(data, "logging").get(
             "local_parts", _default("logging", "local_parts")) is True,
-        sensitivity=_sensitivity(c, _mapping(data, "sensitive")),
+        sensitivity=sensitivity,
         secure_transport=_secure_transport(c, data.get("secure_transport")),
         dns=_dns(c, _mapping(data, "dns")),
         domain_watch=_domain_watch(c, data.get("domain_watch")),
         quarantine=_quarantine(_mapping(data, "quarantine")),
         notices=notices,
-        first_recipient=_first_recipient(c, _mapping(data, "misaddressing"), notices),
+        first_recipient=_first_recipient(c, _mapping(data, "misaddressing"), notices,
+                                         sensitivity.senders),
         exposed_recipients=_exposed_recipients(c, _mapping(data, "misaddressing")),
         _table=MappingProxyType(table),
         _lookalike_index=LookalikeIndex(
@@ -446,8 +448,8 @@ def _address_group(c: _Compiler, values: list[Any], path: KeyPath, means: bool =
     return SenderGroup(means, frozenset(addresses), frozenset(domains), label)
 
 
-def _first_recipient(c: _Compiler, data: dict[str, Any],
-                     notices: NoticeSettings | None) -> FirstRecipient | None:
+def _first_recipient(c: _Compiler, data: dict[str, Any], notices: NoticeSettings | None,
+                     groups: tuple[SenderGroup, ...]) -> FirstRecipient | None:
     section = data.get("first_recipient")
     if not isinstance(section, dict):
         return None
@@ -465,13 +467,33 @@ def _first_recipient(c: _Compiler, data: dict[str, Any],
         scope=_enum(Scope, section.get("scope")) or Scope(_default(*keys, "scope")),
         match=_enum(Match, section.get("match")) or Match(_default(*keys, "match")),
         known=_address_group(c, _list(section, "known"), (*path, "known")),
-        exempt=_address_group(c, _list(section, "exempt_senders"), (*path, "exempt_senders")),
+        exempt=_exempt(c, _list(section, "exempt_senders"), (*path, "exempt_senders"), groups),
         forget_after_days=float(_number(section, "forget_after_days", *keys,
                                         "forget_after_days")),
         link_valid_hours=float(_number(section, "link_valid_hours", *keys,
                                        "link_valid_hours")),
         mode=mode,
     )
+
+
+def _exempt(c: _Compiler, values: list[Any], path: KeyPath,
+            groups: tuple[SenderGroup, ...]) -> SenderGroup:
+    """Addresses, @domains, and the names of `sensitive.senders` groups."""
+    named = {group.label: group for group in groups}
+    listed = _address_group(c, [v for v in values if "@" in str(v)], path)
+    addresses, domains = set(listed.addresses), set(listed.domains)
+    for i, value in enumerate(values):
+        if "@" in str(value):
+            continue
+        group = named.get(str(value))
+        if group is None:
+            c.report((*path, i), f"{value!r} is neither an address, an @domain nor the name "
+                     f"of a sensitive.senders group (expected one of: "
+                     f"{', '.join(sorted(named)) or 'no groups are defined'})")
+            continue
+        addresses |= group.addresses
+        domains |= group.domains
+    return SenderGroup(False, frozenset(addresses), frozenset(domains), "exempt_senders")
 
 
 def _exposed_recipients(c: _Compiler, data: dict[str, Any]) -> ExposedRecipients | None:
