@@ -49,6 +49,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/policy_scale.py
 	$(BIN)/python bench/discovery_latency.py
+	$(BIN)/python bench/correspondents.py
 
 # Installs only what is missing, so a prepared machine needs no network.
 system-packages:
