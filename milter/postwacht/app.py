@@ -23,7 +23,6 @@ from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.roles import Permission, allows
-from postwacht.core.vocabulary import Action
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
@@ -36,6 +35,7 @@ from postwacht.records.learner import CorrespondentLearner
 from postwacht.records.locate import open_records
 from postwacht.records.publish import ReportPublisher
 from postwacht.records.queue import Postfix
+from postwacht.records.review import held_by, sender_decides
 from postwacht.records.secret import derive, load_secret, secret_path
 from postwacht.records.sqlite import private_directory
 from postwacht.records.store import (
@@ -114,9 +114,9 @@ def held_of(record: QuarantineRecord) -> Held:
     standing = (Standing.AWAITING_APPROVAL if record.awaiting_approval
                 else Standing.REQUESTED if record.status is Status.REQUESTED
                 else Standing.HELD)
-    confirm = tuple(v.address for v in record.recipients
-                    if v.rule.sender_confirms and v.action is not Action.ACCEPT
-                    ) if record.rule.sender_confirms else ()
+    # Links only for a hold its sender alone may end: else every link would end on a
+    # page saying a privacy officer decides, and the notice would not say why.
+    confirm = tuple(v.address for v in held_by(record)) if sender_decides(record) else ()
     return Held(record.record_id, record.sender, record.rule, record.reason, record.domains,
                 record.held_at, standing, record.key, confirm)
 
@@ -230,14 +230,17 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     except RecordsError as exc:
         records.close()
         raise StartError(str(exc)) from None
+    key_problem = ""
     try:
         correspondents.check_key()
     except RecordsError as exc:
         # With the guard on, every known correspondent would look new: refuse. Without
-        # it, say so, and let the filter run.
+        # it, say so, and let the filter run; a guard a reload turns on asks nobody and
+        # writes nothing under this key (every first recipient is held as new).
         if policy.first_recipient is not None:
             records.close()
             raise StartError(str(exc)) from None
+        key_problem = str(exc)
         log.error("%s; until then, a first_recipient rule would find nobody known", exc)
     telemetry = PrometheusTelemetry()
     telemetry.watch_quarantine(lambda: _held_summary(records, mta.name))
@@ -245,7 +248,8 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     discovery = DiscoveryPool(telemetry)
     domain_watch = DomainWatcher(lambda: holder.current, discovery, telemetry)
     holder.on_change(lambda _policy: domain_watch.wake())  # a new policy: audit it now
-    learner = CorrespondentLearner(correspondents, lambda: holder.current, telemetry)
+    learner = CorrespondentLearner(correspondents, lambda: holder.current, telemetry,
+                                   key_problem=key_problem)
     facts = FactGatherer(discovery, lambda: domain_watch.control_lost, known=learner.known)
     executor = RequestExecutor(
         records, mta.name, helper, Postfix(mta.postfix_config),

@@ -51,7 +51,8 @@ def store(root: Path) -> Iterator[SqliteRecords]:
 
 @pytest.fixture(scope="module")
 def site(root: Path, store: SqliteRecords) -> Iterator[WebSite]:
-    """`postwacht web` over the store; it makes the state directory's key itself."""
+    """`postwacht web` over the store, with the key the daemon would have made."""
+    load_secret(root / "state", create=True)
     web = WebSite(root, ["--state", str(root / "state")])
     web.start()
     try:

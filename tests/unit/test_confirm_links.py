@@ -139,10 +139,13 @@ def test_no_account_is_needed_although_accounts_exist(store: SqliteRecords) -> N
     assert confirm(store, record, Review.RELEASE, None).actor == SENDER
 
 
-def test_a_reviewer_can_still_release_it_without_a_second_person(store: SqliteRecords) -> None:
+def test_a_reviewer_can_still_act_with_four_eyes_as_for_any_detected_message(
+        store: SqliteRecords) -> None:
+    """Only the sender's own confirmation needs nobody else: a reviewer who releases a
+    message a detector found sensitive needs a second person, as for any other."""
     record = store.record(hold(store, "4A1B2C3D55"))
     asked = ask(store, record, Review.RELEASE, ReleaseMode.PLAIN, "rita", "called the GP")
-    assert asked.needs_approval == ""
+    assert "a detector found the message sensitive" in asked.needs_approval
 
 
 def test_only_a_release_or_a_delete(store: SqliteRecords) -> None:
@@ -435,6 +438,7 @@ def test_the_sites_composition_signs_with_the_state_key_and_remembers_the_confir
     tmp_path: Path, store: SqliteRecords,
 ) -> None:
     state = tmp_path / "state"
+    load_secret(state, create=True)  # as the daemon makes it
     links = sender_links(str(state), store)
     assert links is not None
     secret = load_secret(state, create=False)
@@ -449,10 +453,14 @@ def test_the_sites_composition_signs_with_the_state_key_and_remembers_the_confir
 def test_a_site_whose_key_is_not_the_mtas_turns_the_links_off(
     tmp_path: Path, store: SqliteRecords,
 ) -> None:
-    for name in ("mta", "elsewhere"):
+    for name in ("mta", "elsewhere", "no-key"):
         (tmp_path / name).mkdir()
+        if name != "no-key":
+            load_secret(tmp_path / name, create=True)
     assert sender_links(str(tmp_path / "mta"), store) is not None  # the first claims it
     assert sender_links(str(tmp_path / "elsewhere"), store) is None
+    assert sender_links(str(tmp_path / "no-key"), store) is None
+    assert not (tmp_path / "no-key" / "postwacht.key").exists()  # never made here
 
 
 def test_the_notice_link_is_the_pages_path(store: SqliteRecords) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from postwacht.adapters.headers import MAX_VISIBLE, VisibleRecipients
 from postwacht.config.compiler import load
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.address import parse_recipient
@@ -75,7 +76,8 @@ def one(policy: Policy, to: str, found: Facts, sender: str = SENDER):  # type: i
 def test_sensitive_mail_to_a_new_outside_address_waits_for_its_sender(policy: Make) -> None:
     verdict = one(policy(), "piet@jeugdzorg.example", facts())
     assert (verdict.action, verdict.rule) == (Action.QUARANTINE, Rule.FIRST_RECIPIENT)
-    assert "never mailed piet@jeugdzorg.example" in verdict.reason
+    assert "never mailed this address at jeugdzorg.example" in verdict.reason
+    assert "piet" not in verdict.reason  # reasons reach the audit log: no local part
     outcome = at_end_of_message(envelope("piet@jeugdzorg.example"), policy(), facts(),
                                 local=False)
     assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.FIRST_RECIPIENT)
@@ -149,10 +151,9 @@ def test_another_hold_outranks_the_senders_confirmation(policy: Make) -> None:
     assert (verdict.action, verdict.rule) == (Action.QUARANTINE, Rule.INSECURE_TRANSPORT)
 
 
-def test_a_first_recipient_release_needs_no_second_person() -> None:
-    assert needs_second_person({Rule.FIRST_RECIPIENT}, "bsn", override=False) == ""
-    assert needs_second_person({Rule.FIRST_RECIPIENT, Rule.LOOKALIKE}, "bsn", override=False)
-    assert needs_second_person({Rule.FIRST_RECIPIENT}, "", override=True)
+def test_four_eyes_for_a_detected_message_still_hold_for_reviewers() -> None:
+    assert needs_second_person({Rule.FIRST_RECIPIENT}, "bsn", override=False)
+    assert needs_second_person({Rule.FIRST_RECIPIENT}, "", override=False) == ""
 
 
 def test_a_guard_that_acts_needs_notices_to_ask_the_sender(
@@ -287,3 +288,78 @@ def test_address_literals_take_an_action_and_a_mode(write_policy: Callable[[str]
     with pytest.raises(PolicyError) as raised:
         load(write_policy(base + "address_literals: allow\n"))
     assert "address_literals: 'allow' is not allowed" in str(raised.value.problems[0])
+
+
+ROUTED = """
+secure_transport: {otherwise: route, route: "relay:[securemail.example]:587"}
+"""
+
+
+def routed_policy(write_policy: Callable[[str], Path], misaddressing: str) -> Policy:
+    return load(write_policy(f"""
+version: 1
+organisation: O
+owned_domains: [samen-veilig.nl]
+{ROUTED}
+{NOTICES}
+misaddressing:
+{misaddressing}
+"""))
+
+
+def test_a_first_recipient_hold_over_the_secure_route_keeps_the_route(
+        write_policy: Callable[[str], Path]) -> None:
+    """Released by the sender's link, it must still leave through the provider."""
+    guard = routed_policy(write_policy, "  first_recipient: {}")
+    outcome = at_end_of_message(envelope("x@plain.example"), guard, facts(), local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.FIRST_RECIPIENT)
+    assert outcome.route == "relay:[securemail.example]:587"
+
+
+def test_an_exposed_list_over_the_secure_route_keeps_the_route(
+        write_policy: Callable[[str], Path]) -> None:
+    guard = routed_policy(write_policy, "  exposed_recipients: {max_outside: 3}")
+    many = tuple(f"p{i}@plain.example" for i in range(4))
+    outcome = at_end_of_message(envelope(*many), guard, facts(visible=many), local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.EXPOSED_RECIPIENTS)
+    assert outcome.route == "relay:[securemail.example]:587"
+
+
+def test_a_dns_failure_is_never_turned_into_a_hold_a_sender_or_reviewer_could_end(
+        policy: Make) -> None:
+    """Transport unknown: tempfail, so the sender retries and it is judged then."""
+    guard = policy(EXPOSED.replace("ACTION", "quarantine") + "  first_recipient: {}")
+    unknown = Facts(SENSITIVE, {}, visible=TEN)
+    assert one(guard, "x@unknown.example", unknown).action is Action.TEMPFAIL
+    outcome = at_end_of_message(envelope(*TEN), guard, Facts(SENSITIVE, {}, visible=TEN),
+                                local=False)
+    assert outcome.action is Action.TEMPFAIL
+
+
+def test_to_and_cc_are_read_bounded_and_an_unreadable_list_is_unknown() -> None:
+    shown = VisibleRecipients()
+    shown.header("To", "Piet <Piet@Jeugdzorg.example>, team@samen-veilig.nl")
+    shown.header("Cc", '"Jansen, J." <j@ggd.example>, piet@jeugdzorg.example')
+    shown.header("Subject", "x@not-a-recipient.example")
+    assert shown.addresses() == ("piet@jeugdzorg.example", "team@samen-veilig.nl",
+                                 "j@ggd.example")
+    nested = VisibleRecipients()
+    nested.header("To", "(" * 5000 + "a@b.example")
+    assert nested.addresses() is None
+    huge = VisibleRecipients()
+    for i in range(100):
+        huge.header("Cc", ", ".join(f"p{i}-{j}@x.example" for j in range(1000)))
+    found = huge.addresses()
+    assert found is not None
+    assert len(found) <= MAX_VISIBLE
+
+
+def test_to_and_cc_that_could_not_be_read_hold_sensitive_mail(policy: Make) -> None:
+    guard = policy(EXPOSED.replace("ACTION", "quarantine"))
+    found = Facts(SENSITIVE, DANE, known=frozenset({"x@jeugdzorg.example"}), visible=None)
+    outcome = at_end_of_message(envelope("x@jeugdzorg.example"), guard, found, local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.EXPOSED_RECIPIENTS)
+    assert "could not be read" in outcome.reason
+    open_mail = Facts(OPEN, DANE, visible=None)
+    assert at_end_of_message(envelope("x@jeugdzorg.example"), guard, open_mail,
+                             local=False).action is Action.ACCEPT

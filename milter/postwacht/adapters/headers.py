@@ -30,13 +30,20 @@ class VisibleRecipients:
         self._size += len(kept)
         self._values.append(kept)
 
-    def addresses(self) -> tuple[str, ...]:
-        """The distinct addresses (lower-cased, each with an '@'), in order of appearance."""
+    def addresses(self) -> tuple[str, ...] | None:
+        """The distinct addresses (lower-cased, each with an '@'), in order of appearance;
+        None when a value cannot be parsed (deeply nested comments make the standard
+        library's parser recurse until it gives up): unknown, never "nobody"."""
         seen: dict[str, None] = {}
-        for _name, written in email.utils.getaddresses(self._values):
-            address = written.strip().lower()
-            if "@" in address:
-                seen.setdefault(address, None)
-                if len(seen) >= MAX_VISIBLE:
-                    break
+        for value in self._values:
+            try:
+                pairs = email.utils.getaddresses([value])
+            except (RecursionError, ValueError, IndexError, TypeError):
+                return None
+            for _name, written in pairs:
+                address = written.strip().lower()
+                if "@" in address:
+                    seen.setdefault(address, None)
+                    if len(seen) >= MAX_VISIBLE:
+                        return tuple(seen)
         return tuple(seen)

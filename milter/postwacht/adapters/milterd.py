@@ -246,7 +246,11 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         classification = self._classifier.result() if self._classifier else None
         self._detected = classification.detector if classification else ""
         # An unreadable recipient holds the message whatever else is learnt: ask nobody.
-        visible = self._visible.addresses() if self._visible is not None else ()
+        visible: tuple[str, ...] | None = ()
+        if self._visible is not None:
+            # A connection agreed under a policy that read no headers carries none: the
+            # addresses shown are unknown then, never "none".
+            visible = self._visible.addresses() if self._sees_headers else None
         facts = (None if self._unreadable else
                  self._app.facts.for_message(envelope, policy, classification, visible))
         outcome = at_end_of_message(envelope, policy, facts, local=self._local,

@@ -156,9 +156,11 @@ def sender_links(state: str, store: RecordStore) -> SenderLinks | None:
     """The senders' confirmation links: signed with the key in the state directory (the
     same file as the MTAs', copied here when the site runs elsewhere), and what a sender
     confirms becomes a known correspondent. None (the review itself still serves) when
-    the key cannot be read or is not the MTAs': every link would look changed."""
+    the key is missing, cannot be read or is not the MTAs': every link would look
+    changed. The site never makes a key of its own: the daemon makes it, and a site on
+    another host gets a copy."""
     try:
-        secret = load_secret(state, create=True)
+        secret = load_secret(state, create=False)
         correspondents = Correspondents(store, derive(secret, "correspondents"),
                                         key_file=secret_path(state))
         correspondents.check_key()

@@ -55,6 +55,9 @@ class RecipientVerdict:
     """The policy domain the rule matched, if any."""
     monitored: tuple[RecipientVerdict, ...] = ()
     """Stricter decisions of rules in monitor mode: made, logged and counted, not done."""
+    routed: bool = False
+    """Held by a misaddressing rule over a verdict that sends it through the secure route
+    (no verified TLS): a release must leave through that route too."""
 
     @property
     def mode(self) -> Mode:
@@ -158,9 +161,15 @@ def decide_recipient(
                                                 classification), policy, v)
                     for d, v in zip(domains, verdicts, strict=True)
                     if _needs_secure_transport(v, policy)] + verdicts
-        first = _first_recipient(recipient, verdicts[-len(domains)], policy, facts, sender)
-        if first is not None:  # last: of equal verdicts any other rule is the one shown
-            verdicts.append(first)
+        strictest = _strictest(verdicts)
+        if strictest.action in (Action.ACCEPT, Action.ROUTE):
+            # Never over a tempfail (the transport is unknown yet: the sender retries and
+            # the guard asks then) or another hold, which a sender's link must not end.
+            first = _first_recipient(recipient, verdicts[-len(domains)], policy, facts,
+                                     sender)
+            if first is not None:
+                verdicts.append(replace(first, routed=strictest.action is Action.ROUTE)
+                                if first.action is Action.QUARANTINE else first)
     return _strictest(verdicts)
 
 
@@ -218,7 +227,8 @@ def _first_recipient(recipient: Recipient, verdict: RecipientVerdict, policy: Po
     held = RecipientVerdict(
         recipient.address, recipient.domains, Action.QUARANTINE, Rule.FIRST_RECIPIENT,
         f"this message is sensitive ({classification.reason}) and {who} "
-        f"{_target(rule, recipient)} before: held until the sender confirms the address",
+        f"{_target(policy, rule, recipient)} before: held until the sender confirms the "
+        "address",
     )
     return _enforced(held, policy, verdict)
 
@@ -228,9 +238,13 @@ def _who_knows(rule: FirstRecipient) -> str:
             else "nobody here has mailed")
 
 
-def _target(rule: FirstRecipient, recipient: Recipient) -> str:
-    domain = recipient.domain or ""
-    return f"anyone at {show(domain)}" if rule.match is Match.DOMAIN else recipient.address
+def _target(policy: Policy, rule: FirstRecipient, recipient: Recipient) -> str:
+    """The recipient as a reason (and so the audit trail and its log) may name it: the
+    address only where the policy lets logs carry local parts."""
+    domain = show(recipient.domain or "")
+    if rule.match is Match.DOMAIN:
+        return f"anyone at {domain}"
+    return recipient.address if policy.log_local_parts else f"this address at {domain}"
 
 
 def _exposure(policy: Policy, facts: Facts | None) -> RecipientVerdict | None:
@@ -241,14 +255,20 @@ def _exposure(policy: Policy, facts: Facts | None) -> RecipientVerdict | None:
         return None
     if not facts.classification.sensitive:
         return None
+    advice = rule.reply or "put the recipients in Bcc, so that they do not see each other"
+    why = f"this message is sensitive ({facts.classification.reason})"
+    if facts.visible is None:
+        return RecipientVerdict(
+            "", (), rule.action, Rule.EXPOSED_RECIPIENTS,
+            f"{why} and its To/Cc headers could not be read, so whether it shows outside "
+            f"addresses to each other is unknown; {advice}")
     outside = sum(1 for address in facts.visible if not _owned_address(address, policy))
     if outside <= rule.max_outside:
         return None
-    advice = rule.reply or "put the recipients in Bcc, so that they do not see each other"
     return RecipientVerdict(
         "", (), rule.action, Rule.EXPOSED_RECIPIENTS,
-        f"this message is sensitive ({facts.classification.reason}) and shows {outside} "
-        f"outside addresses to each other in To/Cc (at most {rule.max_outside}); {advice}",
+        f"{why} and shows {outside} outside addresses to each other in To/Cc (at most "
+        f"{rule.max_outside}); {advice}",
     )
 
 
@@ -267,9 +287,14 @@ def _expose(verdict: RecipientVerdict, exposed: RecipientVerdict,
     mine = replace(exposed, address=verdict.address, domains=verdict.domains)
     if policy.mode(Rule.EXPOSED_RECIPIENTS) is Mode.MONITOR:
         return replace(verdict, monitored=(*verdict.monitored, mine))
+    if verdict.action is Action.TEMPFAIL and mine.action is Action.QUARANTINE:
+        return verdict  # transport unknown yet: the sender retries, and it is judged then
     stricter = mine.action.severity > verdict.action.severity or (
         mine.action is verdict.action and verdict.rule.sender_confirms)
-    return replace(mine, monitored=verdict.monitored) if stricter else verdict
+    if not stricter:
+        return verdict
+    return replace(mine, monitored=verdict.monitored,
+                   routed=verdict.routed or verdict.action is Action.ROUTE)
 
 
 def transport_domains(envelope: Envelope, policy: Policy) -> set[str]:

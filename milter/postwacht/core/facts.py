@@ -110,5 +110,7 @@ class Facts:
     known: frozenset[str] = frozenset()
     """Recipients (addresses in normal form) the first-recipient guard knows as
     correspondents of this sender (or the organisation, by the policy's scope)."""
-    visible: tuple[str, ...] = ()
-    """The addresses in the message's To and Cc headers (bounded), lower-cased."""
+    visible: tuple[str, ...] | None = ()
+    """The addresses in the message's To and Cc headers (bounded), lower-cased; None when
+    they could not be read (a header no parser takes, or a connection that carries no
+    headers): the exposed-recipients rule then cannot vouch for the message."""

@@ -167,7 +167,8 @@ def _route_for_release(verdicts: tuple[RecipientVerdict, ...], route: str | None
     """The secure route for a held message, when any recipient lacks verified transport:
     Postfix turns it into the message's next hop at hold time (milter_header_checks),
     and the message keeps it when released."""
-    if route is None or all(v.rule is not Rule.INSECURE_TRANSPORT for v in verdicts):
+    if route is None or all(v.rule is not Rule.INSECURE_TRANSPORT and not v.routed
+                            for v in verdicts):
         return None
     return route
 

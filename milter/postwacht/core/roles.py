@@ -57,11 +57,8 @@ def least_role(permission: Permission) -> Role:
 def needs_second_person(rules: Iterable[Rule], detected: str, override: bool) -> str:
     """Why this release needs a request by one person and approval by another ('' when it
     does not): it overrides a rule (an insecure-transport hold sent the ordinary way, an
-    unreadable address), or a detector found the message sensitive. A hold its sender
-    confirms (a first recipient) needs nobody else: the sender vouches for the address."""
-    rules = set(rules)
-    if rules and all(rule.sender_confirms for rule in rules) and not override:
-        return ""
+    unreadable address), or a detector found the message sensitive. (A sender's own
+    confirmation of a first recipient is judged by `records.review.second_person`.)"""
     if override:
         return f"it overrides the {', '.join(sorted({str(rule) for rule in rules}))} hold"
     if detected:

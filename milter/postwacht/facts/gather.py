@@ -58,7 +58,7 @@ class FactGatherer:
 
     def for_message(
         self, envelope: Envelope, policy: Policy, classification: Classification | None,
-        visible: Sequence[str] = (),
+        visible: Sequence[str] | None = (),
     ) -> Facts:
         """Everything the end of message can know. Only sensitive mail needs transport
         facts and known correspondents: for other mail they could not change the verdict.
@@ -67,7 +67,7 @@ class FactGatherer:
         if classification is not None and classification.sensitive:
             domains = transport_domains(envelope, policy)
         facts = Facts(classification, self.transport(domains, policy), self._control_lost(),
-                      visible=tuple(visible))
+                      visible=None if visible is None else tuple(visible))
         candidates = first_recipient_candidates(envelope, policy, facts)
         if candidates and self._known is not None:
             facts = replace(facts, known=self._known(envelope.sender, candidates, policy))

@@ -26,6 +26,9 @@ log = logging.getLogger("postwacht.correspondents")
 
 QUEUE_SIZE = 10_000
 """Messages whose recipients wait to be learnt; beyond, one is dropped (and counted)."""
+PAIRS_WAITING = 200_000
+"""Sender-recipient pairs waiting in all: a message with very many recipients counts for
+each, so the queue's memory is bounded whatever the messages."""
 BATCH = 500
 """Pairs learnt in one write."""
 EXPIRE_EVERY = 3600.0
@@ -37,8 +40,15 @@ class CorrespondentLearner:
 
     def __init__(self, correspondents: Correspondents, policy: Callable[[], Policy],
                  telemetry: Telemetry = NO_TELEMETRY, queue_size: int = QUEUE_SIZE,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, *,
+                 key_problem: str = "", pairs_waiting: int = PAIRS_WAITING) -> None:
         self._correspondents = correspondents
+        self._key_problem = key_problem
+        """Why this daemon's key is not the store's ('' when it is): then nothing is asked
+        (every first recipient is new) and nothing written (no hashes of another key)."""
+        self._pairs_waiting = pairs_waiting
+        self._waiting = 0
+        self._lock = threading.Lock()
         self._policy = policy
         self._telemetry = telemetry
         self._queue: queue.Queue[tuple[str, tuple[str, ...]]] = queue.Queue(queue_size)
@@ -54,6 +64,10 @@ class CorrespondentLearner:
         guard = policy.first_recipient
         if guard is None or not recipients:
             return frozenset()
+        if self._key_problem:
+            self._telemetry.error(ErrorKind.CORRESPONDENTS)
+            log.error("known correspondents not asked: %s", self._key_problem)
+            return frozenset()
         since = self._clock() - dt.timedelta(days=guard.forget_after_days)
         try:
             return self._correspondents.known(sender, recipients, guard.scope, guard.match,
@@ -66,16 +80,26 @@ class CorrespondentLearner:
 
     def left(self, sender: str, recipients: Sequence[str]) -> None:
         """Mail from `sender` left for `recipients` (from a milter thread): never waits."""
-        if not recipients or not sender or self._policy().first_recipient is None:
+        if (not recipients or not sender or self._key_problem
+                or self._policy().first_recipient is None):
             return
-        try:
-            self._queue.put_nowait((sender, tuple(recipients)))
-        except queue.Full:
+        if not self._queued(sender, tuple(recipients)):
             self.dropped += 1
             self._telemetry.error(ErrorKind.CORRESPONDENTS)
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("correspondents queue full: %d messages not learnt so far",
                             self.dropped)
+
+    def _queued(self, sender: str, recipients: tuple[str, ...]) -> bool:
+        with self._lock:
+            if self._waiting + len(recipients) > self._pairs_waiting:
+                return False
+            try:
+                self._queue.put_nowait((sender, recipients))
+            except queue.Full:
+                return False
+            self._waiting += len(recipients)
+            return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="correspondents", daemon=True)
@@ -109,6 +133,8 @@ class CorrespondentLearner:
                     break
                 pairs.extend((sender, r) for r in recipients)
         if pairs:
+            with self._lock:
+                self._waiting -= len(pairs)
             self._learn(pairs)
         if time.monotonic() - self._expired_at >= EXPIRE_EVERY:
             self._expire()

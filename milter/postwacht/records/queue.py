@@ -433,7 +433,7 @@ def _trusted(store: RecordStore, mta: str, request_id: int
         except ReviewError as exc:  # the same rules as review's, whoever wrote the request
             raise RefusedError(f"{exc}: nothing done") from None
         # Four eyes, judged again from the record, not from what the request says of itself.
-        why = second_person(record, request.mode)
+        why = second_person(record, request.mode, request.actor)
         if why and (not request.approved_by or request.approved_by == request.actor):
             raise RefusedError(f"the release of {where} needs a second person ({why}) and "
                                "no other person approved it: nothing done")

@@ -139,8 +139,14 @@ def ask(store: RecordStore, record: QuarantineRecord, action: Review, mode: Rele
         raise ReviewError(str(exc)) from None
 
 
-def second_person(record: QuarantineRecord, mode: ReleaseMode) -> str:
-    """Why releasing `record` this way needs approval by a second person ('' when not)."""
+def second_person(record: QuarantineRecord, mode: ReleaseMode, actor: str = "") -> str:
+    """Why releasing `record` this way (asked by `actor`) needs approval by a second person
+    ('' when not). The sender's own confirmation of a hold only its sender decides needs
+    nobody else: the sender vouches for the address. A reviewer's release of the same
+    message follows the four-eyes rules like any other."""
+    if (actor and actor == sender_actor(record) and sender_decides(record)
+            and mode is ReleaseMode.PLAIN):
+        return ""
     return needs_second_person(_holding(record), record.detected,
                                mode is ReleaseMode.OVERRIDE)
 
@@ -196,7 +202,7 @@ def confirm(store: RecordStore, record: QuarantineRecord, action: Review,
     why = ""
     if action is Review.RELEASE:
         check_release(record, ReleaseMode.PLAIN)
-        why = second_person(record, ReleaseMode.PLAIN)  # '' for a sender-confirmed hold
+        why = second_person(record, ReleaseMode.PLAIN, sender_actor(record))
     try:
         asked = store.request(record.record_id, action, ReleaseMode.PLAIN,
                               sender_actor(record), reason, why)
