@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from postwacht import defaults
-from postwacht.adapters import milterd
+from postwacht.adapters import logqueue, milterd
 from postwacht.adapters.control import ControlServer
 from postwacht.adapters.releasehelper import ReleaseHelperClient, ReleaseHelperError
 from postwacht.adapters.socketmap import (
@@ -71,16 +71,34 @@ def serve(
 ) -> int:
     """Serve until SIGTERM. `mta` names this MTA instance and its records (default: the
     host name, SQLite under `state_dir`); `release_helper` is the helper's socket (default
-    STATE/release.sock)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    _raise_file_limit()
+    STATE/release.sock). The log goes to standard error from a thread of its own."""
     # libmilter waits for SIGTERM/SIGHUP/SIGINT in a thread of its own with sigwait(); a
-    # thread started before it (metrics, control, watchers) must not take them instead, or
-    # the default action kills the process mid-conversation. Threads inherit this mask.
+    # thread started before it (the log, metrics, control, watchers) must not take them
+    # instead, or the default action kills the process mid-conversation. Threads inherit
+    # this mask, so it is set before the first one starts.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+    stop_log = logqueue.start(sys.stderr)
+    try:
+        return _serve(policy_path, milter_socket, metrics_listen, socketmap_listen,
+                      state_dir, check_interval, milter_timeout, socketmap_limits, mta,
+                      release_helper)
+    finally:
+        stop_log()
+
+
+def _serve(
+    policy_path: str,
+    milter_socket: str,
+    metrics_listen: str | None,
+    socketmap_listen: str | None,
+    state_dir: str,
+    check_interval: float,
+    milter_timeout: int,
+    socketmap_limits: ConnectionLimits | None,
+    mta: MtaSettings | None,
+    release_helper: Path | None,
+) -> int:
+    _raise_file_limit()
     mta = mta or MtaSettings(socket.gethostname())
     helper = _Helper(ReleaseHelperClient(
         release_helper or Path(state_dir) / defaults.RELEASE_HELPER_SOCKET,

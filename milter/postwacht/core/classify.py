@@ -46,6 +46,8 @@ def find_bsn(text: bytes) -> bool:
 
     Eight digits count too: spreadsheets drop a BSN's leading zero.
     """
+    if CONTEXT.search(text) is None:
+        return False  # most text: no context word, so no number needs the 11-test
     text = SPACES.sub(b" ", text)
     for match in NINE_DIGITS.finditer(text):
         digits = re.sub(rb"\D", b"", match.group(1)).decode().rjust(9, "0")
@@ -256,6 +258,8 @@ class _MimeScanner:
         self._part_type = b""
         self._part_encoding = b""
         self._pending = b""
+        self._text: list[bytes] = []
+        """Plain text lines not yet scanned: scanned together, once per chunk fed."""
 
     def top_header(self, name: str, value: str) -> None:
         raw = value.encode("utf-8", "replace")
@@ -278,9 +282,36 @@ class _MimeScanner:
             self._line = b""
         for line in lines:
             self._take(line.rstrip(b"\r"))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Scan what this chunk gave: text as it is, base64 decoded in whole quanta (the
+        rest waits for the next chunk)."""
+        if not self._text:
+            return
+        if self._base64:
+            # Padding inside the text ends a decoder's run: such lines go one by one, as
+            # each may start a new run (a BSN after it must not hide there).
+            padded = any(b"=" in line for line in self._text)
+            for part in (self._text if padded else [b"".join(self._text)]):
+                self._decode(part)
+        else:
+            self._scan(b"".join(self._text))
+        self._text.clear()
+
+    def _decode(self, data: bytes) -> None:
+        self._pending += data
+        usable = len(self._pending) - len(self._pending) % 4
+        try:
+            decoded = base64.b64decode(self._pending[:usable])
+        except (binascii.Error, ValueError):
+            decoded = b""
+        self._pending = self._pending[usable:]
+        self._scan(decoded)
 
     def _take(self, line: bytes) -> None:
         if line.startswith(b"--") and line[2:].rstrip().removesuffix(b"--") in self._boundaries:
+            self._flush()
             self._in_headers, self._base64, self._qp, self._pending = True, False, False, b""
             self._header = self._part_type = self._part_encoding = b""
             return
@@ -289,18 +320,11 @@ class _MimeScanner:
             return
         if not self._base64:
             if self._qp and line.endswith(b"="):
-                self._scan(line[:-1])  # a soft line break: the text goes on
+                self._text.append(line[:-1])  # a soft line break: the text goes on
             else:
-                self._scan(line + b"\n")
+                self._text.append(line + b"\n")
             return
-        self._pending += line.strip()
-        usable = len(self._pending) - len(self._pending) % 4
-        try:
-            decoded = base64.b64decode(self._pending[:usable])
-        except (binascii.Error, ValueError):
-            decoded = b""
-        self._pending = self._pending[usable:]
-        self._scan(decoded)
+        self._text.append(line.strip())
 
     def _part_header(self, line: bytes) -> None:
         if not line:

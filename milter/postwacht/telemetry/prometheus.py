@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -35,6 +36,9 @@ class PrometheusTelemetry:
     """The `Telemetry` interface, exported to Prometheus from `registry`."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Label lookups bound once per label set: every message counts several times,
+        # and `labels()` validates and hashes its arguments on every call.
+        self._bound: dict[tuple[object, ...], Any] = {}
         if registry is None:
             registry = CollectorRegistry()
             for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -116,20 +120,29 @@ class PrometheusTelemetry:
         """Export the held messages and the oldest one's age, read at each scrape."""
         self.registry.register(QuarantineCollector(held, self))
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once per label set (the sets are bounded:
+        enums only)."""
+        key = (id(metric), *values)
+        child = self._bound.get(key)
+        if child is None:
+            child = self._bound[key] = metric.labels(*values)
+        return child
+
     def recipient(self, action: Action, rule: Rule) -> None:
-        self._recipients.labels(action=action.value, rule=rule.value).inc()
+        self._child(self._recipients, action.value, rule.value).inc()
 
     def monitored(self, action: Action, rule: Rule) -> None:
-        self._monitored.labels(action=action.value, rule=rule.value).inc()
+        self._child(self._monitored, action.value, rule.value).inc()
 
     def message(self, action: Action) -> None:
-        self._messages.labels(action=action.value).inc()
+        self._child(self._messages, action.value).inc()
 
     def retired_attempt(self, domain: str) -> None:
         self._retired.labels(domain=domain).inc()
 
     def callback(self, stage: Stage, seconds: float) -> None:
-        self._callbacks.labels(stage=stage.value).observe(seconds)
+        self._child(self._callbacks, stage.value).observe(seconds)
 
     def socketmap(self, table: str, answer: str) -> None:
         self._socketmap.labels(table=table, answer=answer).inc()
