@@ -50,6 +50,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/policy_scale.py
 	$(BIN)/python bench/discovery_latency.py
 	$(BIN)/python bench/correspondents.py
+	$(BIN)/python bench/throughput.py
 
 # Installs only what is missing, so a prepared machine needs no network.
 system-packages:
