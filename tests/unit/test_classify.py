@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import re
 
 import pytest
@@ -137,3 +138,36 @@ def test_a_bsn_in_a_base64_spreadsheet_attachment_is_found() -> None:
             b"\r\n" + sheet + b"--b1--\r\n")
     headers = {"Content-Type": "multipart/mixed; boundary=b1"}
     assert classify(BSN_RULES, [body], headers) == (True, "detector bsn")
+
+
+def test_a_body_in_any_chunking_is_classified_as_when_fed_line_by_line() -> None:
+    """Whole chunks are scanned at once where no boundary can start in them; the answer
+    must be the one a line-by-line reading gives, whatever the cut."""
+    rng = random.Random(12)
+    words = ["verslag", "de", "BSN:", "123456782", "burgerservicenummer", "12345678", "x" * 40]
+    seen: set[bool] = set()
+    for _ in range(300):
+        parts = []
+        for _ in range(rng.randint(1, 3)):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 300))).encode()
+            encoding = rng.choice([b"base64", b"quoted-printable", b"7bit"])
+            if encoding == b"base64":
+                raw = base64.b64encode(b"AB\n") + b"\n" + base64.encodebytes(text)
+            elif encoding == b"quoted-printable":
+                raw = b"=\n".join(text[i:i + 70] for i in range(0, len(text), 70)) + b"\n"
+            else:
+                raw = text + b"\n"
+            if rng.random() < 0.5:
+                raw = raw.replace(b"\n", b"\r\n")
+            parts.append(b"Content-Transfer-Encoding: " + encoding + b"\r\n\r\n" + raw)
+        body = b"".join(b"--BB\r\n" + p for p in parts) + b"--BB--\r\n"
+        found = []
+        for size in (1, rng.randint(2, 300), rng.randint(300, 70000)):
+            classifier = Classifier(Sensitivity(False, (), (), ("bsn",), 10**7), "a@b.nl")
+            classifier.header("Content-Type", 'multipart/mixed; boundary="BB"')
+            for start in range(0, len(body), size):
+                classifier.body(body[start:start + size])
+            found.append(classifier.result().sensitive)
+        assert len(set(found)) == 1, body[:200]
+        seen.add(found[0])
+    assert seen == {True, False}  # both answers were tried

@@ -236,6 +236,8 @@ class Classifier:
         return Classification(False, "not sensitive by default")
 
 
+_SOFT_BREAK = re.compile(rb"=\r?\n")
+"""A quoted-printable soft line break: the text goes on."""
 _BOUNDARY = re.compile(rb'(?i)boundary\s*=\s*"?([^";\s]+)"?')
 
 
@@ -275,7 +277,16 @@ class _MimeScanner:
             self._boundaries.add(found.group(1))
 
     def feed(self, chunk: bytes) -> None:
-        lines = (self._line + chunk).split(b"\n")
+        data = self._line + chunk
+        if not self._in_headers and b"\n--" not in data and not data.startswith(b"--"):
+            # No boundary can start in this chunk: all of it is the current part's text
+            # (most of a large attachment), taken whole rather than line by line.
+            whole, newline, self._line = data.rpartition(b"\n")
+            if newline and self._whole(whole + newline):
+                self._keep_line_short()
+                return
+            data, self._line = whole + newline + self._line, b""
+        lines = data.split(b"\n")
         self._line = lines.pop()
         if len(self._line) > 4096:  # no line structure: scan it raw, keep memory flat
             lines.append(self._line)
@@ -283,6 +294,25 @@ class _MimeScanner:
         for line in lines:
             self._take(line.rstrip(b"\r"))
         self._flush()
+
+    def _whole(self, text: bytes) -> bool:
+        """Scan complete lines of the current part at once; False when they need the
+        line-by-line way (base64 with padding inside, which ends a decoder's run)."""
+        if self._base64:
+            if b"=" in text:
+                return False
+            self._decode(text.translate(None, b" \t\r\n"))
+        elif self._qp:
+            self._scan(_SOFT_BREAK.sub(b"", text))
+        else:
+            self._scan(text)
+        return True
+
+    def _keep_line_short(self) -> None:
+        if len(self._line) > 4096:  # no line structure: scan it raw, keep memory flat
+            self._text.append(self._line)
+            self._line = b""
+            self._flush()
 
     def _flush(self) -> None:
         """Scan what this chunk gave: text as it is, base64 decoded in whole quanta (the
