@@ -27,6 +27,8 @@ NINE_DIGITS = re.compile(
     rb"(\d{8,9}|\d{3}[ .-]\d{3}[ .-]\d{3}|\d{4}[ .-]\d{2}[ .-]\d{3})"
     rb"(?![\d]|[.,-]\d)"
 )
+CONTEXT_WORDS = (b"bsn", b"burger", b"sofi")
+"""Every context word starts with one of these: a fast look before the pattern's."""
 SPACES = re.compile(rb"\xc2\xa0|\xa0|&nbsp;|&#160;|&#xa0;", re.IGNORECASE)
 CONTEXT_WINDOW = 120
 """Bytes either side of a number searched for a context word (a table header row)."""
@@ -46,7 +48,8 @@ def find_bsn(text: bytes) -> bool:
 
     Eight digits count too: spreadsheets drop a BSN's leading zero.
     """
-    if CONTEXT.search(text) is None:
+    lowered = text.lower()  # ASCII only, as the pattern's (?i) on bytes
+    if not any(word in lowered for word in CONTEXT_WORDS) or CONTEXT.search(text) is None:
         return False  # most text: no context word, so no number needs the 11-test
     text = SPACES.sub(b" ", text)
     for match in NINE_DIGITS.finditer(text):
@@ -277,22 +280,31 @@ class _MimeScanner:
             self._boundaries.add(found.group(1))
 
     def feed(self, chunk: bytes) -> None:
-        data = self._line + chunk
-        if not self._in_headers and b"\n--" not in data and not data.startswith(b"--"):
-            # No boundary can start in this chunk: all of it is the current part's text
-            # (most of a large attachment), taken whole rather than line by line.
-            whole, newline, self._line = data.rpartition(b"\n")
-            if newline and self._whole(whole + newline):
-                self._keep_line_short()
-                return
-            data, self._line = whole + newline + self._line, b""
-        lines = data.split(b"\n")
-        self._line = lines.pop()
+        data, pos = self._line + chunk, 0
+        while True:
+            if self._in_headers or data.startswith(b"--", pos):
+                # A boundary or a part header: one line at a time.
+                end = data.find(b"\n", pos)
+                if end < 0:
+                    break
+                self._take(data[pos:end].rstrip(b"\r"))
+                pos = end + 1
+                continue
+            # Up to the next line that could be a boundary, the part's text is taken
+            # whole (most of a large attachment), not line by line.
+            candidate = data.find(b"\n--", pos)
+            stop = candidate + 1 if candidate >= 0 else data.rfind(b"\n", pos) + 1
+            if stop <= pos:
+                break
+            self._flush()
+            if not self._whole(data[pos:stop]):
+                for line in data[pos:stop - 1].split(b"\n"):
+                    self._take(line.rstrip(b"\r"))
+            pos = stop
+        self._line = data[pos:]
         if len(self._line) > 4096:  # no line structure: scan it raw, keep memory flat
-            lines.append(self._line)
+            self._take(self._line)
             self._line = b""
-        for line in lines:
-            self._take(line.rstrip(b"\r"))
         self._flush()
 
     def _whole(self, text: bytes) -> bool:
@@ -307,12 +319,6 @@ class _MimeScanner:
         else:
             self._scan(text)
         return True
-
-    def _keep_line_short(self) -> None:
-        if len(self._line) > 4096:  # no line structure: scan it raw, keep memory flat
-            self._text.append(self._line)
-            self._line = b""
-            self._flush()
 
     def _flush(self) -> None:
         """Scan what this chunk gave: text as it is, base64 decoded in whole quanta (the
