@@ -19,25 +19,26 @@ from typing import TextIO
 
 QUEUE_SIZE = 100_000
 """Log records waiting to be written; beyond, records are dropped and counted."""
-STOP_WAIT = 30.0
-"""Seconds a stop waits for room in a full queue to end the listener."""
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Enqueues without waiting; a full queue drops the record and counts it."""
+    """Enqueues without waiting (a SimpleQueue: no condition variable to wake, the
+    cheapest hand-over there is); beyond `limit` waiting records it drops and counts."""
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], limit: int) -> None:
         super().__init__(records)
+        self._records = records
+        self._limit = limit
         self._lock_dropped = threading.Lock()
         self.dropped = 0
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
+        if self._records.qsize() >= self._limit:
             with self._lock_dropped:
                 self.dropped += 1
+            return
+        self._records.put(record)
 
     def take_dropped(self) -> int:
         with self._lock_dropped:
@@ -61,21 +62,15 @@ class _Writer(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-class _Listener(logging.handlers.QueueListener):
-    def enqueue_sentinel(self) -> None:
-        """At stop the queue may be full: wait (bounded) for room rather than fail."""
-        self.queue.put(self._sentinel, timeout=STOP_WAIT)  # type: ignore[attr-defined]
-
-
 def start(stream: TextIO, level: int = logging.INFO,
           queue_size: int = QUEUE_SIZE) -> Callable[[], None]:
     """Send the root logger's records through a queue to `stream`; returns what stops
     the listener after writing what is queued."""
-    records: queue.Queue[logging.LogRecord] = queue.Queue(queue_size)
-    handler = _DroppingQueueHandler(records)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handler = _DroppingQueueHandler(records, queue_size)
     writer = _Writer(stream, handler.take_dropped)
     writer.setFormatter(logging.Formatter(FORMAT))
-    listener = _Listener(records, writer)
+    listener = logging.handlers.QueueListener(records, writer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -66,6 +66,8 @@ def printable(text: str, limit: int = 512) -> str:
     is left as it is. So the result is safe to log, store and print, and escaping it again
     changes nothing: each layer may escape what it is handed without garbling it.
     """
+    if text.isascii() and text.isprintable():  # the common case, without a look per char
+        return text if len(text) <= limit else text[:limit] + CUT
     return _bounded(map(_visible, text), limit)
 
 
