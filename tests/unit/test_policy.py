@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
+import fastjsonschema
 import jsonschema
 import pytest
+import yaml
 from postwacht.config.compiler import load
-from postwacht.config.policyfile import PolicyError, schema
+from postwacht.config.policyfile import PolicyError, _fast_validator, schema
 from postwacht.core.policy import OnExpiry, Policy, QuarantineSettings, RetiredDomain
 from postwacht.core.vocabulary import Action
 
@@ -238,3 +241,64 @@ def test_a_retention_of_zero_or_an_unknown_expiry_is_named(write_policy: WritePo
                           "minimum of 0") for p in found), found
     assert any(":6: quarantine.on_expiry: 'keep' is not allowed (expected one of: return, "
                "delete)" in p for p in found), found
+
+
+FAULTY = [
+    "owned_domains: [a.nl]\nowned_domains: [b.nl]\n",
+    "owned_domains: [a.nl]\n? [x, y]\n: 1\nz: {q: 1, q: 2}\n",
+    "owned_domains: [a.nl]\ndns: {timeout: .nan, resolvers: [1.2.3.4, 0x_]}\n",
+    "owned_domains: [a.nl]\nretired_domains:\n  - {domain: old.nl, since: 2019-13-01}\n"
+    "  - domain: old.nl\n    action: rejct\n    action: reject\n",
+    "owned_domains:\n  - domain: a.nl\n    mx: [mx.a.nl, 7, '']\n  - =\npartners: [{}]\n",
+    "owned_domains: [a.nl, {domain: b.nl, nameservers: [[ns]]}]\nlookalikes: {protect: <<}\n",
+]
+
+
+@pytest.mark.parametrize("body", FAULTY)
+def test_a_policy_with_yaml_anchors_is_read_like_one_without(
+    write_policy: WritePolicy, body: str
+) -> None:
+    # An anchor sends the file through PyYAML's composer; the one-pass reader must agree.
+    plain = problems(write_policy("version: 1\norganisation: O\n" + body, name="plain.yaml"))
+    anchored = problems(write_policy("version: 1\norganisation: &o O\n" + body,
+                                     name="anchored.yaml"))
+    assert plain == [p.replace("anchored.yaml", "plain.yaml") for p in anchored]
+    assert plain
+
+
+def test_a_problem_deep_in_a_large_policy_names_its_line(write_policy: WritePolicy) -> None:
+    partners = [f"  - {{domain: p{i}.nl, transport: dane}}" for i in range(5000)]
+    partners[4321] = "  - {domain: p4321.nl, transport: dame}"
+    partners[4500] = "  - {domain: p4500.nl, transport: dane, transport: dane}"
+    path = write_policy("version: 1\norganisation: O\nowned_domains: [o.nl]\npartners:\n"
+                        + "\n".join(partners) + "\n")
+    assert problems(path) == [
+        f"{path}:4326: partners[4321].transport: 'dame' is not allowed (expected one of: "
+        "dane, mta-sts, verify, encrypt)",
+        f"{path}:4505: partners[4500].transport: duplicate key (first at line 4505; YAML "
+        "keeps only one)",
+    ]
+
+
+def test_the_quick_schema_check_agrees_with_the_full_one() -> None:
+    full = jsonschema.Draft7Validator(schema(),
+                                      format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    example = yaml.safe_load(EXAMPLE_POLICY.read_text(encoding="utf-8"))
+    wrong = [None, 0, -1, 2.5, True, "", "x" * 300, [], {}, ["a"], {"zz": 1}, "reject",
+             "monitor", "2020-13-01", "dane", [{"domain": "x"}], "relay:[x]:25", "a@b"]
+    rng = random.Random(13)
+    for _ in range(2000):
+        document = json.loads(json.dumps(example, default=str))
+        node = document
+        while isinstance(node, dict | list) and node and rng.random() < 0.8:
+            key = rng.choice(list(node) if isinstance(node, dict) else range(len(node)))
+            if not isinstance(node[key], dict | list) or rng.random() < 0.3:
+                node[key] = rng.choice(wrong)
+                break
+            node = node[key]
+        try:
+            _fast_validator()(document)
+            quick = True
+        except fastjsonschema.JsonSchemaException:
+            quick = False
+        assert quick == full.is_valid(document)

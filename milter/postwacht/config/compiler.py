@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gc
 import hashlib
 import ipaddress
 import string
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -65,10 +67,26 @@ def load(path: str | Path) -> Policy:
     with _no_cyclic_gc():
         document = read(path)
         problems = list(document.problems)
-        policy = _compile(document, problems) if isinstance(document.data, dict) else None
-    if problems or policy is None:
-        raise PolicyError(problems)
-    return policy
+        compiled = _compile(document, problems) if isinstance(document.data, dict) else None
+        del document  # nothing compiled refers to it: the index reuses its memory
+        if problems or compiled is None:
+            raise PolicyError(problems)
+        return compiled.policy()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A checked policy but for its look-alike index, the largest part of a large one:
+    built last, once the document is gone, and only for a policy without problems."""
+
+    fields: functools.partial[Policy]
+    protected: list[str]
+    lookalikes: LookalikeRule
+
+    def policy(self) -> Policy:
+        rule = self.lookalikes
+        index = LookalikeIndex(self.protected, rule.max_distance, rule.min_length)
+        return self.fields(_lookalike_index=index)
 
 
 @contextlib.contextmanager
@@ -88,6 +106,7 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+@functools.cache
 def _default(*keys: str) -> Any:
     """The schema's default at a key path (`[]` steps into a list's items)."""
     node: Any = schema()
@@ -107,6 +126,9 @@ class _Compiler:
         self.document = document
         self.problems = problems
         self.seen: dict[str, KeyPath] = {}
+        self.ascii: dict[str, str] = {}
+        """Names already converted: a successor or an MX host recurs thousands of times."""
+        self.under_owned: dict[str, bool] = {}
         self.mode = Mode.ENFORCE
         """The policy's top-level mode: every rule's unless it sets its own."""
 
@@ -121,11 +143,15 @@ class _Compiler:
     def domain(self, value: Any, path: KeyPath) -> str | None:
         if not isinstance(value, str) or not value:
             return None
+        known = self.ascii.get(value)
+        if known is not None:
+            return known
         try:
-            return to_ascii(value)
+            name = self.ascii[value] = to_ascii(value)
         except DomainError as exc:
             self.report(path, f"{exc}")
             return None
+        return name
 
     def listed(self, name: str, path: KeyPath, kind: str) -> bool:
         """Register a listed domain; report it when another entry has it already."""
@@ -158,6 +184,8 @@ def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _choice(value: Any, default: Action) -> Action:
+    if value is None:  # absent: no exception to build, 100,000 times for a large policy
+        return default
     try:
         return Action(value)
     except ValueError:
@@ -169,13 +197,15 @@ _E = TypeVar("_E", PartnerTransport, Accepted, Rule, Language, DigestPeriod, Mod
 
 
 def _enum(kind: type[_E], value: Any) -> _E | None:
+    if value is None:  # absent (no vocabulary has None)
+        return None
     try:
         return kind(value)
     except ValueError:
         return None
 
 
-def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
+def _compile(document: PolicyDocument, problems: list[Problem]) -> _Compiled:
     c = _Compiler(document, problems)
     data: dict[str, Any] = document.data
     c.mode = _enum(Mode, data.get("mode", _default("mode"))) or Mode.ENFORCE
@@ -193,7 +223,9 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
                 _hosts(c, entry, "nameservers", path),
                 _hosts(c, entry, "mx", path),
             )
-    retired = [_retired(c, i, entry, owned) for i, entry in _entries(data, "retired_domains")]
+    owned_names = frozenset(owned)
+    retired = [_retired(c, i, entry, owned, owned_names)
+               for i, entry in _entries(data, "retired_domains")]
     partners = [_partner(c, i, entry) for i, entry in _entries(data, "partners")]
     for rule in (*retired, *partners):
         if rule is not None:
@@ -211,7 +243,8 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
         *(r.domain for r in retired if r is not None and "retired" in protect),
         *(p.domain for p in partners if p is not None and "partners" in protect),
     ]
-    return Policy(
+    fields = functools.partial(
+        Policy,
         source=document.file,
         checksum=hashlib.sha256(document.raw).hexdigest(),
         organisation=str(data.get("organisation", "")),
@@ -241,19 +274,17 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> Policy:
                                          sensitivity.senders),
         exposed_recipients=_exposed_recipients(c, _mapping(data, "misaddressing")),
         _table=MappingProxyType(table),
-        _lookalike_index=LookalikeIndex(
-            protected, lookalikes.max_distance, lookalikes.min_length
-        ),
     )
+    return _Compiled(fields, protected, lookalikes)
 
 
 def _retired(
-    c: _Compiler, i: int, entry: dict[str, Any], owned: list[str]
+    c: _Compiler, i: int, entry: dict[str, Any], owned: list[str], owned_names: frozenset[str]
 ) -> RetiredDomain | None:
     path: KeyPath = ("retired_domains", i, "domain")
     name = c.domain(entry.get("domain"), path)
     successor = c.domain(entry.get("successor"), ("retired_domains", i, "successor"))
-    if successor and not any(p in owned for p in parents(successor)):
+    if successor and not _under_owned(c, successor, owned_names):
         c.report(
             ("retired_domains", i, "successor"),
             f"successor {successor} is not an owned domain "
@@ -263,13 +294,26 @@ def _retired(
     if isinstance(reply, str):
         _check_reply(c, reply, ("retired_domains", i, "reply"))
     since = None
-    with contextlib.suppress(TypeError, ValueError):  # the schema reported a bad date
-        since = dt.date.fromisoformat(entry["since"]) if "since" in entry else None
+    if "since" in entry:
+        with contextlib.suppress(TypeError, ValueError):  # the schema reported a bad date
+            since = dt.date.fromisoformat(entry["since"])
     if not name or not c.listed(name, path, "retired_domains"):
         return None
-    action = _choice(entry.get("action"), Action(_default("retired_domains", "[]", "action")))
+    action = _choice(entry.get("action"), _default_action("retired_domains", "[]", "action"))
     return RetiredDomain(name, since, successor, action, reply if isinstance(reply, str) else None,
                          c.mode_of(entry))
+
+
+def _under_owned(c: _Compiler, name: str, owned_names: frozenset[str]) -> bool:
+    known = c.under_owned.get(name)
+    if known is None:
+        known = c.under_owned[name] = any(p in owned_names for p in parents(name))
+    return known
+
+
+@functools.cache
+def _default_action(*keys: str) -> Action:
+    return Action(_default(*keys))
 
 
 def _partner(c: _Compiler, i: int, entry: dict[str, Any]) -> Partner | None:
@@ -292,12 +336,12 @@ def _hosts(c: _Compiler, entry: dict[str, Any], key: str, path: KeyPath) -> froz
 
 def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
     """An owned or partner domain under a retired one is controlled by whoever holds that."""
+    retired = {name for name, rule in table.items() if isinstance(rule, RetiredDomain)}
     for name, rule in table.items():
-        if isinstance(rule, RetiredDomain):
+        if isinstance(rule, RetiredDomain) or "." not in name:
             continue
         for parent in parents(name)[1:]:
-            above = table.get(parent)
-            if isinstance(above, RetiredDomain):
+            if parent in retired:
                 kind = "owned" if isinstance(rule, OwnedDomain) else "partner"
                 c.report(
                     c.seen[name],
