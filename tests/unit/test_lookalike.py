@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from postwacht.core.lookalike import LookalikeIndex, osa_distance, skeleton
+from postwacht.core.vocabulary import LookalikeHow
 
 
 @pytest.mark.parametrize(
@@ -82,3 +83,52 @@ def test_closest_protected_name_wins() -> None:
     found = index.match("utrechts.com")
     assert found is not None
     assert (found.protected, found.distance) == ("utrechts.nl", 0)
+
+
+def _nearest(protected: list[str], candidate: str, max_distance: int, min_length: int
+             ) -> tuple[str, int] | None:
+    """The first closest protected label by brute force: what the index must find."""
+    folded = skeleton(candidate)
+    best: tuple[int, int] | None = None
+    for i, label in enumerate(protected):
+        distance = osa_distance(folded, skeleton(label), max_distance)
+        if distance > max_distance or (distance and len(skeleton(label)) < min_length):
+            continue
+        best = min(best or (distance, i), (distance, i))
+    return None if best is None else (f"{protected[best[1]]}.nl", best[0])
+
+
+@given(st.lists(st.text("abcx01-", min_size=1, max_size=7), min_size=1, max_size=40),
+       st.text("abcx01-", min_size=1, max_size=8), st.integers(0, 2), st.integers(1, 5))
+def test_index_finds_the_first_closest_of_many_names(
+    labels: list[str], candidate: str, max_distance: int, min_length: int
+) -> None:
+    # Few letters, so that many names share starts, ends and one another's edits.
+    protected = [label for label in dict.fromkeys(labels) if label.strip("-")]
+    candidate = candidate.strip("-") or "a"
+    index = LookalikeIndex([f"{p.strip('-')}.nl" for p in protected], max_distance, min_length)
+    found = index.match(f"{candidate}.com")
+    nearest = _nearest([p.strip("-") for p in protected], candidate, max_distance, min_length)
+    if nearest is not None:
+        assert found is not None
+        assert (found.how, found.protected, found.distance) == (
+            LookalikeHow.SIMILAR, *nearest)
+    else:
+        assert found is None or found.how is LookalikeHow.EMBEDDED
+
+
+def test_a_typo_is_found_among_100_000_names_that_differ_in_one_digit() -> None:
+    names = [f"gemeente{n:05d}.nl" for n in range(100_000)]
+    index = LookalikeIndex(names, max_distance=1, min_length=5)
+    found = index.match("gemeente1234.com")  # a digit dropped: 10 names are one edit away
+    assert found is not None
+    assert (found.protected, found.distance) == ("gemeente01234.nl", 1)
+    assert index.match("gemeinde-amsterdam.nl") is None
+
+
+def test_the_first_name_whose_whole_spelling_is_a_label_is_named() -> None:
+    index = LookalikeIndex(["zorg.bjz-utrecht.nl", "bjzutrecht.nl", "jeugd.bjzutrecht.com"],
+                           max_distance=1, min_length=5)
+    found = index.match("bjzutrechtnl.example.org")
+    assert found is not None
+    assert (found.protected, found.how) == ("zorg.bjz-utrecht.nl", LookalikeHow.EMBEDDED)
