@@ -19,6 +19,7 @@ import string
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -126,8 +127,8 @@ class _Compiler:
         self.document = document
         self.problems = problems
         self.seen: dict[str, KeyPath] = {}
-        self.ascii: dict[str, str] = {}
-        """Names already converted: a successor or an MX host recurs thousands of times."""
+        self.recurring: dict[str, str] = {}
+        """Successors and hosts already converted: each may recur thousands of times."""
         self.under_owned: dict[str, bool] = {}
         self.mode = Mode.ENFORCE
         """The policy's top-level mode: every rule's unless it sets its own."""
@@ -140,17 +141,19 @@ class _Compiler:
     def report(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.document.problem(path, message))
 
-    def domain(self, value: Any, path: KeyPath) -> str | None:
+    def domain(self, value: Any, path: KeyPath, recurs: bool = False) -> str | None:
         if not isinstance(value, str) or not value:
             return None
-        known = self.ascii.get(value)
+        known = self.recurring.get(value) if recurs else None
         if known is not None:
             return known
         try:
-            name = self.ascii[value] = to_ascii(value)
+            name = to_ascii(value)
         except DomainError as exc:
             self.report(path, f"{exc}")
             return None
+        if recurs:
+            self.recurring[value] = name
         return name
 
     def listed(self, name: str, path: KeyPath, kind: str) -> bool:
@@ -184,25 +187,27 @@ def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _choice(value: Any, default: Action) -> Action:
-    if value is None:  # absent: no exception to build, 100,000 times for a large policy
-        return default
-    try:
-        return Action(value)
-    except ValueError:
-        return default
+    found = _enum(Action, value)
+    return default if found is None else found
 
 
-_E = TypeVar("_E", PartnerTransport, Accepted, Rule, Language, DigestPeriod, Mode, Scope,
-             Match)
+_E = TypeVar("_E", Action, PartnerTransport, Accepted, Rule, Language, DigestPeriod, Mode,
+             Scope, Match)
 
 
 def _enum(kind: type[_E], value: Any) -> _E | None:
-    if value is None:  # absent (no vocabulary has None)
-        return None
+    """The member named by `value`, or None; a dict lookup, as `kind(value)` without the
+    exception it raises for a wrong or absent value (100,000 times in a large policy)."""
     try:
-        return kind(value)
-    except ValueError:
+        found: _E | None = _members(kind).get(value)
+    except TypeError:  # unhashable: a list or a mapping where a name belongs
         return None
+    return found
+
+
+@functools.cache
+def _members(kind: type[StrEnum]) -> dict[Any, Any]:
+    return {member.value: member for member in kind.__members__.values()}
 
 
 def _compile(document: PolicyDocument, problems: list[Problem]) -> _Compiled:
@@ -283,7 +288,7 @@ def _retired(
 ) -> RetiredDomain | None:
     path: KeyPath = ("retired_domains", i, "domain")
     name = c.domain(entry.get("domain"), path)
-    successor = c.domain(entry.get("successor"), ("retired_domains", i, "successor"))
+    successor = c.domain(entry.get("successor"), ("retired_domains", i, "successor"), True)
     if successor and not _under_owned(c, successor, owned_names):
         c.report(
             ("retired_domains", i, "successor"),
@@ -328,7 +333,7 @@ def _partner(c: _Compiler, i: int, entry: dict[str, Any]) -> Partner | None:
 def _hosts(c: _Compiler, entry: dict[str, Any], key: str, path: KeyPath) -> frozenset[str]:
     hosts = set()
     for j, value in enumerate(_list(entry, key)):
-        name = c.domain(value, (*path, key, j))
+        name = c.domain(value, (*path, key, j), True)
         if name:
             hosts.add(name)
     return frozenset(hosts)
@@ -338,7 +343,7 @@ def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
     """An owned or partner domain under a retired one is controlled by whoever holds that."""
     retired = {name for name, rule in table.items() if isinstance(rule, RetiredDomain)}
     for name, rule in table.items():
-        if isinstance(rule, RetiredDomain) or "." not in name:
+        if isinstance(rule, RetiredDomain) or not retired:
             continue
         for parent in parents(name)[1:]:
             if parent in retired:

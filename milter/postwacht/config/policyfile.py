@@ -412,10 +412,12 @@ class _PlainReader:
         """First characters that can make a plain scalar anything but text."""
         self._always_resolve = None in resolvers or bool(loader.yaml_path_resolvers)
 
-    def run(self) -> _Built:  # noqa: PLR0912 - one loop, no call for a mapping's value
+    def run(self) -> _Built:  # noqa: PLR0912 - one loop: no call for most scalars
         get_event = self._loader.get_event
         limit = MAX_NODES + 1
         count = depth = skip = 0
+        keys, first = self._keys, self._resolved_first
+        fast = not self._always_resolve and self._lines is None
         while True:
             event = get_event()
             count += 1
@@ -427,17 +429,21 @@ class _PlainReader:
                     raise _NeedsComposerError
                 frame = self._open
                 if skip:
-                    pass
-                elif frame is None or frame.state is _KEY or frame.state is _SKIP or (
-                        type(frame.container) is list):
+                    continue
+                if frame is None or frame.state is _SKIP or type(frame.container) is list:
                     self._scalar(event)
-                else:  # a mapping's value, the most common event of all
-                    key, frame.state = frame.state, _KEY
-                    value = event.value
-                    if ((event.implicit[0] and value[:1] in self._resolved_first)
-                            or self._always_resolve):
-                        value = self._value(event, frame, key)
-                    frame.container[key] = value
+                    continue
+                value, state = event.value, frame.state
+                if state is not _KEY:  # a mapping's value, the most common event of all
+                    frame.state = _KEY
+                    if (event.implicit[0] and value[:1] in first) or not fast:
+                        value = self._value(event, frame, state)
+                    frame.container[state] = value
+                elif fast and event.implicit[0] and (key := keys.get(value)) is not None and (
+                        key not in frame.container):  # a key seen before, in another mapping
+                    frame.state = key  # its line is not recorded: no key_line
+                else:
+                    self._key(frame, event)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if event.anchor is not None or event.tag is not None:
                     raise _NeedsComposerError
@@ -469,16 +475,15 @@ class _PlainReader:
         return kind is StreamEndEvent
 
     def _scalar(self, event: _Event) -> None:
-        """The root, an item, a key, or a value skipped (a mapping's value: `run`)."""
+        """The root, an item, or a value skipped (keys and values: `run`)."""
         frame = self._open
         if frame is None:
             self._root(event)
             self.data = self._value(event, None, None)
         elif type(frame.container) is list:
-            self._item(frame, event)
+            if self._lines is not None:
+                self._item(frame, event)
             frame.container.append(self._value(event, frame, len(frame.container)))
-        elif frame.state is _KEY:
-            self._key(frame, event)
         else:
             frame.state = _KEY
 
@@ -492,7 +497,7 @@ class _PlainReader:
             return 0
         container, state = frame.container, frame.state
         if type(container) is list:
-            line = self._item(frame, event)
+            line = self._item(frame, event) if self._lines is not None else 0
             self._open = _Open(new, frame, len(container), line)
             container.append(new)
         elif state is _KEY:
@@ -516,8 +521,9 @@ class _PlainReader:
 
     def _item(self, frame: _Open, event: _Event) -> int:
         """Record an item's line; the line its own items fall back to."""
+        assert self._lines is not None
         line: int = event.start_mark.line + 1
-        if self._lines is not None and line != frame.line:
+        if line != frame.line:
             self._lines[frame.path(len(frame.container))] = line
         return line
 
