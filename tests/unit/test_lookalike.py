@@ -95,7 +95,7 @@ def _nearest(protected: list[str], candidate: str, max_distance: int, min_length
         if distance > max_distance or (distance and len(skeleton(label)) < min_length):
             continue
         best = min(best or (distance, i), (distance, i))
-    return None if best is None else (f"{protected[best[1]]}.nl", best[0])
+    return None if best is None else (f"{protected[best[1]]}.test", best[0])
 
 
 @given(st.lists(st.text("abcx01-", min_size=1, max_size=7), min_size=1, max_size=40),
@@ -103,11 +103,13 @@ def _nearest(protected: list[str], candidate: str, max_distance: int, min_length
 def test_index_finds_the_first_closest_of_many_names(
     labels: list[str], candidate: str, max_distance: int, min_length: int
 ) -> None:
-    # Few letters, so that many names share starts, ends and one another's edits.
+    # Few letters, so that many names share starts, ends and one another's edits; top
+    # level domains without rules in the public suffix list.
     protected = [label for label in dict.fromkeys(labels) if label.strip("-")]
     candidate = candidate.strip("-") or "a"
-    index = LookalikeIndex([f"{p.strip('-')}.nl" for p in protected], max_distance, min_length)
-    found = index.match(f"{candidate}.com")
+    index = LookalikeIndex([f"{p.strip('-')}.test" for p in protected], max_distance,
+                           min_length)
+    found = index.match(f"{candidate}.example")
     nearest = _nearest([p.strip("-") for p in protected], candidate, max_distance, min_length)
     if nearest is not None:
         assert found is not None
@@ -132,3 +134,14 @@ def test_the_first_name_whose_whole_spelling_is_a_label_is_named() -> None:
     found = index.match("bjzutrechtnl.example.org")
     assert found is not None
     assert (found.protected, found.how) == ("zorg.bjz-utrecht.nl", LookalikeHow.EMBEDDED)
+
+
+def test_a_protected_public_suffix_is_never_named() -> None:
+    # github.io is a public suffix: anyone may register under it, so a name like it
+    # says nothing; www.ck is an exception to *.ck, registrable like any other name.
+    index = LookalikeIndex(["github.io", "x.ck", "www.ck"], max_distance=1, min_length=3)
+    assert index.match("githubb.io") is None
+    assert index.match("github-io.example.org") is None
+    found = index.match("wvw.example")
+    assert found is not None
+    assert found.protected == "www.ck"

@@ -230,12 +230,7 @@ class _WithinOneEdit:
     """
 
     def __init__(self, skeletons: Sequence[str]) -> None:
-        numbers: dict[str, int | tuple[int, ...]] = {}
-        for i, folded in enumerate(skeletons):
-            had = numbers.setdefault(folded, i)
-            if had != i:
-                numbers[folded] = (*had, i) if isinstance(had, tuple) else (had, i)
-        self._numbers = numbers
+        self._numbers = _numbered((folded, i) for i, folded in enumerate(skeletons))
         self._forwards = sorted(skeletons)
         self._backwards = sorted(folded[::-1] for folded in skeletons)
         between: dict[str, str] = {}
@@ -297,6 +292,16 @@ def _threes(text: str) -> set[str]:
             for code in set(memoryview(packed).cast("I"))}
 
 
+def _numbered(pairs: Iterable[tuple[str, int]]) -> dict[str, int | tuple[int, ...]]:
+    """Each key's numbers, in the order given: one as it is, more as a tuple."""
+    numbers: dict[str, int | tuple[int, ...]] = {}
+    for key, number in pairs:
+        had = numbers.setdefault(key, number)
+        if had != number:
+            numbers[key] = (*had, number) if isinstance(had, tuple) else (had, number)
+    return numbers
+
+
 def _longest_shared(ordered: list[str], text: str) -> int:
     """The longest start `text` shares with any of the sorted strings."""
     at = bisect_left(ordered, text)
@@ -311,6 +316,10 @@ def _longest_shared(ordered: list[str], text: str) -> int:
                 high = middle - 1
         longest = low
     return longest
+
+
+_UNASKED, _USABLE, _PUBLIC = 0, 1, 2
+"""Whether a two-label protected name has been found to be registrable (or public)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +339,17 @@ class LookalikeIndex:
         self._min_length = min_length
         domains = list(protected)
         self._exact = frozenset(domains)
-        named = [(domain, base) for domain in domains
-                 if (base := registrable(domain)) is not None]
-        self._domains = tuple(domain for domain, _ in named)
-        self._bases = tuple(domain if base == domain else base for domain, base in named)
+        _public_suffixes()  # read now, not by the first message's lookup
+        # A name of two labels is its own registrable name, unless it is a public suffix
+        # itself (`github.io`): that is asked of the list only once it is found (a lookup
+        # in the public suffix list is a sixth of building the index).
+        named = [(domain, domain if domain.count(".") == 1 else registrable(domain))
+                 for domain in domains]
+        self._domains = tuple(domain for domain, base in named if base is not None)
+        self._bases = tuple(base for _, base in named if base is not None)
         """The registrable name of each (the domain's own string when it is one)."""
+        self._usable = bytearray(
+            _UNASKED if base is domain else _USABLE for domain, base in named if base)
         self._skeletons = tuple(
             _skeletons([to_unicode(base.split(".", 1)[0]) for base in self._bases]))
         self._similar = (_WithinOneEdit(self._skeletons) if max_distance <= 1 else
@@ -342,12 +357,11 @@ class LookalikeIndex:
         long_enough = [i for i, folded in enumerate(self._skeletons)
                        if len(folded) >= min_length]
         wholes = _skeletons([to_unicode(self._bases[i]) for i in long_enough])
-        self._labels: dict[str, int] = {}
+        self._labels = _numbered(
+            (key, i) for i, whole in zip(long_enough, wholes, strict=True)
+            for key in (self._skeletons[i], whole.replace(".", "")))
         """Skeletons of protected names, and of whole registrable names without dots
         (`bjzutrechtnl`), for names hidden as one label of another domain."""
-        for i, whole in zip(long_enough, wholes, strict=True):
-            self._labels.setdefault(self._skeletons[i], i)
-            self._labels.setdefault(whole.replace(".", ""), i)
 
     def match(self, domain: str) -> LookalikeMatch | None:
         """The protected domain `domain` could be mistaken for, if any.
@@ -368,7 +382,7 @@ class LookalikeIndex:
             if index in seen:
                 continue
             seen.add(index)
-            if self._bases[index] == base:
+            if self._bases[index] == base or not self._registrable(index):
                 continue
             distance = osa_distance(folded, self._skeletons[index], self._max_distance)
             if distance > self._max_distance:
@@ -381,10 +395,20 @@ class LookalikeIndex:
             return LookalikeMatch(self._domains[best[1]], LookalikeHow.SIMILAR, best[0])
         return self._hidden_in_a_label(domain, base)
 
+    def _registrable(self, index: int) -> bool:
+        """Whether a protected name has a registrable name (is no public suffix itself)."""
+        usable = self._usable[index]
+        if usable == _UNASKED:  # a benign race: two threads would write the same answer
+            usable = self._usable[index] = (
+                _USABLE if registrable(self._domains[index]) is not None else _PUBLIC)
+        return usable == _USABLE
+
     def _hidden_in_a_label(self, domain: str, base: str) -> LookalikeMatch | None:
         """`bjzutrecht.example.com`, `bjzutrecht-nl.example`: the name as one label."""
         for label in domain.split(".")[:-1]:
-            index = self._labels.get(skeleton(to_unicode(label)))
+            found = self._labels.get(skeleton(to_unicode(label)), ())
+            numbers = (found,) if isinstance(found, int) else found
+            index = next((i for i in numbers if self._registrable(i)), None)
             if index is not None and self._bases[index] != base:
                 return LookalikeMatch(self._domains[index], LookalikeHow.EMBEDDED)
         return None
