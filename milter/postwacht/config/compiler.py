@@ -342,10 +342,14 @@ def _hosts(c: _Compiler, entry: dict[str, Any], key: str, path: KeyPath) -> froz
 def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
     """An owned or partner domain under a retired one is controlled by whoever holds that."""
     retired = {name for name, rule in table.items() if isinstance(rule, RetiredDomain)}
+    if not retired:
+        return
     for name, rule in table.items():
-        if isinstance(rule, RetiredDomain) or not retired:
+        if isinstance(rule, RetiredDomain):
             continue
-        for parent in parents(name)[1:]:
+        dot = name.find(".")
+        while dot >= 0:  # each parent, longest first, as `parents` gives them
+            parent = name[dot + 1 :]
             if parent in retired:
                 kind = "owned" if isinstance(rule, OwnedDomain) else "partner"
                 c.report(
@@ -354,6 +358,7 @@ def _check_nesting(c: _Compiler, table: dict[str, DomainRule]) -> None:
                     f"holds {parent} controls it (remove one of them)",
                 )
                 break
+            dot = name.find(".", dot + 1)
 
 
 def _check_reply(c: _Compiler, reply: str, path: KeyPath) -> None:

@@ -230,9 +230,12 @@ class _WithinOneEdit:
     """
 
     def __init__(self, skeletons: Sequence[str]) -> None:
-        self._numbers = _numbered((folded, i) for i, folded in enumerate(skeletons))
+        self._numbers = _numbered(skeletons, range(len(skeletons)))
         self._forwards = sorted(skeletons)
-        self._backwards = sorted(folded[::-1] for folded in skeletons)
+        backwards = "\n".join(skeletons)[::-1].split("\n")  # each reversed, in C
+        if len(backwards) != len(skeletons):  # a newline in a skeleton: none in a name
+            backwards = [folded[::-1] for folded in skeletons]
+        self._backwards = sorted(backwards)
         between: dict[str, str] = {}
         for three in _threes("\n" + "\n\n".join(skeletons) + "\n"):
             ends = three[0] + three[2]
@@ -292,14 +295,18 @@ def _threes(text: str) -> set[str]:
             for code in set(memoryview(packed).cast("I"))}
 
 
-def _numbered(pairs: Iterable[tuple[str, int]]) -> dict[str, int | tuple[int, ...]]:
+def _numbered(keys: Sequence[str], numbers: Sequence[int]
+              ) -> dict[str, int | tuple[int, ...]]:
     """Each key's numbers, in the order given: one as it is, more as a tuple."""
-    numbers: dict[str, int | tuple[int, ...]] = {}
-    for key, number in pairs:
-        had = numbers.setdefault(key, number)
+    found: dict[str, int | tuple[int, ...]] = dict(zip(keys, numbers, strict=True))
+    if len(found) == len(keys):
+        return found  # each key once: built in C
+    found = {}
+    for key, number in zip(keys, numbers, strict=True):
+        had = found.setdefault(key, number)
         if had != number:
-            numbers[key] = (*had, number) if isinstance(had, tuple) else (had, number)
-    return numbers
+            found[key] = (*had, number) if isinstance(had, tuple) else (had, number)
+    return found
 
 
 def _longest_shared(ordered: list[str], text: str) -> int:
@@ -358,8 +365,9 @@ class LookalikeIndex:
                        if len(folded) >= min_length]
         wholes = _skeletons([to_unicode(self._bases[i]) for i in long_enough])
         self._labels = _numbered(
-            (key, i) for i, whole in zip(long_enough, wholes, strict=True)
-            for key in (self._skeletons[i], whole.replace(".", "")))
+            [key for i, whole in zip(long_enough, wholes, strict=True)
+             for key in (self._skeletons[i], whole.replace(".", ""))],
+            [i for i in long_enough for _ in range(2)])
         """Skeletons of protected names, and of whole registrable names without dots
         (`bjzutrechtnl`), for names hidden as one label of another domain."""
 
