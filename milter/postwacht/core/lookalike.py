@@ -15,6 +15,7 @@ found are then checked by edit distance.
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 from array import array
 from bisect import bisect_left
@@ -291,7 +292,7 @@ def _threes(text: str) -> set[str]:
     packed = bytearray(4 * size)
     for offset in range(3):
         packed[offset::4] = data[offset : offset + size]
-    return {code.to_bytes(4, "little")[:3].decode("ascii")
+    return {code.to_bytes(4, sys.byteorder)[:3].decode("ascii")
             for code in set(memoryview(packed).cast("I"))}
 
 
@@ -414,11 +415,17 @@ class LookalikeIndex:
     def _hidden_in_a_label(self, domain: str, base: str) -> LookalikeMatch | None:
         """`bjzutrecht.example.com`, `bjzutrecht-nl.example`: the name as one label."""
         for label in domain.split(".")[:-1]:
-            found = self._labels.get(skeleton(to_unicode(label)), ())
-            numbers = (found,) if isinstance(found, int) else found
-            index = next((i for i in numbers if self._registrable(i)), None)
+            index = self._first_registrable(self._labels.get(skeleton(to_unicode(label))))
             if index is not None and self._bases[index] != base:
                 return LookalikeMatch(self._domains[index], LookalikeHow.EMBEDDED)
+        return None
+
+    def _first_registrable(self, found: int | tuple[int, ...] | None) -> int | None:
+        if found is None:
+            return None
+        for index in (found,) if isinstance(found, int) else found:
+            if self._registrable(index):
+                return index
         return None
 
     def _embedded(self, domain: str) -> LookalikeMatch | None:
