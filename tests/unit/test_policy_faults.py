@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from postwacht.config.compiler import load
 from postwacht.config.holder import PolicyHolder, PolicyWatcher
 from postwacht.config.policyfile import PolicyError
@@ -228,3 +229,15 @@ def test_a_change_the_watcher_could_not_load_is_loaded_on_its_next_look(
     assert holder.current.organisation == "O"
     watcher._look()
     assert holder.current.organisation == "Later"
+
+
+def test_without_libyaml_the_same_problems_are_named(
+    tmp_path: Path, write_policy: WritePolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faulty = write_policy(HEAD + "owned_domains: [b.nl]\ndns: {timeout: .nan}\n")
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(HEAD.encode() + b"x: \"a\x00b\"\n")
+    with_libyaml = [problems(faulty), problems(nul)]
+    monkeypatch.setattr("postwacht.config.policyfile._LOADER", yaml.SafeLoader)
+    assert [problems(faulty), problems(nul)] == with_libyaml
+    assert load(write_policy(HEAD, name="valid.yaml")).organisation == "O"

@@ -342,7 +342,8 @@ def _read_plain(name: str, text: str, lines: dict[KeyPath, int] | None = None
     into `lines` if given; else the document reads the text again when a problem first
     needs one. A document that needs the composer gives None.
     """
-    loader = _LOADER(text)
+    with _yaml_errors(name, text):  # PyYAML's own reader checks the text when made
+        loader = _LOADER(text)
     try:
         with _yaml_errors(name, text):
             return _PlainReader(name, loader, lines).run()
