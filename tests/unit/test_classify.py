@@ -171,3 +171,20 @@ def test_a_body_in_any_chunking_is_classified_as_when_fed_line_by_line() -> None
         assert len(set(found)) == 1, body[:200]
         seen.add(found[0])
     assert seen == {True, False}  # both answers were tried
+
+
+@pytest.mark.parametrize("body", [
+    b"Burger&nbsp;service&nbsp;nummer 123456782\r\n",
+    "Burger\u00a0service\u00a0nummer 123456782\r\n".encode(),
+    b"Burger\r\nservice nummer 123456782\r\n",
+    b"BSN\r\n" + b"ab\r\n" * 30 + b"123456782\r\n",  # in the window without CRs
+])
+def test_a_bsn_is_found_across_spaces_and_line_ends_as_a_line_by_line_reading_finds_it(
+        body: bytes) -> None:
+    """Whole-chunk scanning keeps what line-by-line reading saw: non-breaking spaces
+    between the words of the context, and line ends without their carriage returns."""
+    for chunk in (len(body), 1):
+        classifier = Classifier(Sensitivity(False, (), (), ("bsn",), 10**7), "a@b.nl")
+        for start in range(0, len(body), chunk):
+            classifier.body(body[start:start + chunk])
+        assert classifier.result().sensitive, (body, chunk)

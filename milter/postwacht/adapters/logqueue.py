@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-QUEUE_SIZE = 100_000
+QUEUE_SIZE = 10_000
 """Log records waiting to be written; beyond, records are dropped and counted."""
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -77,7 +77,9 @@ def start(stream: TextIO, level: int = logging.INFO,
     listener.start()
 
     def stop() -> None:
-        listener.stop()
+        # The writer takes over first, so that nothing logged meanwhile is queued where
+        # nobody reads it any more; then what is queued is written.
         root.handlers[:] = [writer]
+        listener.stop()
 
     return stop

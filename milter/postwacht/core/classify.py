@@ -49,9 +49,11 @@ def find_bsn(text: bytes) -> bool:
     Eight digits count too: spreadsheets drop a BSN's leading zero.
     """
     lowered = text.lower()  # ASCII only, as the pattern's (?i) on bytes
-    if not any(word in lowered for word in CONTEXT_WORDS) or CONTEXT.search(text) is None:
+    if not any(word in lowered for word in CONTEXT_WORDS):
         return False  # most text: no context word, so no number needs the 11-test
-    text = SPACES.sub(b" ", text)
+    text = SPACES.sub(b" ", text)  # before the context pattern: "burger&nbsp;service"
+    if CONTEXT.search(text) is None:
+        return False
     for match in NINE_DIGITS.finditer(text):
         digits = re.sub(rb"\D", b"", match.group(1)).decode().rjust(9, "0")
         if not passes_eleven_test(digits):
@@ -239,8 +241,8 @@ class Classifier:
         return Classification(False, "not sensitive by default")
 
 
-_SOFT_BREAK = re.compile(rb"=\r?\n")
-"""A quoted-printable soft line break: the text goes on."""
+_LINE_END = re.compile(rb"\r+\n")
+"""A line end with the carriage returns a line-by-line reading strips."""
 _BOUNDARY = re.compile(rb'(?i)boundary\s*=\s*"?([^";\s]+)"?')
 
 
@@ -315,9 +317,11 @@ class _MimeScanner:
                 return False
             self._decode(text.translate(None, b" \t\r\n"))
         elif self._qp:
-            self._scan(_SOFT_BREAK.sub(b"", text))
+            self._scan(_LINE_END.sub(b"\n", text).replace(b"=\n", b""))
         else:
-            self._scan(text)
+            # Line ends as the line-by-line reading leaves them (no CR): a word wrapped
+            # across lines, and the context window, stay what they were.
+            self._scan(_LINE_END.sub(b"\n", text))
         return True
 
     def _flush(self) -> None:
