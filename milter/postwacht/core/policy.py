@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 from postwacht.core.classify import SenderGroup, Sensitivity
 from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
@@ -260,6 +261,21 @@ class Policy:
     address_literals_mode: Mode
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
+    _modes: Mapping[Rule, Mode] = field(init=False, repr=False)
+    """Each rule's mode but the retired domains' (per domain), worked out once."""
+
+    def __post_init__(self) -> None:
+        st, first, exposed = self.secure_transport, self.first_recipient, self.exposed_recipients
+        modes = {
+            Rule.LOOKALIKE: self.lookalikes.mode,
+            Rule.ADDRESS_LITERAL: self.address_literals_mode,
+            Rule.CONTROL_LOST: self.domain_watch.mode,
+            Rule.INSECURE_TRANSPORT: st.mode if st else Mode.ENFORCE,
+            Rule.DNS_FAILURE: st.mode if st else Mode.ENFORCE,
+            Rule.FIRST_RECIPIENT: first.mode if first else Mode.ENFORCE,
+            Rule.EXPOSED_RECIPIENTS: exposed.mode if exposed else Mode.ENFORCE,
+        }
+        object.__setattr__(self, "_modes", MappingProxyType(modes))
 
     def rule_for(self, domain: str) -> DomainRule | None:
         """The entry covering `domain` (itself or its nearest listed parent)."""
@@ -288,17 +304,7 @@ class Policy:
         if rule is Rule.RETIRED and matched is not None:
             retired = self.rule_for(matched)
             return retired.mode if isinstance(retired, RetiredDomain) else Mode.ENFORCE
-        modes = {
-            Rule.LOOKALIKE: self.lookalikes.mode,
-            Rule.ADDRESS_LITERAL: self.address_literals_mode,
-            Rule.CONTROL_LOST: self.domain_watch.mode,
-            Rule.INSECURE_TRANSPORT: self.secure_transport and self.secure_transport.mode,
-            Rule.DNS_FAILURE: self.secure_transport and self.secure_transport.mode,
-            Rule.FIRST_RECIPIENT: self.first_recipient and self.first_recipient.mode,
-            Rule.EXPOSED_RECIPIENTS: (self.exposed_recipients
-                                      and self.exposed_recipients.mode),
-        }
-        return modes.get(rule) or Mode.ENFORCE
+        return self._modes.get(rule, Mode.ENFORCE)
 
     @property
     def classifies(self) -> bool:
