@@ -243,6 +243,12 @@ class Process:
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
 
+    def logged(self, text: str) -> str:
+        """The log once it holds `text`: the daemon writes its log from a queue, so a
+        line may land a moment after the reply that it explains."""
+        return str(poll(lambda: text in (log := self.log_text()) and log,
+                        f"{text!r} in the log"))
+
 
 class Daemon(Process):
     """`postwacht serve` as a separate process, the way it runs in production, as MTA

@@ -176,7 +176,7 @@ def test_a_quarantine_that_cannot_be_recorded_is_tempfailed(daemon: Daemon) -> N
     assert [r[0] for r in replies] == [C.SMFIR_REPLYCODE]
     assert replies[0][1]["smtpcode"] == "451"
     assert "could not be recorded" in replies[0][1]["text"]
-    assert "tempfailing instead of holding unrecorded" in daemon.log_text()
+    daemon.logged("tempfailing instead of holding unrecorded")
 
 
 def test_an_unreadable_sendmail_recipient_holds_the_message_and_counts_as_held(

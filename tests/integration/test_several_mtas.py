@@ -160,8 +160,7 @@ def test_a_release_asked_with_database_access_only_is_carried_out_by_the_holding
     assert helper_b is not None
     assert f"request {request_id} from" in helper_a.log_text()
     assert f"request {request_id} from" not in helper_b.log_text()
-    assert f"request {request_id} (release of {queue_id} on mta-a, by anna): done" in \
-        mtas.a.daemon.log_text()
+    mtas.a.daemon.logged(f"request {request_id} (release of {queue_id} on mta-a, by anna): done")
 
 
 def test_of_two_reviewers_releasing_one_message_at_once_one_is_told_of_the_other(
