@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 
 from postwacht.adapters import logqueue
 
@@ -50,5 +51,50 @@ def test_a_stalled_log_drops_and_counts_instead_of_growing_or_waiting() -> None:
         stop()
     text = out.getvalue()
     assert "log records were dropped: the log could not keep up" in text
-    assert text.count("line ") <= 7
+    assert text.count("line ") <= 10  # at most a batch in hand and a full queue
     assert "after" in text
+
+
+def fail() -> None:
+    raise ValueError("the record's own failure")
+
+
+def test_a_line_says_what_held_when_it_was_logged_with_its_traceback() -> None:
+    out = io.StringIO()
+    stop = logqueue.start(out, queue_size=100)
+    seen = ["first"]
+    try:
+        log = logging.getLogger("postwacht.milter")
+        log.info("recipients=%s", seen)
+        seen.append("later")  # changed after the call: the line keeps the old value
+        try:
+            fail()
+        except ValueError:
+            log.exception("eom failed")
+    finally:
+        stop()
+    text = out.getvalue()
+    assert "recipients=['first']\n" in text
+    assert "eom failed\nTraceback (most recent call last):" in text
+    assert "ValueError: the record's own failure" in text
+
+
+def test_each_line_carries_its_own_time_to_the_millisecond() -> None:
+    out = io.StringIO()
+    stop = logqueue.start(out, queue_size=100)
+    try:
+        log = logging.getLogger("postwacht.milter")
+        records = []
+        for second, ms in ((1_700_000_000, 123), (1_700_000_000, 999), (1_700_000_001, 500)):
+            record = log.makeRecord("postwacht.milter", logging.INFO, __file__, 0, "x",
+                                    (), None)
+            record.created, record.msecs = second + ms / 1000, ms
+            records.append(record)
+        for record in records:
+            log.handle(record)
+    finally:
+        stop()
+    stamps = [line.split(" INFO ")[0] for line in out.getvalue().splitlines()]
+    expected = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(m))) + f",{ms:03d}"
+                for m, ms in ((1_700_000_000, 123), (1_700_000_000, 999), (1_700_000_001, 500))]
+    assert stamps == expected

@@ -1,42 +1,82 @@
 """The daemon's log, written by a thread of its own.
 
-Every message makes one log line. Written from the milter threads through one stream
-handler, each line waited for the handler's lock while another thread wrote (seen in a
-profile under load: the largest share of the milter's time). Here a milter thread only
-puts the record into a bounded queue; one listener thread formats and writes. When the
-log cannot keep up (a stalled journald pipe), records are dropped and counted rather than
-let the queue grow or the milter wait, and the next line written says how many were lost.
+Every outbound message makes one log line. Written from the milter threads through one
+stream handler, each line waited for the handler's lock while another thread wrote (seen
+in a profile under load: the largest share of the milter's time). Here a milter thread
+only turns the record into its final text and puts it into a bounded queue; one thread
+formats and writes what has gathered, many lines in one write. When the log cannot keep
+up (a stalled journald pipe), records are dropped and counted rather than let the queue
+grow or the milter wait, and the next line written says how many were lost.
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
 QUEUE_SIZE = 10_000
 """Log records waiting to be written; beyond, records are dropped and counted."""
+BATCH = 512
+"""Records written at most in one write (and one flush)."""
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Enqueues without waiting (a SimpleQueue: no condition variable to wake, the
-    cheapest hand-over there is); beyond `limit` waiting records it drops and counts."""
+class _Formatter(logging.Formatter):
+    """FORMAT, with the date and time made once a second instead of once a line (a
+    profile showed `time.strftime` as the writer's largest cost)."""
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], limit: int) -> None:
-        super().__init__(records)
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+        self._stamp = (-1, "")  # one tuple, so that two threads never mix two seconds
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second)))
+            self._stamp = stamp
+        return f"{stamp[1]},{int(record.msecs):03d}"
+
+
+class _QueueHandler(logging.Handler):
+    """Puts a record, its text made final, into the queue without waiting and without a
+    lock shared with other threads (SimpleQueue is safe as it is); beyond `limit`
+    waiting records it drops and counts."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None],
+                 limit: int) -> None:
+        super().__init__()
         self._records = records
         self._limit = limit
         self._lock_dropped = threading.Lock()
         self.dropped = 0
 
-    def enqueue(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
+        # logging.Handler.handle would take the handler's lock around `emit`.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
         if self._records.qsize() >= self._limit:
             with self._lock_dropped:
                 self.dropped += 1
+            return
+        try:
+            # The arguments and the traceback belong to this thread's moment: make the
+            # text now. This handler is the only one, so the record can be changed.
+            record.msg = record.getMessage()
+            record.args = None
+            if record.exc_info:
+                record.exc_text = _TRACEBACK.formatException(record.exc_info)
+                record.exc_info = None
+        except Exception:  # noqa: BLE001 - a bad format string: logging's way, on stderr
+            self.handleError(record)
             return
         self._records.put(record)
 
@@ -47,30 +87,74 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
 
 
 class _Writer(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes for the listener; first says how many records were lost before this one."""
+    """Formats and writes records, a batch at a time; first says how many records were
+    lost before them."""
 
     def __init__(self, stream: TextIO, dropped: Callable[[], int]) -> None:
         super().__init__(stream)
+        self.setFormatter(_Formatter())
         self._dropped = dropped
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def write(self, records: list[logging.LogRecord]) -> None:
         lost = self._dropped()
         if lost:
-            super().emit(logging.LogRecord(
+            records = [logging.LogRecord(
                 "postwacht.log", logging.WARNING, __file__, 0,
-                "%d log records were dropped: the log could not keep up", (lost,), None))
-        super().emit(record)
+                "%d log records were dropped: the log could not keep up", (lost,), None),
+                *records]
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.format(record) + self.terminator)
+            except Exception:  # noqa: BLE001 - said on stderr; the writer must not die
+                self.handleError(record)
+        if not lines:
+            return
+        self.acquire()
+        try:
+            self.stream.write("".join(lines))
+            self.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream, as StreamHandler
+            self.handleError(records[-1])
+        finally:
+            self.release()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write([record])
+
+
+_TRACEBACK = logging.Formatter()
+
+
+def _listen(records: queue.SimpleQueue[logging.LogRecord | None], writer: _Writer) -> None:
+    """Write what gathers in the queue until None arrives."""
+    while True:
+        batch = [records.get()]
+        while len(batch) < BATCH:
+            try:
+                batch.append(records.get_nowait())
+            except queue.Empty:
+                break
+        writer.write([record for record in batch if record is not None])
+        if None in batch:
+            return
 
 
 def start(stream: TextIO, level: int = logging.INFO,
           queue_size: int = QUEUE_SIZE) -> Callable[[], None]:
     """Send the root logger's records through a queue to `stream`; returns what stops
-    the listener after writing what is queued."""
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = _DroppingQueueHandler(records, queue_size)
+    the writing thread after writing what is queued."""
+    # The format asks for no source line, thread or process: the logging HOWTO's
+    # optimisation ("Optimization") spares each record finding them.
+    saved = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing,
+             logging._srcfile)
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
+    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+    handler = _QueueHandler(records, queue_size)
     writer = _Writer(stream, handler.take_dropped)
-    writer.setFormatter(logging.Formatter(FORMAT))
-    listener = logging.handlers.QueueListener(records, writer)
+    listener = threading.Thread(target=_listen, args=(records, writer), name="log",
+                                daemon=True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -80,6 +164,9 @@ def start(stream: TextIO, level: int = logging.INFO,
         # The writer takes over first, so that nothing logged meanwhile is queued where
         # nobody reads it any more; then what is queued is written.
         root.handlers[:] = [writer]
-        listener.stop()
+        records.put(None)
+        listener.join()
+        (logging.logThreads, logging.logProcesses, logging.logMultiprocessing,
+         logging._srcfile) = saved
 
     return stop
