@@ -178,6 +178,7 @@ def test_a_body_in_any_chunking_is_classified_as_when_fed_line_by_line() -> None
     "Burger\u00a0service\u00a0nummer 123456782\r\n".encode(),
     b"Burger\r\nservice nummer 123456782\r\n",
     b"BSN\r\n" + b"ab\r\n" * 30 + b"123456782\r\n",  # in the window without CRs
+    b"BSN\r\r\r\n" + b"ab\r\r\n" * 30 + b"123456782\r\n",  # several CRs to a line end
 ])
 def test_a_bsn_is_found_across_spaces_and_line_ends_as_a_line_by_line_reading_finds_it(
         body: bytes) -> None:
