@@ -51,6 +51,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/discovery_latency.py
 	$(BIN)/python bench/correspondents.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/steady_state.py
 
 # Installs only what is missing, so a prepared machine needs no network.
 system-packages:
