@@ -126,6 +126,8 @@ class PostfixInstance:
     ports: Ports
     submission_port: int = field(default_factory=free_port)
     inbound_port: int = field(default_factory=free_port)
+    deploy: bool = True
+    """False: none of deploy/postfix's lines, as on a Postfix the filter is new to."""
 
     @property
     def config(self) -> Path:
@@ -165,12 +167,13 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 milter_command_timeout = 10s
 virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.org }} }}
 """)
-        self.postconf("-e", *deploy_main_cf(self.ports))
+        if self.deploy:
+            self.postconf("-e", *deploy_main_cf(self.ports))
         self.postconf("-F", "*/*/chroot = n")
         self.postconf("-MX", "smtp/inet")
         for port in (self.submission_port, self.inbound_port):
             self.postconf("-M", f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd")
-        for option in deploy_master_options():
+        for option in deploy_master_options() if self.deploy else []:
             self.postconf("-P", f"127.0.0.1:{self.submission_port}/inet/{option}")
 
     def start(self) -> None:

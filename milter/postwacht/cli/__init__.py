@@ -11,7 +11,17 @@ import sys
 from collections.abc import Sequence
 
 from postwacht import __version__
-from postwacht.cli import audit, correspondents, daemon, domains, helper, policy, review, web
+from postwacht.cli import (
+    audit,
+    correspondents,
+    daemon,
+    doctor,
+    domains,
+    helper,
+    policy,
+    review,
+    web,
+)
 from postwacht.cli.common import ExitCode, UsageError
 
 
@@ -41,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     web.add_parsers(sub)
     correspondents.add_parsers(sub)
+    doctor.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,314 @@
+"""What Postfix's configuration must say for the filter to see every message, and where
+it contradicts the policy: a judgement over `postconf` output, for `postwacht doctor`.
+
+The input is text Postfix printed (`postconf`, `postconf -M`, `postconf -P`) and the
+policy; the output is a list of findings, each naming the setting, what is wrong, and the
+`postconf` change that mends it when one can. Nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from postwacht.core.policy import Policy
+from postwacht.core.vocabulary import Accepted, Action, Mode
+
+HEADER_CHECKS = "postwacht_header_checks"
+"""The file in Postfix's configuration directory where `make install` puts
+deploy/postfix/header_checks (routing by header)."""
+SMTP_HEADER_CHECKS = "postwacht_smtp_header_checks"
+"""... and deploy/postfix/smtp_header_checks (our headers stay inside)."""
+SUBMISSION_SERVICES = frozenset({"submission", "submissions", "smtps", "587", "465"})
+"""master.cf names of the services a mail client submits through."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """The filter's two sockets, as Postfix names them (`inet:127.0.0.1:8894`,
+    `unix:postwacht/milter.sock`), and Postfix's configuration directory."""
+
+    milter: str
+    socketmap: str
+    config: str = "/etc/postfix"
+
+    @property
+    def header_checks(self) -> str:
+        return f"regexp:{self.config}/{HEADER_CHECKS}"
+
+    @property
+    def smtp_header_checks(self) -> str:
+        return f"regexp:{self.config}/{SMTP_HEADER_CHECKS}"
+
+    @property
+    def transport_map(self) -> str:
+        return f"socketmap:{self.socketmap}:transport"
+
+    @property
+    def tls_map(self) -> str:
+        return f"socketmap:{self.socketmap}:tls"
+
+    @property
+    def milter_entry(self) -> str:
+        return f"{{ {self.milter}, default_action=tempfail }}"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One master.cf service: `name/type`, its command, and its `-o` settings."""
+
+    name: str
+    type: str
+    command: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.type}"
+
+    @property
+    def port(self) -> str:
+        """The port an inet service listens on: `submission`, `127.0.0.1:2525` -> 2525."""
+        return self.name.rpartition(":")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing to mend (or, when not `must`, to know)."""
+
+    where: str
+    """`main.cf: smtpd_milters`, `master.cf: submission/inet`, `policy`, ..."""
+    problem: str
+    fix: str
+    """What to do, for a person."""
+    postconf: tuple[str, ...] = ()
+    """The arguments to `postconf` that mend it (after `-c DIR`); empty: by hand."""
+    must: bool = True
+    """False: worth knowing, but the filter does what it promises without it."""
+
+
+def parse_main(text: str) -> dict[str, str]:
+    """`postconf` output (`name = value` lines) as a dict."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            settings[name.strip()] = value.strip()
+        elif line.rstrip().endswith(" ="):
+            settings[line.rstrip()[:-2].strip()] = ""
+    return settings
+
+
+def parse_master(services: str, params: str) -> list[Service]:
+    """`postconf -M` (one service a line) and `postconf -P` (`name/type/param = value`)."""
+    overrides: dict[str, dict[str, str]] = {}
+    for line in params.splitlines():
+        key, sep, value = line.partition(" = ")
+        if not sep:
+            key, sep, value = line.rstrip().partition(" =")
+        if not sep or key.count("/") < 2:
+            continue
+        name, kind, param = key.strip().rsplit("/", 2)
+        overrides.setdefault(f"{name}/{kind}", {})[param] = value.strip()
+    found = []
+    for line in services.splitlines():
+        fields = line.split()
+        if len(fields) < 8 or line.startswith((" ", "\t", "#")):
+            continue
+        name, kind, command = fields[0], fields[1], fields[7]
+        found.append(Service(name, kind, command, overrides.get(f"{name}/{kind}", {})))
+    return found
+
+
+def split_list(value: str) -> list[str]:
+    """A Postfix list: items separated by commas or blanks, `{ ... }` kept whole."""
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
+    for char in value:
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(0, depth - 1)
+        if depth == 0 and (char == "," or char.isspace()):
+            if current:
+                items.append("".join(current))
+                current = []
+            continue
+        current.append(char)
+    if current:
+        items.append("".join(current))
+    return items
+
+
+def milter_address(item: str) -> tuple[str, dict[str, str]]:
+    """A `smtpd_milters` item as its address and its per-milter settings."""
+    if not item.startswith("{"):
+        return item, {}
+    parts = [p.strip() for p in item.strip("{} \t").split(",") if p.strip()]
+    settings = {}
+    for part in parts[1:]:
+        name, _, value = part.partition("=")
+        settings[name.strip()] = value.strip()
+    return (parts[0] if parts else ""), settings
+
+
+def _with_ours(items: list[str], ours: str, is_ours: str) -> str:
+    """The list with our entry in place of any earlier form of it, first."""
+    rest = [i for i in items if milter_address(i)[0] != is_ours]
+    return ", ".join([ours, *rest])
+
+
+def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Policy,
+             endpoints: Endpoints, submission: frozenset[str] = frozenset()) -> list[Finding]:
+    """Everything in Postfix's configuration that keeps the filter from seeing a message
+    or from making its decision stick, and what mends it. `submission` names services
+    (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
+    findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
+                *_services(main, services, policy, SUBMISSION_SERVICES | submission)]
+    if main.get("enable_long_queue_ids", "no") != "yes":
+        findings.append(Finding(
+            "main.cf: enable_long_queue_ids",
+            "short queue ids are reused, so a queue id in a record, a log line or a review "
+            "could name two messages",
+            "turn long queue ids on (renames nothing that is queued)",
+            ("-e", "enable_long_queue_ids = yes")))
+    return findings
+
+
+def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: Endpoints
+             ) -> list[Finding]:
+    found = []
+    for name, who in (("smtpd_milters", "mail submitted over SMTP"),
+                      ("non_smtpd_milters", "mail submitted with sendmail(1)")):
+        items = split_list(main.get(name, ""))
+        mine = [milter_address(i)[1] for i in items
+                if milter_address(i)[0] == endpoints.milter]
+        fixed = ("-e", f"{name} = {_with_ours(items, endpoints.milter_entry, endpoints.milter)}")
+        if not mine:
+            found.append(Finding(
+                f"main.cf: {name}", f"{who} does not pass the filter ({endpoints.milter} "
+                "is not listed)", "list the filter with default_action=tempfail", fixed))
+        elif mine[0].get("default_action") != "tempfail":
+            found.append(Finding(
+                f"main.cf: {name}", f"{endpoints.milter} has no default_action=tempfail: "
+                "while the filter is down, mail would leave unchecked or bounce",
+                "give it default_action=tempfail", fixed))
+    if main.get("milter_default_action", "tempfail") != "tempfail":
+        found.append(Finding(
+            "main.cf: milter_default_action",
+            f"is {main.get('milter_default_action')!r}: a milter listed without its own "
+            "default_action lets mail through (or bounces it) when it cannot be reached",
+            "make it tempfail", ("-e", "milter_default_action = tempfail")))
+    for service in services:
+        value = service.params.get("smtpd_milters")
+        if service.command == "smtpd" and value is not None and not any(
+                milter_address(i)[0] == endpoints.milter for i in split_list(value)):
+            mended = _with_ours(split_list(value), endpoints.milter_entry, endpoints.milter)
+            found.append(Finding(
+                f"master.cf: {service.key}",
+                f"-o smtpd_milters={value} leaves the filter out of this service",
+                "list the filter in the override (or remove it)",
+                ("-P", f"{service.key}/smtpd_milters={mended}")))
+    return found
+
+
+def _first_map(main: Mapping[str, str], name: str, ours: str, why: str) -> Finding | None:
+    items = split_list(main.get(name, ""))
+    if items[:1] == [ours]:
+        return None
+    rest = [i for i in items if i != ours]
+    problem = (f"{ours} is not listed: {why}" if ours not in items else
+               f"{ours} comes after {items[0]}, whose answer wins: {why}")
+    return Finding(f"main.cf: {name}", problem, "list the filter's table first",
+                   ("-e", f"{name} = {', '.join([ours, *rest])}"))
+
+
+def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> list[Finding]:
+    found: list[Finding | None] = []
+    if policy.retired:
+        found.append(_first_map(
+            main, "transport_maps", endpoints.transport_map,
+            "mail that reaches a retired domain through an alias or a .forward is not "
+            "stopped (the milter sees recipients before they are expanded)"))
+    secure = policy.secure_transport
+    if secure is not None:
+        found.append(_first_map(
+            main, "smtp_tls_policy_maps", endpoints.tls_map,
+            "sensitive mail the filter let through as verified could still leave over "
+            "unverified TLS or none"))
+        if Accepted.DANE in secure.accept and main.get("smtp_dns_support_level") != "dnssec":
+            found.append(Finding(
+                "main.cf: smtp_dns_support_level",
+                f"is {main.get('smtp_dns_support_level') or 'empty'}: Postfix cannot use "
+                "DANE, so the TLS table's dane-only answers defer such mail",
+                "make it dnssec (and use a validating resolver)",
+                ("-e", "smtp_dns_support_level = dnssec")))
+        if secure.otherwise is Action.ROUTE and not split_list(
+                main.get("milter_header_checks", "")):
+            found.append(Finding(
+                "main.cf: milter_header_checks",
+                "is empty: sensitive mail the filter routes to the secure-mail provider "
+                "would leave directly instead", f"use {endpoints.header_checks} (make install "
+                "puts it there)", ("-e", f"milter_header_checks = {endpoints.header_checks}")))
+        relay = main.get("relayhost", "")
+        if relay and secure.mode is Mode.ENFORCE:
+            found.append(Finding(
+                "main.cf: relayhost",
+                f"is {relay}: Postfix asks the TLS table about the relay, not the "
+                "recipient's domain, so sensitive mail let through as verified is verified "
+                "only as far as the relay",
+                "deliver directly (relayhost empty), or keep the relay and set the policy's "
+                "secure_transport to mode: monitor until the relay's own delivery is "
+                "agreed"))
+    if not any("postwacht" in item for item in split_list(main.get("smtp_header_checks", ""))):
+        found.append(Finding(
+            "main.cf: smtp_header_checks",
+            "does not drop X-Postwacht-* headers: released or routed mail would tell the "
+            "world why it was held", f"use {endpoints.smtp_header_checks} (make install puts "
+            "it there)", ("-e", "smtp_header_checks = " + ", ".join(
+                [endpoints.smtp_header_checks, *split_list(main.get("smtp_header_checks", ""))]))))
+    return [f for f in found if f is not None]
+
+
+def _services(main: Mapping[str, str], services: Sequence[Service], policy: Policy,
+              submission: frozenset[str]) -> list[Finding]:
+    found = []
+    names = sorted(policy.outbound.daemon_names)
+    for service in services:
+        if service.command != "smtpd" or service.type != "inet":
+            continue
+        submits = bool({service.port, service.name, service.key} & submission)
+        if submits and names:
+            marker = service.params.get("milter_macro_daemon_name",
+                                        main.get("milter_macro_daemon_name", ""))
+            if marker not in policy.outbound.daemon_names:
+                found.append(Finding(
+                    f"master.cf: {service.key}",
+                    f"milter_macro_daemon_name is {marker or 'unset'!r}, not one of the "
+                    f"policy's outbound.daemon_names ({', '.join(names)}): mail submitted "
+                    "here counts as internal only if its sender logged in or its client is "
+                    "in outbound.networks",
+                    f"mark the service -o milter_macro_daemon_name={names[0]}",
+                    ("-P", f"{service.key}/milter_macro_daemon_name={names[0]}")))
+        unlisted = service.params.get("smtpd_reject_unlisted_recipient",
+                                      main.get("smtpd_reject_unlisted_recipient", "yes"))
+        if not policy.retired or unlisted == "no":
+            continue
+        if submits:
+            found.append(Finding(
+                f"master.cf: {service.key}",
+                "smtpd refuses a retired recipient itself (the transport table answers "
+                "error: for it) before the filter sees it, so `postwacht report retired` "
+                "cannot name the sender",
+                "let the filter refuse it: -o smtpd_reject_unlisted_recipient=no",
+                ("-P", f"{service.key}/smtpd_reject_unlisted_recipient=no")))
+        elif policy.outbound.networks:
+            found.append(Finding(
+                f"master.cf: {service.key}",
+                "clients in outbound.networks that send here have retired recipients "
+                "refused by smtpd before the filter sees them: the refusal stands, but "
+                "`postwacht report retired` does not list them",
+                "send internal mail through submission; keep this service's default "
+                "(turning it off would accept mail for unknown local users)", must=False))
+    return found

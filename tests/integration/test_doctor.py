@@ -1,0 +1,149 @@
+"""`postwacht doctor` against a real Postfix that the filter is new to: it names what is
+missing, `--apply` mends it, and then the filter really sees the mail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import (
+    DEPLOY,
+    POSTWACHT,
+    Daemon,
+    Lab,
+    Ports,
+    PostfixInstance,
+    Sink,
+    require_root,
+    write_test_policy,
+)
+
+SENDER = "medewerker@samen-veilig.nl"
+DEBIAN_MAIN_CF = Path("/usr/share/postfix/main.cf.debian")
+
+
+@pytest.fixture(scope="module")
+def bare() -> Iterator[Lab]:
+    """Postfix as a postmaster has it before the filter: none of deploy/postfix's lines
+    (only the header-check files `make install` puts beside main.cf), and the filter
+    running."""
+    require_root()
+    root = Path(tempfile.mkdtemp(prefix="postwacht-doctor-", dir="/tmp"))
+    sink = Sink()
+    sink.start()
+    ports = Ports()
+    write_test_policy(root / "policy.yaml")
+    postfix = PostfixInstance(root, sink.port, ports, deploy=False)
+    postfix.setup()
+    for name in ("header_checks", "smtp_header_checks"):
+        shutil.copy(DEPLOY / name, postfix.config / f"postwacht_{name}")
+    daemon = Daemon(root, root / "policy.yaml", ports, postfix_config=postfix.config)
+    daemon.start()
+    try:
+        postfix.start()
+        yield Lab(postfix, sink, daemon)
+    finally:
+        postfix.stop()
+        daemon.stop()
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def doctor(lab: Lab, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [POSTWACHT, "doctor", "--postfix-config", str(lab.postfix.config),
+         "--policy", str(lab.daemon.policy), "--user", "root",
+         "--milter", f"inet:127.0.0.1:{lab.daemon.ports.milter}",
+         "--socketmap", f"inet:127.0.0.1:{lab.daemon.ports.socketmap}",
+         "--submission", f"127.0.0.1:{lab.postfix.submission_port}/inet", *extra],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_doctor_names_what_is_missing_applies_it_and_then_the_filter_refuses(bare: Lab) -> None:
+    first = doctor(bare)
+    assert first.returncode == 1, first.stdout + first.stderr
+    fixes = [line for line in first.stdout.splitlines() if line.startswith("FIX ")]
+    for setting in ("smtpd_milters", "non_smtpd_milters", "transport_maps",
+                    "smtp_header_checks", "enable_long_queue_ids"):
+        assert any(f"main.cf: {setting}: " in line for line in fixes), first.stdout
+    submission = f"master.cf: 127.0.0.1:{bare.postfix.submission_port}/inet: "
+    assert sum(submission in line for line in fixes) == 2, first.stdout
+    assert "run: postconf -c " in first.stdout
+
+    applied = doctor(bare, "--apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "reloaded Postfix" in applied.stdout
+    assert "all is well" in applied.stdout
+    saved = list(bare.postfix.config.glob("main.cf.before-postwacht-*"))
+    assert len(saved) == 1
+    assert "smtpd_milters" not in saved[0].read_text()
+
+    again = doctor(bare)
+    assert again.returncode == 0, again.stdout
+    assert "FIX " not in again.stdout
+
+    m = uuid.uuid4().hex[:12]
+    refused = bare.postfix.submit(SENDER, [f"dossier-{m}@bjzutrecht.nl"], m)
+    assert [code for code, _ in refused.values()] == [550]
+    report = bare.daemon.cli("report", "retired", "--state", str(bare.daemon.state))
+    assert SENDER in report.stdout
+    assert "bjzutrecht.nl" in report.stdout
+
+
+def test_a_filter_that_does_not_answer_is_named(bare: Lab, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [POSTWACHT, "doctor", "--postfix-config", str(bare.postfix.config),
+         "--policy", str(bare.daemon.policy), "--user", "root",
+         "--milter", "inet:127.0.0.1:1", "--socketmap", f"unix:{tmp_path}/none.sock"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "FIX  milter inet:127.0.0.1:1: does not answer" in result.stdout
+    assert f"FIX  socketmap unix:{tmp_path}/none.sock: does not answer" in result.stdout
+
+
+def test_a_policy_the_service_user_cannot_read_is_named(bare: Lab) -> None:
+    place = Path(tempfile.mkdtemp(prefix="postwacht-doctor-policy-", dir="/tmp"))
+    try:
+        place.chmod(0o755)
+        policy = place / "policy.yaml"
+        shutil.copy(bare.daemon.policy, policy)
+        policy.chmod(0o600)
+        args = [POSTWACHT, "doctor", "--postfix-config", str(bare.postfix.config),
+                "--policy", str(policy), "--user", "nobody"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 1
+        assert f"FIX  {policy}: user nobody cannot read it (no read permission on {policy})" \
+            in result.stdout
+        place.chmod(0o700)
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+        assert f"user nobody cannot read it (no search permission on {place})" in result.stdout
+    finally:
+        shutil.rmtree(place)
+
+
+@pytest.mark.skipif(not DEBIAN_MAIN_CF.exists(), reason="Debian's main.cf.debian is missing")
+def test_a_postfix_without_main_cf_is_told_where_one_comes_from(tmp_path: Path) -> None:
+    require_root()
+    config = tmp_path / "postfix"
+    config.mkdir()
+    shutil.copy("/etc/postfix/master.cf", config / "master.cf")
+    args = [POSTWACHT, "doctor", "--postfix-config", str(config), "--user", "root",
+            "--policy", str(Path(__file__).resolve().parents[2] / "policies" / "example.yaml")]
+    told = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert told.returncode == 1
+    assert f"FIX  {config / 'main.cf'}: does not exist" in told.stdout
+    assert f"cp {DEBIAN_MAIN_CF} {config / 'main.cf'}" in told.stdout
+
+    made = subprocess.run([*args, "--apply"], capture_output=True, text=True, timeout=120,
+                          check=False, env={**os.environ, "LC_ALL": "C"})
+    assert f"made {config / 'main.cf'} from {DEBIAN_MAIN_CF}" in made.stdout
+    text = (config / "main.cf").read_text()
+    assert text.startswith(DEBIAN_MAIN_CF.read_text())
+    assert "smtpd_milters = { inet:127.0.0.1:8894, default_action=tempfail }" in text

@@ -1,0 +1,145 @@
+"""`postwacht doctor`'s judgement: what Postfix's configuration must say for the filter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from postwacht.config.compiler import load
+from postwacht.core.policy import Policy
+from postwacht.core.postfixconf import (
+    Endpoints,
+    Finding,
+    Service,
+    diagnose,
+    parse_main,
+    parse_master,
+    split_list,
+)
+
+from tests.conftest import ROOT
+
+ENDPOINTS = Endpoints("inet:127.0.0.1:8894", "inet:127.0.0.1:8895")
+SUBMISSION = Service("submission", "inet", "smtpd",
+                     {"milter_macro_daemon_name": "ORIGINATING",
+                      "smtpd_reject_unlisted_recipient": "no"})
+
+
+def deploy_main_cf() -> dict[str, str]:
+    """deploy/postfix/main.cf's settings, as `postconf` would print them."""
+    lines = [line for line in (ROOT / "deploy" / "postfix" / "main.cf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    return parse_main("\n".join(lines))
+
+
+def where(findings: list[Finding]) -> list[str]:
+    return [f.where for f in findings if f.must]
+
+
+def test_a_postfix_list_keeps_braced_items_whole() -> None:
+    assert split_list("{ inet:127.0.0.1:8894, default_action=tempfail }, inet:x:1  unix:y") == [
+        "{ inet:127.0.0.1:8894, default_action=tempfail }", "inet:x:1", "unix:y"]
+    assert split_list("") == []
+
+
+def test_postconf_output_is_read_with_empty_values_and_service_overrides() -> None:
+    main = parse_main("relayhost =\nmyhostname = mta.example\nsmtpd_milters = { a, b=c }\n")
+    assert main == {"relayhost": "", "myhostname": "mta.example", "smtpd_milters": "{ a, b=c }"}
+    services = parse_master(
+        "smtp       inet  n       -       y       -       -       smtpd\n"
+        "submission inet  n       -       y       -       -       smtpd "
+        "-o milter_macro_daemon_name=ORIGINATING\n"
+        "pickup     unix  n       -       y       60      1       pickup\n",
+        "submission/inet/milter_macro_daemon_name = ORIGINATING\n"
+        "submission/inet/smtpd_milters = { inet:127.0.0.1:8894, default_action=tempfail }\n")
+    assert [(s.key, s.command) for s in services] == [
+        ("smtp/inet", "smtpd"), ("submission/inet", "smtpd"), ("pickup/unix", "pickup")]
+    assert services[1].params["smtpd_milters"] == "{ inet:127.0.0.1:8894, default_action=tempfail }"
+
+
+def test_debian_defaults_miss_every_line_the_example_policy_needs(example_policy: Policy) -> None:
+    findings = diagnose({}, [Service("submission", "inet", "smtpd")], example_policy, ENDPOINTS)
+    assert where(findings) == [
+        "main.cf: smtpd_milters", "main.cf: non_smtpd_milters", "main.cf: transport_maps",
+        "main.cf: smtp_tls_policy_maps", "main.cf: smtp_dns_support_level",
+        "main.cf: smtp_header_checks", "master.cf: submission/inet",
+        "master.cf: submission/inet", "main.cf: enable_long_queue_ids"]
+    fixes = [f.postconf for f in findings]
+    assert ("-e", "smtpd_milters = { inet:127.0.0.1:8894, default_action=tempfail }") in fixes
+    assert ("-e", "transport_maps = socketmap:inet:127.0.0.1:8895:transport") in fixes
+    assert ("-P", "submission/inet/milter_macro_daemon_name=ORIGINATING") in fixes
+    assert ("-P", "submission/inet/smtpd_reject_unlisted_recipient=no") in fixes
+
+
+def test_the_deploy_kits_lines_leave_nothing_to_fix(example_policy: Policy) -> None:
+    findings = diagnose(deploy_main_cf(), [SUBMISSION], example_policy, ENDPOINTS)
+    assert where(findings) == []
+
+
+def test_another_milter_stays_and_ours_gets_its_default_action(example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"smtpd_milters": "inet:127.0.0.1:9999, inet:127.0.0.1:8894"}
+    [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert "no default_action=tempfail" in finding.problem
+    assert finding.postconf == ("-e", "smtpd_milters = { inet:127.0.0.1:8894, "
+                                      "default_action=tempfail }, inet:127.0.0.1:9999")
+
+
+def test_our_table_must_come_before_another_that_would_answer_first(
+        example_policy: Policy) -> None:
+    main = deploy_main_cf() | {
+        "transport_maps": "hash:/etc/postfix/transport, socketmap:inet:127.0.0.1:8895:transport"}
+    [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert finding.where == "main.cf: transport_maps"
+    assert "comes after hash:/etc/postfix/transport" in finding.problem
+    assert finding.postconf == ("-e", "transport_maps = socketmap:inet:127.0.0.1:8895:transport, "
+                                      "hash:/etc/postfix/transport")
+
+
+def test_a_service_that_drops_the_filter_and_a_fail_open_default_are_named(
+        example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"milter_default_action": "accept"}
+    open_service = Service("127.0.0.1:10025", "inet", "smtpd", {"smtpd_milters": ""})
+    assert where(diagnose(main, [SUBMISSION, open_service], example_policy, ENDPOINTS)) == [
+        "main.cf: milter_default_action", "master.cf: 127.0.0.1:10025/inet"]
+
+
+def test_a_relayhost_under_enforced_secure_transport_must_be_decided_by_hand(
+        example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"relayhost": "[smtp.provider.example]:587"}
+    [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert finding.where == "main.cf: relayhost"
+    assert "verified only as far as the relay" in finding.problem
+    assert finding.postconf == ()
+
+
+def test_a_policy_without_retired_domains_or_secure_transport_needs_neither_table(
+        write_policy: Callable[[str], Path]) -> None:
+    policy = load(write_policy("""
+        version: 1
+        organisation: Test
+        owned_domains: [example.nl]
+        outbound: {networks: [127.0.0.0/8]}
+    """))
+    main = {"smtpd_milters": "{ inet:127.0.0.1:8894, default_action=tempfail }",
+            "non_smtpd_milters": "{ inet:127.0.0.1:8894, default_action=tempfail }",
+            "smtp_header_checks": "regexp:/etc/postfix/postwacht_smtp_header_checks",
+            "enable_long_queue_ids": "yes", "relayhost": "[relay.example]"}
+    assert where(diagnose(main, [Service("smtp", "inet", "smtpd")], policy, ENDPOINTS)) == []
+
+
+def test_port_25_from_outbound_networks_is_a_note_not_a_fix(example_policy: Policy) -> None:
+    findings = diagnose(deploy_main_cf(), [Service("smtp", "inet", "smtpd"), SUBMISSION],
+                        example_policy, ENDPOINTS)
+    [note] = [f for f in findings if not f.must]
+    assert note.where == "master.cf: smtp/inet"
+    assert re.search(r"refused by smtpd before the filter", note.problem)
+
+
+def test_a_service_named_on_the_command_line_counts_as_submission(
+        example_policy: Policy) -> None:
+    lab = Service("127.0.0.1:2525", "inet", "smtpd")
+    assert where(diagnose(deploy_main_cf(), [lab], example_policy, ENDPOINTS)) == []
+    named = diagnose(deploy_main_cf(), [lab], example_policy, ENDPOINTS,
+                     frozenset({"127.0.0.1:2525/inet"}))
+    assert where(named) == ["master.cf: 127.0.0.1:2525/inet"] * 2
