@@ -39,7 +39,10 @@ def bare() -> Iterator[Lab]:
     sink = Sink()
     sink.start()
     ports = Ports()
-    write_test_policy(root / "policy.yaml")
+    # Loopback counts as outbound, so the plain smtpd listener is "port 25 from an
+    # outbound network".
+    write_test_policy(root / "policy.yaml", outbound={
+        "authenticated": True, "networks": ["127.0.0.0/8"], "daemon_names": ["ORIGINATING"]})
     postfix = PostfixInstance(root, sink.port, ports, deploy=False)
     postfix.setup()
     for name in ("header_checks", "smtp_header_checks"):
@@ -92,9 +95,17 @@ def test_doctor_names_what_is_missing_applies_it_and_then_the_filter_refuses(bar
     m = uuid.uuid4().hex[:12]
     refused = bare.postfix.submit(SENDER, [f"dossier-{m}@bjzutrecht.nl"], m)
     assert [code for code, _ in refused.values()] == [550]
+    # Port 25: smtpd refuses through the transport table before any milter decides; the
+    # filter is told of the refused recipient and reports it all the same.
+    other = "planning@samen-veilig.nl"
+    refused = bare.postfix.submit(other, [f"dossier-{m}@bjzutrecht.nl"], m,
+                                  port=bare.postfix.inbound_port)
+    assert [code for code, _ in refused.values()] == [550]
+    assert b"Recipient address rejected" in next(iter(refused.values()))[1]
     report = bare.daemon.cli("report", "retired", "--state", str(bare.daemon.state))
     assert SENDER in report.stdout
-    assert "bjzutrecht.nl" in report.stdout
+    assert other in report.stdout
+    assert bare.daemon.logged("refused_by=postfix")
 
 
 def test_a_filter_that_does_not_answer_is_named(bare: Lab, tmp_path: Path) -> None:

@@ -233,3 +233,27 @@ def test_a_connection_opened_before_a_reload_treats_unseen_content_as_sensitive(
     finally:
         assert daemon.stop() == 0
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_recipient_postfix_refused_itself_is_reported_and_never_decided_again(
+    daemon: Daemon,
+) -> None:
+    """With P_RCPT_REJ Postfix also tells of recipients smtpd refused (port 25 refuses a
+    retired domain through the transport table): {rcpt_mailer} is "error" for those, and
+    for a recipient accepted to the error transport too, which the filter must refuse."""
+    assert Session(daemon.milter_port).protocol & C.SMFIP_RCPT_REJ
+    session = Session(daemon.milter_port)
+    session.connect(port=40126)
+    session.mail("<rejtest@samen-veilig.nl>")
+    session.conn.send_macro(C.SMFIC_RCPT, **{
+        "{rcpt_mailer}": "error", "{rcpt_host}": "5.7.1",
+        "{rcpt_addr}": "Recipient address rejected: gone"})
+    assert session.rcpt("<refused@bjzutrecht.nl>")[0] == C.SMFIR_CONTINUE
+    daemon.logged("recipients=bjzutrecht.nl refused_by=postfix")
+    session.conn.send_macro(C.SMFIC_RCPT, **{
+        "{rcpt_mailer}": "error", "{rcpt_host}": "5.7.1 gone",
+        "{rcpt_addr}": "kept@bjzutrecht.nl"})
+    assert refusal(session.rcpt("<kept@bjzutrecht.nl>")) == ("550", "5.7.1")
+    report = daemon.cli("report", "retired", "--state", str(daemon.state)).stdout
+    [line] = [line for line in report.splitlines() if "rejtest@" in line]
+    assert line.split()[:2] == ["2", "bjzutrecht.nl"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,12 +127,15 @@ def test_a_policy_without_retired_domains_or_secure_transport_needs_neither_tabl
     assert where(diagnose(main, [Service("smtp", "inet", "smtpd")], policy, ENDPOINTS)) == []
 
 
-def test_port_25_from_outbound_networks_is_a_note_not_a_fix(example_policy: Policy) -> None:
-    findings = diagnose(deploy_main_cf(), [Service("smtp", "inet", "smtpd"), SUBMISSION],
-                        example_policy, ENDPOINTS)
-    [note] = [f for f in findings if not f.must]
-    assert note.where == "master.cf: smtp/inet"
-    assert re.search(r"refused by smtpd before the filter", note.problem)
+def test_without_the_recipient_macros_refusals_by_smtpd_go_unreported(
+        example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"milter_rcpt_macros": "i {rcpt_addr}"}
+    [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert finding.where == "main.cf: milter_rcpt_macros"
+    assert finding.postconf == ("-e", "milter_rcpt_macros = i {rcpt_addr} {rcpt_host} "
+                                      "{rcpt_mailer}")
+    port_25 = Service("smtp", "inet", "smtpd")
+    assert diagnose(deploy_main_cf(), [port_25, SUBMISSION], example_policy, ENDPOINTS) == []
 
 
 def test_a_service_named_on_the_command_line_counts_as_submission(

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import re
 import secrets
 import socket
 import time
@@ -59,6 +60,8 @@ ROUTE_HEADER = "X-Postwacht-Route"
 """`milter_header_checks` maps it to `FILTER` (deploy/postfix/header_checks)."""
 
 _CODES = {Action.REJECT: Milter.REJECT, Action.TEMPFAIL: Milter.TEMPFAIL}
+_STATUS_CODE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+"""An enhanced status code alone, as Postfix gives it for a recipient it refused."""
 
 
 def quarantine_header(hold: Hold) -> str:
@@ -121,6 +124,11 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if not policy.reads_body:
             skip |= Milter.P_NOBODY
         opts[1] |= skip & offered
+        # Recipients that smtpd refused itself are told too (marked by {rcpt_mailer}
+        # "error"): on port 25 smtpd refuses a retired domain through the transport table
+        # before any milter is asked, and `report retired` must still name who sent.
+        opts[1] |= Milter.P_RCPT_REJ & offered
+        self._protocol = opts[1]
         self._sees_headers = not opts[1] & Milter.P_NOHDRS
         self._sees_body = not opts[1] & Milter.P_NOBODY
         return result
@@ -182,6 +190,9 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             self._app.telemetry.callback(Stage.RCPT, time.perf_counter() - started)
 
     def _rcpt(self, to: str) -> int:
+        if self._refused_by_postfix(to):
+            self._refused_by_mta(to)
+            return Milter.CONTINUE  # type: ignore[no-any-return]  # the MTA answered
         try:
             recipient = parse_recipient(to)
         except AddressError as exc:
@@ -195,6 +206,40 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
                 self._recipients.append(recipient)
                 self._verdicts.append(outcome.verdict)
         return self._act_at_rcpt(outcome)
+
+    def _refused_by_postfix(self, to: str) -> bool:
+        """Whether Postfix refused this recipient before asking (told only because
+        P_RCPT_REJ was agreed). Its `{rcpt_mailer}` is "error" then, but so it is for a
+        recipient accepted to the error transport (a retired domain on a service that
+        lets the filter refuse it): a refused one has a bare status code as `{rcpt_host}`
+        and the reply text, not the address, as `{rcpt_addr}` (Postfix's MILTER_README,
+        checked with Postfix 3.7). Anything else is decided as a recipient."""
+        if not self._protocol & Milter.P_RCPT_REJ or self.getsymval("{rcpt_mailer}") != "error":
+            return False
+        status = self.getsymval("{rcpt_host}") or ""
+        said = (self.getsymval("{rcpt_addr}") or "").strip().strip("<>").lower()
+        return (_STATUS_CODE.fullmatch(status) is not None
+                and said != to.strip().strip("<>").lower())
+
+    def _refused_by_mta(self, to: str) -> None:
+        """A recipient Postfix refused before asking (the transport table's `error:` for
+        a retired domain, an unknown user, ...): never one of the message's recipients,
+        but an attempt to mail a retired domain is counted and reported as the filter's
+        own refusal would be."""
+        try:
+            recipient = parse_recipient(to)
+        except AddressError:
+            return
+        outcome = at_rcpt(self._envelope((recipient,)), self._policy,
+                          self._app.facts.before_content(), local=self._local)
+        if outcome.retired_domain is None:
+            return
+        verdict = outcome.verdict
+        self._app.telemetry.recipient(verdict.action, verdict.rule)
+        self._count_monitored(verdict.monitored)
+        self._record_retired_attempt(outcome.retired_domain, outcome.retired_monitored)
+        self._log(Stage.RCPT, verdict.action, verdict.rule, self._who(verdict),
+                  refused_by="postfix")
 
     def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
         verdict = outcome.verdict
@@ -337,12 +382,13 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         return printable(verdict.domains[0], 256) if verdict.domains else "-"
 
     def _log(self, stage: Stage, action: Action, rule: str, recipients: str,
-             queue_id: str = "", monitored: str = "") -> None:
+             queue_id: str = "", monitored: str = "", refused_by: str = "") -> None:
         log.info(
-            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s%s",
+            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s%s%s",
             queue_id or self._queue_id()[0] or "NOQUEUE", self._conn_id,
             "local" if self._local else "smtpd", stage, action, rule, recipients,
             f" monitored={monitored}" if monitored else "",
+            f" refused_by={refused_by}" if refused_by else "",
         )
 
 

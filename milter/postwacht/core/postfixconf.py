@@ -19,6 +19,8 @@ HEADER_CHECKS = "postwacht_header_checks"
 deploy/postfix/header_checks (routing by header)."""
 SMTP_HEADER_CHECKS = "postwacht_smtp_header_checks"
 """... and deploy/postfix/smtp_header_checks (our headers stay inside)."""
+RCPT_MACROS = "i {rcpt_addr} {rcpt_host} {rcpt_mailer}"
+"""Postfix's default `milter_rcpt_macros`."""
 SUBMISSION_SERVICES = frozenset({"submission", "submissions", "smtps", "587", "465"})
 """master.cf names of the services a mail client submits through."""
 
@@ -166,6 +168,15 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
                 *_services(main, services, policy, SUBMISSION_SERVICES | submission)]
+    told = set(split_list(main.get("milter_rcpt_macros", RCPT_MACROS)))
+    if policy.retired and not {"{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}"} <= told:
+        findings.append(Finding(
+            "main.cf: milter_rcpt_macros",
+            "lacks {rcpt_mailer}, {rcpt_host} or {rcpt_addr}: the filter cannot tell a "
+            "recipient smtpd refused itself (port 25 refuses a retired domain through the "
+            "transport table) from one it accepted, and does not report those refusals",
+            "restore Postfix's default list",
+            ("-e", f"milter_rcpt_macros = {RCPT_MACROS}")))
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
             "main.cf: enable_long_queue_ids",
@@ -298,17 +309,9 @@ def _services(main: Mapping[str, str], services: Sequence[Service], policy: Poli
         if submits:
             found.append(Finding(
                 f"master.cf: {service.key}",
-                "smtpd refuses a retired recipient itself (the transport table answers "
-                "error: for it) before the filter sees it, so `postwacht report retired` "
-                "cannot name the sender",
+                "smtpd refuses a retired recipient itself with the transport table's "
+                "short text, before the filter can answer with its reply (which names the "
+                "new address)",
                 "let the filter refuse it: -o smtpd_reject_unlisted_recipient=no",
                 ("-P", f"{service.key}/smtpd_reject_unlisted_recipient=no")))
-        elif policy.outbound.networks:
-            found.append(Finding(
-                f"master.cf: {service.key}",
-                "clients in outbound.networks that send here have retired recipients "
-                "refused by smtpd before the filter sees them: the refusal stands, but "
-                "`postwacht report retired` does not list them",
-                "send internal mail through submission; keep this service's default "
-                "(turning it off would accept mail for unknown local users)", must=False))
     return found
