@@ -19,6 +19,8 @@ from postwacht.core.policy import Policy
 from postwacht.core.roles import needs_second_person
 from postwacht.core.vocabulary import Action, Method, Mode, Rule
 
+from tests.conftest import EXAMPLE_POLICY
+
 SENSITIVE = Classification(True, "detector bsn", "bsn")
 OPEN = Classification(False, "marker subject [open]")
 SENDER = "jan@samen-veilig.nl"
@@ -278,6 +280,17 @@ domain_watch: {hold_on_control_loss: true, mode: monitor}
     assert (verdict.action, verdict.rule) == (Action.ACCEPT, Rule.OWNED)
     assert [m.rule for m in verdict.monitored] == [Rule.CONTROL_LOST]
     assert monitored.warnings() == ["only monitored, not enforced: rule control-lost"]
+
+
+def test_check_warns_that_secure_by_default_holds_most_external_mail(
+        example_policy: Policy, write_policy: Callable[[str], Path]) -> None:
+    """Copied as it is, the example holds every message to a domain without verified TLS:
+    the postmaster hears so before the first morning's mail piles up in hold."""
+    [warning] = example_policy.warnings()
+    assert "sensitive by default and secure_transport is enforced" in warning
+    assert "is held; start with mode: monitor" in warning
+    text = EXAMPLE_POLICY.read_text().replace("# mode: monitor", "mode: monitor", 1)
+    assert "sensitive by default" not in " ".join(load(write_policy(text)).warnings())
 
 
 def test_address_literals_take_an_action_and_a_mode(write_policy: Callable[[str], Path]

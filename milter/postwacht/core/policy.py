@@ -345,6 +345,16 @@ class Policy:
         others = [m for m in self.monitored() if not m.startswith("retired domain")]
         if others:
             warned.append(f"only monitored, not enforced: {', '.join(others)}")
+        secure = self.secure_transport
+        if (secure is not None and secure.mode is Mode.ENFORCE
+                and self.sensitivity.default_sensitive
+                and secure.otherwise in (Action.QUARANTINE, Action.REJECT)):
+            done = "held" if secure.otherwise is Action.QUARANTINE else "refused"
+            warned.append(
+                f"all external mail is sensitive by default and secure_transport is "
+                f"enforced: every message to a domain without verified TLS (most domains) "
+                f"is {done}; start with mode: monitor for a week and read what "
+                "postwacht_monitored_total says would have happened")
         return warned
 
     def summary(self) -> str:
