@@ -150,6 +150,7 @@ def test_a_postfix_without_main_cf_is_told_where_one_comes_from(tmp_path: Path) 
     told = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     assert told.returncode == 1
     assert f"FIX  {config / 'main.cf'}: does not exist" in told.stdout
+    assert "NOTE policy: all external mail is sensitive by default" in told.stdout
     assert f"cp {DEBIAN_MAIN_CF} {config / 'main.cf'}" in told.stdout
 
     made = subprocess.run([*args, "--apply"], capture_output=True, text=True, timeout=120,

@@ -93,6 +93,8 @@ def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> l
         return [*found, trouble]
     if policy is not None:
         found += diagnose(main, services, policy, endpoints, frozenset(args.submission))
+        found += [Finding("policy", warning, "see README, \"Rolling out: monitor first\"",
+                          must=False) for warning in policy.warnings()]
     found += _missing_files(main)
     queue = Path(main.get("queue_directory", "/var/spool/postfix"))
     found += _answers(endpoints, queue)
