@@ -88,13 +88,14 @@ def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> l
     if policy is None:
         found.append(Finding("policy", f"{args.policy} cannot be used (see above)",
                              "mend it: postwacht check shows every problem"))
+    else:
+        found += [Finding("policy", warning, "see README, \"Rolling out: monitor first\"",
+                          must=False) for warning in policy.warnings()]
     main, services, trouble = _postfix(config)
     if trouble is not None:
         return [*found, trouble]
     if policy is not None:
         found += diagnose(main, services, policy, endpoints, frozenset(args.submission))
-        found += [Finding("policy", warning, "see README, \"Rolling out: monitor first\"",
-                          must=False) for warning in policy.warnings()]
     found += _missing_files(main)
     queue = Path(main.get("queue_directory", "/var/spool/postfix"))
     found += _answers(endpoints, queue)
