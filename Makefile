@@ -2,6 +2,11 @@
 #   make run    start the filter with the example policy on loopback (milter on
 #               127.0.0.1:8894, metrics on 127.0.0.1:9464, state in ./run-state)
 #   make test   install what the tests need and run the whole suite
+# And to run it as a service on this machine (deploy/install.sh says what goes where):
+#   make install    the program in PREFIX, the command in BINDIR, a postwacht user, the
+#                   policy (never over an existing one) and the systemd units, enabled
+#                   but not started; again later: upgrades in place
+#   make uninstall  removes all that but the policy and the records
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +26,17 @@ DEB_TEST := $(DEB_RUN) postfix nsd unbound ldnsutils prometheus systemd postgres
 	chromium nginx
 DEB_PACKAGES ?= $(DEB_TEST)
 
-.PHONY: run test bench system-packages clean
+# Where make install puts things (give another on the command line: make install
+# PREFIX=/srv/postwacht; make uninstall needs the same). The environment's PREFIX, which
+# some shells set for other purposes, is not taken.
+PREFIX := /opt/postwacht
+BINDIR := /usr/local/bin
+SYSCONFDIR := /etc/postwacht
+UNITDIR := /etc/systemd/system
+INSTALL_DIRS = --prefix '$(PREFIX)' --bindir '$(BINDIR)' --sysconfdir '$(SYSCONFDIR)' \
+	--unitdir '$(UNITDIR)'
+
+.PHONY: run test bench system-packages install uninstall clean
 
 run: DEB_PACKAGES = $(DEB_RUN)
 run: $(VENV)/.installed
@@ -53,12 +68,22 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/steady_state.py
 
+install: DEB_PACKAGES = $(DEB_RUN)
+install: system-packages
+	@$(SHELL) deploy/install.sh install $(INSTALL_DIRS)
+
+uninstall:
+	@$(SHELL) deploy/install.sh uninstall $(INSTALL_DIRS)
+
 # Installs only what is missing, so a prepared machine needs no network.
 system-packages:
 	@missing=""; \
 	for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" != 0 ]; then \
+	  echo "missing Debian packages:$$missing (as root, make installs them)" >&2; exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
