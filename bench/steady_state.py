@@ -164,6 +164,8 @@ def p99(before: list[tuple[float, float]], after: list[tuple[float, float]]
     start = dict(before)
     counts = [(edge, count - start.get(edge, 0.0)) for edge, count in after]
     total = counts[-1][1]
+    if total <= 0:
+        return float("nan"), 0
     for edge, count in counts:
         if count >= 0.99 * total:
             return edge, int(total)
@@ -178,7 +180,11 @@ def serve(root: Path, name: str, policy: Path) -> tuple[Process, int, int]:
                       "--socketmap", f"127.0.0.1:{free_port()}",
                       "--state", str(root / f"state-{name}"), "--mta", f"bench-{name}"],
                      root / f"postwacht-{name}.log")
-    daemon.start(lambda: listening(milter) and listening(metrics), f"postwacht ({name})")
+    try:
+        daemon.start(lambda: listening(milter) and listening(metrics), f"postwacht ({name})")
+    except BaseException:
+        daemon.stop()  # never left behind when it does not come up in time
+        raise
     return daemon, milter, metrics
 
 

@@ -158,4 +158,30 @@ def test_a_postfix_without_main_cf_is_told_where_one_comes_from(tmp_path: Path) 
     assert f"made {config / 'main.cf'} from {DEBIAN_MAIN_CF}" in made.stdout
     text = (config / "main.cf").read_text()
     assert text.startswith(DEBIAN_MAIN_CF.read_text())
-    assert "smtpd_milters = { inet:127.0.0.1:8894, default_action=tempfail }" in text
+    assert "enable_long_queue_ids = yes" in text
+    # Nothing answers on the default sockets here: listing the filter now would make
+    # Postfix hold back all mail, so that change waits for a filter that answers.
+    assert "not changed main.cf: smtpd_milters: the filter does not answer yet" in made.stdout
+    assert "smtpd_milters" not in text
+    assert made.returncode == 1
+
+
+def test_apply_never_names_a_header_check_file_that_is_not_there(
+        bare: Lab, tmp_path: Path) -> None:
+    """Postfix defers every delivery that asks a missing table: that change waits."""
+    config = tmp_path / "postfix"
+    config.mkdir()
+    shutil.copy("/etc/postfix/master.cf", config / "master.cf")
+    (config / "main.cf").write_text(f"queue_directory = {tmp_path / 'queue'}\n")
+    result = subprocess.run(
+        [POSTWACHT, "doctor", "--postfix-config", str(config), "--user", "root",
+         "--policy", str(bare.daemon.policy), "--apply",
+         "--milter", f"inet:127.0.0.1:{bare.daemon.ports.milter}",
+         "--socketmap", f"inet:127.0.0.1:{bare.daemon.ports.socketmap}"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert (f"not changed main.cf: smtp_header_checks: {config}/postwacht_smtp_header_checks "
+            "is not there") in result.stdout
+    text = (config / "main.cf").read_text()
+    assert "smtp_header_checks" not in text
+    assert "smtpd_milters = { inet:127.0.0.1:" in text  # the filter answers: listed
+    assert result.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from postwacht.config.compiler import load
 from postwacht.core.policy import Policy
 from postwacht.core.postfixconf import (
@@ -77,11 +78,23 @@ def test_the_deploy_kits_lines_leave_nothing_to_fix(example_policy: Policy) -> N
 
 
 def test_another_milter_stays_and_ours_gets_its_default_action(example_policy: Policy) -> None:
-    main = deploy_main_cf() | {"smtpd_milters": "inet:127.0.0.1:9999, inet:127.0.0.1:8894"}
+    main = deploy_main_cf() | {
+        "smtpd_milters": "inet:127.0.0.1:9999, { inet:localhost:8894, default_action=accept }"}
     [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
-    assert "no default_action=tempfail" in finding.problem
+    assert "default_action=accept" in finding.problem
     assert finding.postconf == ("-e", "smtpd_milters = { inet:127.0.0.1:8894, "
                                       "default_action=tempfail }, inet:127.0.0.1:9999")
+
+
+@pytest.mark.parametrize("listed", [
+    "{ inet:127.0.0.1:8894 default_action=tempfail }",  # blanks separate too
+    "{ inet:localhost:8894, default_action=tempfail }",  # the same socket, spelt otherwise
+    "inet:127.0.0.1:8894",  # milter_default_action (tempfail) covers it
+])
+def test_the_filter_listed_in_any_spelling_is_never_listed_twice(
+        example_policy: Policy, listed: str) -> None:
+    main = deploy_main_cf() | {"smtpd_milters": listed}
+    assert where(diagnose(main, [SUBMISSION], example_policy, ENDPOINTS)) == []
 
 
 def test_our_table_must_come_before_another_that_would_answer_first(
@@ -95,12 +108,26 @@ def test_our_table_must_come_before_another_that_would_answer_first(
                                       "hash:/etc/postfix/transport")
 
 
-def test_a_service_that_drops_the_filter_and_a_fail_open_default_are_named(
-        example_policy: Policy) -> None:
-    main = deploy_main_cf() | {"milter_default_action": "accept"}
-    open_service = Service("127.0.0.1:10025", "inet", "smtpd", {"smtpd_milters": ""})
-    assert where(diagnose(main, [SUBMISSION, open_service], example_policy, ENDPOINTS)) == [
-        "main.cf: milter_default_action", "master.cf: 127.0.0.1:10025/inet"]
+def test_fail_open_defaults_and_milters_turned_off_are_named(example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"milter_default_action": "accept",
+                               "receive_override_options": "no_address_mappings, no_milters"}
+    accepting = Service("127.0.0.1:2525", "inet", "smtpd", {"milter_default_action": "accept"})
+    findings = diagnose(main, [SUBMISSION, accepting], example_policy, ENDPOINTS)
+    assert where(findings) == ["main.cf: milter_default_action",
+                               "main.cf: receive_override_options",
+                               "master.cf: 127.0.0.1:2525/inet"]
+    assert findings[1].postconf == ("-e", "receive_override_options = no_address_mappings")
+    assert findings[2].postconf == ("-P", "127.0.0.1:2525/inet/milter_default_action=tempfail")
+
+
+def test_a_listener_without_milters_is_a_note_for_a_person(example_policy: Policy) -> None:
+    """A content filter's re-injection port turns milters off on purpose: never mended."""
+    reinjection = Service("127.0.0.1:10025", "inet", "smtpd",
+                          {"smtpd_milters": "", "receive_override_options": "no_milters"})
+    findings = diagnose(deploy_main_cf(), [SUBMISSION, reinjection], example_policy, ENDPOINTS)
+    assert [(f.where, f.must, f.postconf) for f in findings] == [
+        ("master.cf: 127.0.0.1:10025/inet", False, ())] * 2
+    assert "-o smtpd_milters={inet:127.0.0.1:8894,default_action=tempfail}" in findings[0].fix
 
 
 def test_a_relayhost_under_enforced_secure_transport_must_be_decided_by_hand(

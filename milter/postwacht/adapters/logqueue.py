@@ -22,6 +22,8 @@ QUEUE_SIZE = 10_000
 """Log records waiting to be written; beyond, records are dropped and counted."""
 BATCH = 512
 """Records written at most in one write (and one flush)."""
+STOP_WAIT = 10.0
+"""Seconds a stop waits for the writer to finish what is queued."""
 GATHER = 0.05
 """Seconds the writer lets records gather after the first: under load a batch instead of a
 wake-up per line, which cost a milter thread the lock of the interpreter each time (about
@@ -135,8 +137,8 @@ def _listen(records: queue.SimpleQueue[logging.LogRecord | None], writer: _Write
     GATHER seconds after it was logged (stopping writes what is queued at once)."""
     while True:
         batch = [records.get()]
-        if batch[0] is not None:
-            time.sleep(GATHER)
+        if batch[0] is not None and records.qsize() < BATCH:
+            time.sleep(GATHER)  # not when a full batch waits: then the writer is behind
         while len(batch) < BATCH:
             try:
                 batch.append(records.get_nowait())
@@ -169,10 +171,20 @@ def start(stream: TextIO, level: int = logging.INFO,
 
     def stop() -> None:
         # The writer takes over first, so that nothing logged meanwhile is queued where
-        # nobody reads it any more; then what is queued is written.
+        # nobody reads it any more; then what is queued is written. A stalled stream
+        # cannot hold the stop for ever; a record a thread queued after the end mark is
+        # written here.
         root.handlers[:] = [writer]
         records.put(None)
-        listener.join()
+        listener.join(timeout=STOP_WAIT)
+        if not listener.is_alive():
+            late = []
+            while True:
+                try:
+                    late.append(records.get_nowait())
+                except queue.Empty:
+                    break
+            writer.write([record for record in late if record is not None])
         (logging.logThreads, logging.logProcesses, logging.logMultiprocessing,
          logging._srcfile) = saved
 

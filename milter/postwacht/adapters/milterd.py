@@ -124,11 +124,14 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if not policy.reads_body:
             skip |= Milter.P_NOBODY
         opts[1] |= skip & offered
-        # Recipients that smtpd refused itself are told too (marked by {rcpt_mailer}
-        # "error"): on port 25 smtpd refuses a retired domain through the transport table
-        # before any milter is asked, and `report retired` must still name who sent.
-        opts[1] |= Milter.P_RCPT_REJ & offered
-        self._protocol = opts[1]
+        if result == Milter.CONTINUE:
+            # Recipients that smtpd refused itself are told too: on port 25 smtpd refuses
+            # a retired domain through the transport table before any milter is asked,
+            # and `report retired` must still name who sent. (Asking for the macros that
+            # mark them with setsymlist fails in pymilter 1.0.5: Postfix's default
+            # milter_rcpt_macros carry them, and `postwacht doctor` checks that list.)
+            opts[1] |= Milter.P_RCPT_REJ & offered
+            self._protocol = opts[1]
         self._sees_headers = not opts[1] & Milter.P_NOHDRS
         self._sees_body = not opts[1] & Milter.P_NOBODY
         return result
@@ -212,14 +215,20 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         P_RCPT_REJ was agreed). Its `{rcpt_mailer}` is "error" then, but so it is for a
         recipient accepted to the error transport (a retired domain on a service that
         lets the filter refuse it): a refused one has a bare status code as `{rcpt_host}`
-        and the reply text, not the address, as `{rcpt_addr}` (Postfix's MILTER_README,
-        checked with Postfix 3.7). Anything else is decided as a recipient."""
+        and the reply text, which is no address, as `{rcpt_addr}` (Postfix's
+        MILTER_README, checked with Postfix 3.7). Anything else, macros missing included,
+        is decided as a recipient."""
         if not self._protocol & Milter.P_RCPT_REJ or self.getsymval("{rcpt_mailer}") != "error":
             return False
         status = self.getsymval("{rcpt_host}") or ""
-        said = (self.getsymval("{rcpt_addr}") or "").strip().strip("<>").lower()
-        return (_STATUS_CODE.fullmatch(status) is not None
-                and said != to.strip().strip("<>").lower())
+        said = self.getsymval("{rcpt_addr}") or ""
+        if _STATUS_CODE.fullmatch(status) is None:
+            return False
+        try:
+            parse_recipient(said)
+        except AddressError:
+            return True  # a reply text, not an address
+        return False
 
     def _refused_by_mta(self, to: str) -> None:
         """A recipient Postfix refused before asking (the transport table's `error:` for
@@ -232,8 +241,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
             return
         outcome = at_rcpt(self._envelope((recipient,)), self._policy,
                           self._app.facts.before_content(), local=self._local)
-        if outcome.retired_domain is None:
-            return
+        if outcome.retired_domain is None or outcome.retired_monitored:
+            return  # a monitored retired domain is no reason for Postfix to refuse
         verdict = outcome.verdict
         self._app.telemetry.recipient(verdict.action, verdict.rule)
         self._count_monitored(verdict.monitored)

@@ -72,13 +72,17 @@ def _doctor(args: argparse.Namespace) -> int:
     config = Path(args.postfix_config)
     endpoints = Endpoints(args.milter, args.socketmap, str(config))
     print(f"postwacht doctor: Postfix configuration {config}, policy {args.policy}")
-    if args.apply and not (config / "main.cf").exists() and DEBIAN_MAIN_CF.exists():
-        shutil.copyfile(DEBIAN_MAIN_CF, config / "main.cf")
-        print(f"made {config / 'main.cf'} from {DEBIAN_MAIN_CF}")
-    findings = _findings(args, config, endpoints)
-    if args.apply and any(f.postconf for f in findings):
-        _apply(config, findings)
+    try:
+        if args.apply and not (config / "main.cf").exists() and DEBIAN_MAIN_CF.exists():
+            shutil.copyfile(DEBIAN_MAIN_CF, config / "main.cf")
+            print(f"made {config / 'main.cf'} from {DEBIAN_MAIN_CF}")
         findings = _findings(args, config, endpoints)
+        if args.apply and any(f.postconf for f in findings):
+            _apply(config, findings)
+            findings = _findings(args, config, endpoints)
+    except OSError as exc:  # --apply without the right to write there, say
+        print(f"postwacht doctor: {exc}")
+        return ExitCode.FAILED
     return _report(findings, config)
 
 
@@ -102,8 +106,23 @@ def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> l
     return found
 
 
+def _postconf() -> str | None:
+    """postconf, also where a user's PATH leaves out /usr/sbin."""
+    return shutil.which("postconf") or shutil.which("postconf", path="/usr/sbin:/sbin")
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    """A Postfix command; a hang or a missing program is an answer, not a traceback."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(command, 1, "", str(exc))
+
+
 def _postfix(config: Path) -> tuple[dict[str, str], list[Any], Finding | None]:
-    if shutil.which("postconf") is None:
+    postconf = _postconf()
+    if postconf is None:
         return {}, [], Finding("postfix", "postconf is not installed",
                                "install Postfix (apt install postfix)")
     if not (config / "main.cf").exists():
@@ -112,9 +131,9 @@ def _postfix(config: Path) -> tuple[dict[str, str], list[Any], Finding | None]:
         return {}, [], Finding(f"{config / 'main.cf'}", "does not exist: Postfix has no "
                                "configuration (Debian's \"No configuration\" choice)", fix)
     outputs = []
-    for flags in ((), ("-M",), ("-P",)):
-        result = subprocess.run(["postconf", "-c", str(config), *flags], capture_output=True,
-                                text=True, timeout=60, check=False)
+    # Judged on the values as Postfix uses them ($smtpd_milters expanded, -x).
+    for flags in (("-x",), ("-M",), ("-P", "-x")):
+        result = _run([postconf, "-c", str(config), *flags])
         if result.returncode != 0:
             return {}, [], Finding(f"postconf -c {config} {' '.join(flags)}".strip(),
                                    result.stderr.strip() or f"exit {result.returncode}",
@@ -153,11 +172,14 @@ def _service_user(user: str, policy: Path) -> list[Finding]:
 
 def _unreadable(path: Path, uid: int, groups: set[int]) -> str | None:
     """Why `uid` with `groups` cannot read `path` (a directory on the way, or the file),
-    None when it can. Root can read everything."""
+    None when it can. Root can read everything; access control lists are not read."""
     if uid == 0:
         return None
-    path = path.absolute()
-    steps = [(p, 0o1, "search") for p in reversed(path.parents)] + [(path, 0o4, "read")]
+    steps = []
+    # The directories on the way as written, and those of the file a link leads to.
+    for chain in (path.absolute(), path.resolve()):
+        steps += [(p, 0o1, "search") for p in reversed(chain.parents)]
+    steps.append((path.resolve(), 0o4, "read"))
     for step, bit, what in steps:
         try:
             st = step.stat()
@@ -194,7 +216,12 @@ def _milter_answers(endpoints: Endpoints, queue: Path) -> str | None:
     with _connect(endpoints.milter, queue) as sock:
         # A milter's first words: option negotiation, version 6, every action and step.
         sock.sendall(struct.pack("!IcIII", 13, b"O", 6, 0x1FF, 0x1FFFFF))
-        answer = sock.recv(5)
+        answer = b""
+        while len(answer) < 5:
+            more = sock.recv(5 - len(answer))
+            if not more:
+                break
+            answer += more
     return None if answer[4:5] == b"O" else "no option negotiation in its answer"
 
 
@@ -231,31 +258,58 @@ def _connect(spec: str, queue: Path) -> socket.socket:
 
 
 def _apply(config: Path, findings: list[Finding]) -> None:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    """Save main.cf and master.cf, then make the changes that are safe now: none that
+    makes Postfix wait on a filter that does not answer, or names a file that is not
+    there (either would stop mail). Reload Postfix only when every change was made."""
+    answers = not any(f.where.startswith(("milter ", "socketmap ")) for f in findings)
     for name in ("main.cf", "master.cf"):
         if (config / name).exists():
-            saved = config / f"{name}.before-postwacht-{stamp}"
-            shutil.copy2(config / name, saved)
+            saved = _backup(config / name)
             print(f"saved {config / name} as {saved}")
+    failed = False
     for finding in findings:
         if not finding.postconf:
             continue
-        command = ["postconf", "-c", str(config), *finding.postconf]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                                check=False)
+        if finding.needs_filter and not answers:
+            print(f"not changed {finding.where}: the filter does not answer yet, and Postfix "
+                  "would then hold back all mail; start it and run --apply again")
+            continue
+        if finding.needs_file and not Path(finding.needs_file).exists():
+            print(f"not changed {finding.where}: {finding.needs_file} is not there, and "
+                  "Postfix would defer mail that asks it; make install puts it there")
+            continue
+        command = [_postconf() or "postconf", "-c", str(config), *finding.postconf]
+        result = _run(command)
         if result.returncode != 0:
+            failed = True
             print(f"failed: {shlex.join(command)}: {result.stderr.strip()}")
         else:
             print(f"changed {finding.where}: {shlex.join(command[3:])}")
-    status = subprocess.run(["postfix", "-c", str(config), "status"], capture_output=True,
-                            timeout=60, check=False)
-    if status.returncode == 0:
-        reload = subprocess.run(["postfix", "-c", str(config), "reload"],
-                                capture_output=True, text=True, timeout=60, check=False)
+    if failed:
+        print("Postfix not reloaded: a change failed (the saved files are above)")
+        return
+    if _run(["postfix", "-c", str(config), "status"]).returncode == 0:
+        reload = _run(["postfix", "-c", str(config), "reload"])
         print("reloaded Postfix" if reload.returncode == 0 else
               f"postfix reload failed: {reload.stderr.strip()}")
     else:
         print("Postfix is not running: the changes apply when it starts")
+
+
+def _backup(path: Path) -> Path:
+    """A copy of `path` beside it under a name no earlier copy has."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for number in range(1000):
+        saved = path.with_name(f"{path.name}.before-postwacht-{stamp}"
+                               + (f".{number}" if number else ""))
+        try:
+            with saved.open("xb") as out:
+                out.write(path.read_bytes())
+        except FileExistsError:
+            continue
+        shutil.copystat(path, saved)
+        return saved
+    raise OSError(f"no free name to save {path} beside it")
 
 
 def _report(findings: list[Finding], config: Path) -> int:

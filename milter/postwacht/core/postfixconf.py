@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from postwacht.core.policy import Policy
-from postwacht.core.vocabulary import Accepted, Action, Mode
+from postwacht.core.vocabulary import Accepted, Mode
 
 HEADER_CHECKS = "postwacht_header_checks"
 """The file in Postfix's configuration directory where `make install` puts
@@ -54,6 +54,11 @@ class Endpoints:
     def milter_entry(self) -> str:
         return f"{{ {self.milter}, default_action=tempfail }}"
 
+    @property
+    def milter_entry_compact(self) -> str:
+        """The same without blanks: master.cf's `-o` (and `postconf -P`) takes none."""
+        return f"{{{self.milter},default_action=tempfail}}"
+
 
 @dataclass(frozen=True, slots=True)
 class Service:
@@ -87,6 +92,10 @@ class Finding:
     """The arguments to `postconf` that mend it (after `-c DIR`); empty: by hand."""
     must: bool = True
     """False: worth knowing, but the filter does what it promises without it."""
+    needs_filter: bool = False
+    """The change makes Postfix wait on the filter: apply it only while the filter answers."""
+    needs_file: str = ""
+    """A file the change names: apply it only once the file is there."""
 
 
 def parse_main(text: str) -> dict[str, str]:
@@ -147,7 +156,7 @@ def milter_address(item: str) -> tuple[str, dict[str, str]]:
     """A `smtpd_milters` item as its address and its per-milter settings."""
     if not item.startswith("{"):
         return item, {}
-    parts = [p.strip() for p in item.strip("{} \t").split(",") if p.strip()]
+    parts = item.strip("{} \t").replace(",", " ").split()
     settings = {}
     for part in parts[1:]:
         name, _, value = part.partition("=")
@@ -155,10 +164,27 @@ def milter_address(item: str) -> tuple[str, dict[str, str]]:
     return (parts[0] if parts else ""), settings
 
 
-def _with_ours(items: list[str], ours: str, is_ours: str) -> str:
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[127.0.0.1]", "::1", "[::1]"})
+
+
+def same_socket(address: str, ours: str) -> bool:
+    """Whether a milter address names our socket, however it is spelt (`inet:localhost:
+    8894` is `inet:127.0.0.1:8894`)."""
+    if address == ours:
+        return True
+    kind, _, where = address.partition(":")
+    our_kind, _, our_where = ours.partition(":")
+    if kind != our_kind or kind not in ("inet", "inet6"):
+        return False
+    host, _, port = where.rpartition(":")
+    our_host, _, our_port = our_where.rpartition(":")
+    return port == our_port and host in _LOOPBACK and our_host in _LOOPBACK
+
+
+def _with_ours(items: list[str], ours: str, is_ours: str, sep: str = ", ") -> str:
     """The list with our entry in place of any earlier form of it, first."""
-    rest = [i for i in items if milter_address(i)[0] != is_ours]
-    return ", ".join([ours, *rest])
+    rest = [i for i in items if not same_socket(milter_address(i)[0], is_ours)]
+    return sep.join([ours, *rest])
 
 
 def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Policy,
@@ -168,15 +194,16 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
                 *_services(main, services, policy, SUBMISSION_SERVICES | submission)]
-    told = set(split_list(main.get("milter_rcpt_macros", RCPT_MACROS)))
-    if policy.retired and not {"{rcpt_mailer}", "{rcpt_host}", "{rcpt_addr}"} <= told:
+    told = split_list(main.get("milter_rcpt_macros", RCPT_MACROS))
+    missing = [m for m in split_list(RCPT_MACROS) if m not in told]
+    if missing:
         findings.append(Finding(
             "main.cf: milter_rcpt_macros",
-            "lacks {rcpt_mailer}, {rcpt_host} or {rcpt_addr}: the filter cannot tell a "
-            "recipient smtpd refused itself (port 25 refuses a retired domain through the "
-            "transport table) from one it accepted, and does not report those refusals",
-            "restore Postfix's default list",
-            ("-e", f"milter_rcpt_macros = {RCPT_MACROS}")))
+            f"lacks {' '.join(missing)}: the filter cannot tell a recipient smtpd refused "
+            "itself (port 25 refuses a retired domain through the transport table) from "
+            "one it accepted: it does not report such refusals, and may hold a message "
+            "for a recipient it does not have", "add them",
+            ("-e", f"milter_rcpt_macros = {' '.join([*told, *missing])}")))
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
             "main.cf: enable_long_queue_ids",
@@ -190,37 +217,74 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
 def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: Endpoints
              ) -> list[Finding]:
     found = []
+    default = main.get("milter_default_action", "tempfail")
     for name, who in (("smtpd_milters", "mail submitted over SMTP"),
                       ("non_smtpd_milters", "mail submitted with sendmail(1)")):
         items = split_list(main.get(name, ""))
         mine = [milter_address(i)[1] for i in items
-                if milter_address(i)[0] == endpoints.milter]
+                if same_socket(milter_address(i)[0], endpoints.milter)]
         fixed = ("-e", f"{name} = {_with_ours(items, endpoints.milter_entry, endpoints.milter)}")
         if not mine:
             found.append(Finding(
                 f"main.cf: {name}", f"{who} does not pass the filter ({endpoints.milter} "
-                "is not listed)", "list the filter with default_action=tempfail", fixed))
-        elif mine[0].get("default_action") != "tempfail":
+                "is not listed)", "list the filter with default_action=tempfail", fixed,
+                needs_filter=True))
+        elif mine[0].get("default_action", default) != "tempfail":
             found.append(Finding(
-                f"main.cf: {name}", f"{endpoints.milter} has no default_action=tempfail: "
-                "while the filter is down, mail would leave unchecked or bounce",
-                "give it default_action=tempfail", fixed))
-    if main.get("milter_default_action", "tempfail") != "tempfail":
+                f"main.cf: {name}", f"{endpoints.milter} would be passed by (default_action="
+                f"{mine[0].get('default_action', default)}) while the filter is down: mail "
+                "would leave unchecked or bounce", "give it default_action=tempfail", fixed,
+                needs_filter=True))
+    if default != "tempfail":
         found.append(Finding(
             "main.cf: milter_default_action",
-            f"is {main.get('milter_default_action')!r}: a milter listed without its own "
-            "default_action lets mail through (or bounces it) when it cannot be reached",
+            f"is {default}: a milter listed without its own default_action lets mail "
+            "through (or bounces it) when it cannot be reached",
             "make it tempfail", ("-e", "milter_default_action = tempfail")))
+    overrides = [o for o in split_list(main.get("receive_override_options", ""))
+                 if o != "no_milters"]
+    if "no_milters" in split_list(main.get("receive_override_options", "")):
+        found.append(Finding(
+            "main.cf: receive_override_options", "holds no_milters: no milter sees any mail",
+            "remove no_milters", ("-e", f"receive_override_options = {', '.join(overrides)}"),
+            needs_filter=True))
+    if main.get("smtpd_milter_maps", ""):
+        found.append(Finding(
+            "main.cf: smtpd_milter_maps", f"is {main['smtpd_milter_maps']}: it can turn the "
+            "milters off (DISABLE) or replace them for some clients",
+            "make sure it never does so for a client your users send through", must=False))
     for service in services:
-        value = service.params.get("smtpd_milters")
-        if service.command == "smtpd" and value is not None and not any(
-                milter_address(i)[0] == endpoints.milter for i in split_list(value)):
-            mended = _with_ours(split_list(value), endpoints.milter_entry, endpoints.milter)
+        found += _service_milters(service, endpoints)
+    return found
+
+
+def _service_milters(service: Service, endpoints: Endpoints) -> list[Finding]:
+    """A service's own `-o` settings that keep the filter away. A content filter's
+    re-injection listener turns milters off on purpose (they saw the mail before): so
+    these are notes for a person, never changed by `--apply`."""
+    found = []
+    where = f"master.cf: {service.key}"
+    for name in ("smtpd_milters", "non_smtpd_milters"):
+        value = service.params.get(name)
+        if value is not None and not any(same_socket(milter_address(i)[0], endpoints.milter)
+                                         for i in split_list(value)):
+            listed = _with_ours(split_list(value), endpoints.milter_entry_compact,
+                                endpoints.milter, ",")
             found.append(Finding(
-                f"master.cf: {service.key}",
-                f"-o smtpd_milters={value} leaves the filter out of this service",
-                "list the filter in the override (or remove it)",
-                ("-P", f"{service.key}/smtpd_milters={mended}")))
+                where, f"-o {name}={value} leaves the filter out of this service",
+                f"if your users' mail can arrive here, list the filter (-o {name}={listed}); "
+                "a content filter's re-injection listener is fine as it is", must=False))
+    if "no_milters" in split_list(service.params.get("receive_override_options", "")):
+        found.append(Finding(
+            where, "-o receive_override_options holds no_milters: no milter sees mail here",
+            "if your users' mail can arrive here, remove no_milters; a content filter's "
+            "re-injection listener is fine as it is", must=False))
+    action = service.params.get("milter_default_action", "tempfail")
+    if action != "tempfail":
+        found.append(Finding(
+            where, f"-o milter_default_action={action}: mail here passes a milter that "
+            "cannot be reached", "make it tempfail",
+            ("-P", f"{service.key}/milter_default_action=tempfail")))
     return found
 
 
@@ -232,7 +296,7 @@ def _first_map(main: Mapping[str, str], name: str, ours: str, why: str) -> Findi
     problem = (f"{ours} is not listed: {why}" if ours not in items else
                f"{ours} comes after {items[0]}, whose answer wins: {why}")
     return Finding(f"main.cf: {name}", problem, "list the filter's table first",
-                   ("-e", f"{name} = {', '.join([ours, *rest])}"))
+                   ("-e", f"{name} = {', '.join([ours, *rest])}"), needs_filter=True)
 
 
 def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> list[Finding]:
@@ -255,13 +319,16 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
                 "DANE, so the TLS table's dane-only answers defer such mail",
                 "make it dnssec (and use a validating resolver)",
                 ("-e", "smtp_dns_support_level = dnssec")))
-        if secure.otherwise is Action.ROUTE and not split_list(
-                main.get("milter_header_checks", "")):
+        checks = split_list(main.get("milter_header_checks", ""))
+        if secure.route is not None and not any(HEADER_CHECKS in i for i in checks):
             found.append(Finding(
                 "main.cf: milter_header_checks",
-                "is empty: sensitive mail the filter routes to the secure-mail provider "
-                "would leave directly instead", f"use {endpoints.header_checks} (make install "
-                "puts it there)", ("-e", f"milter_header_checks = {endpoints.header_checks}")))
+                "does not turn X-Postwacht-Route into a next hop: sensitive mail the filter "
+                "routes (or releases by route) to the secure-mail provider would leave "
+                "directly instead", f"use {endpoints.header_checks} (make install puts it "
+                "there)", ("-e", "milter_header_checks = "
+                           + ", ".join([endpoints.header_checks, *checks])),
+                needs_file=endpoints.header_checks.partition(":")[2]))
         relay = main.get("relayhost", "")
         if relay and secure.mode is Mode.ENFORCE:
             found.append(Finding(
@@ -278,7 +345,8 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
             "does not drop X-Postwacht-* headers: released or routed mail would tell the "
             "world why it was held", f"use {endpoints.smtp_header_checks} (make install puts "
             "it there)", ("-e", "smtp_header_checks = " + ", ".join(
-                [endpoints.smtp_header_checks, *split_list(main.get("smtp_header_checks", ""))]))))
+                [endpoints.smtp_header_checks, *split_list(main.get("smtp_header_checks", ""))])),
+            needs_file=endpoints.smtp_header_checks.partition(":")[2]))
     return [f for f in found if f is not None]
 
 
