@@ -72,8 +72,9 @@ install: DEB_PACKAGES = $(DEB_RUN)
 install: system-packages
 	@$(SHELL) deploy/install.sh install $(INSTALL_DIRS)
 
+# FORCE=yes: uninstall even while Postfix still sends mail to the filter.
 uninstall:
-	@$(SHELL) deploy/install.sh uninstall $(INSTALL_DIRS)
+	@FORCE=$(FORCE) $(SHELL) deploy/install.sh uninstall $(INSTALL_DIRS)
 
 # Installs only what is missing, so a prepared machine needs no network.
 system-packages:

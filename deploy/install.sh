@@ -76,14 +76,22 @@ parse_options() {
             *) die "$dir: expected an absolute path" ;;
         esac
     done
-    PREFIX=${PREFIX%/} BINDIR=${BINDIR%/} SYSCONFDIR=${SYSCONFDIR%/} UNITDIR=${UNITDIR%/}
+    PREFIX=$(realpath -m "$PREFIX") BINDIR=$(realpath -m "$BINDIR")
+    SYSCONFDIR=$(realpath -m "$SYSCONFDIR") UNITDIR=$(realpath -m "$UNITDIR")
+    for dir in "$PREFIX" "$BINDIR" "$SYSCONFDIR" "$UNITDIR"; do
+        [ "$dir" != / ] || die "refusing / as a directory to install into or remove from"
+    done
+    # Both are Postwacht's alone: install takes their owner and mode, uninstall removes
+    # the first. A shared directory (/opt, /etc, another program's) is never taken.
+    for dir in "$PREFIX" "$SYSCONFDIR"; do
+        [ "${dir##*/}" = postwacht ] \
+            || die "$dir: the directory must be Postwacht's own, named postwacht (as /opt/postwacht)"
+    done
     VENV=$PREFIX/.venv
     LINK=$BINDIR/postwacht
     POLICY=$SYSCONFDIR/policy.yaml
-    local prefix
-    prefix=$(realpath -m "$PREFIX")
     case $SRC/ in
-        "$prefix"/*) die "the source tree $SRC lies in $PREFIX, which make uninstall removes: move the tree elsewhere" ;;
+        "$PREFIX"/*) die "the source tree $SRC lies in $PREFIX, which make uninstall removes: move the tree elsewhere" ;;
     esac
 }
 
@@ -136,6 +144,7 @@ install_package() {
         die "pip could not install Postwacht into $VENV (its output is above)"
     fi
     rm -rf "$stage"
+    install -d -m 0755 "$BINDIR"
     ln -sfn "$VENV/bin/postwacht" "$LINK"
     VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("postwacht"))')
     say "postwacht $VERSION: installed in $VENV, command $LINK"
@@ -152,14 +161,20 @@ make_directories() {
     if [ -d "$STATEDIR" ]; then before=$(stat -c '%u %g' "$STATEDIR"); fi
     install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$STATEDIR"
     if [ -n "$before" ] && [ "$before" != "$(stat -c '%u %g' "$STATEDIR")" ]; then
-        find "$STATEDIR" -xdev -uid "${before% *}" -exec chown -h "$SERVICE_USER" {} +
-        find "$STATEDIR" -xdev -gid "${before#* }" -exec chgrp -h "$SERVICE_USER" {} +
-        say "state $STATEDIR: handed over to user $SERVICE_USER (it was uid/gid ${before/ //})"
+        # only what belonged to accounts that are gone (an earlier install's)
+        if ! getent passwd "${before% *}" >/dev/null; then
+            find "$STATEDIR" -xdev -uid "${before% *}" -exec chown -h "$SERVICE_USER" {} +
+        fi
+        if ! getent group "${before#* }" >/dev/null; then
+            find "$STATEDIR" -xdev -gid "${before#* }" -exec chgrp -h "$SERVICE_USER" {} +
+        fi
+        say "state $STATEDIR: now user $SERVICE_USER's (it was uid/gid ${before/ //})"
     fi
     before=""
     if [ -d "$SYSCONFDIR" ]; then before=$(stat -c %g "$SYSCONFDIR"); fi
     install -d -o root -g "$SERVICE_USER" -m 0750 "$SYSCONFDIR"
-    if [ -n "$before" ] && [ "$before" != 0 ] && [ "$before" != "$(stat -c %g "$SYSCONFDIR")" ]; then
+    if [ -n "$before" ] && [ "$before" != 0 ] && [ "$before" != "$(stat -c %g "$SYSCONFDIR")" ] \
+            && ! getent group "$before" >/dev/null; then
         find "$SYSCONFDIR" -xdev -gid "$before" -exec chgrp -h "$SERVICE_USER" {} +
         say "configuration $SYSCONFDIR: handed over to group $SERVICE_USER (it was gid $before)"
     fi
@@ -201,6 +216,7 @@ install_tables() {
             say "Postfix table $target: exists, kept"
         else
             install -m 0644 -o root -g root "$SRC/deploy/postfix/${pair%%:*}" "$target"
+            echo "$target" >>"$PREFIX/tables-installed"
             say "Postfix table $target: installed"
         fi
     done
@@ -282,7 +298,8 @@ report_install() {
     say "  attach Postfix with the lines of deploy/postfix/main.cf (postconf -e ...; postfix reload)"
     say "  postwacht doctor   checks the whole set-up"
     if systemd_running && systemctl is-active --quiet postwacht.service; then
-        say "The running daemon goes on with the version it started with until"
+        say "The daemon runs: restart it now, so that it runs the installed version as a"
+        say "whole (files it reads later, like the notice templates, are the new ones):"
         say "  systemctl restart postwacht postwacht-release"
     fi
 }
@@ -306,9 +323,8 @@ remove_units() {
     local unit
     if systemd_running; then
         for unit in postwacht-web.service postwacht-release.service postwacht.service; do
-            if systemctl is-active --quiet "$unit"; then
+            if exists "$UNITDIR/$unit"; then
                 systemctl stop "$unit" || die "could not stop $unit"
-                say "stopped $unit"
             fi
         done
     fi
@@ -345,7 +361,7 @@ remove_program() {
         say "kept $LINK: it is not a link to $VENV/bin/postwacht"
     fi
     if [ -d "$PREFIX" ]; then
-        rm -rf "$VENV" "$PREFIX/units"
+        rm -rf "$VENV" "$PREFIX/units" "$PREFIX/tables-installed"
         if rmdir "$PREFIX" 2>/dev/null; then
             say "removed $PREFIX"
         else
@@ -354,11 +370,14 @@ remove_program() {
     fi
 }
 
-# The tables' paths as main.cf names them (postconf -h prints "type:path, ..." values).
+# The tables' paths as Postfix names them: main.cf and master.cf's -o settings, with
+# $names expanded (postconf -x prints "type:path, ..." values).
 named_by_main_cf() {
     command -v postconf >/dev/null || return 0
-    { postconf -h milter_header_checks smtp_header_checks 2>/dev/null || true; } \
-        | tr ',' '\n' | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' -e 's/^[a-z]*://'
+    {
+        postconf -xh milter_header_checks smtp_header_checks 2>/dev/null || true
+        postconf -Px 2>/dev/null | sed -n 's/^[^ ]*\/\(milter\|smtp\)_header_checks = //p' || true
+    } | tr ', ' '\n' | sed -e '/^$/d' -e 's/^[a-z]*://'
 }
 
 remove_tables() {
@@ -367,7 +386,9 @@ remove_tables() {
     for pair in "${TABLES[@]}"; do
         target=$POSTFIXDIR/${pair#*:}
         exists "$target" || continue
-        if grep -qxF "$target" <<<"$named"; then
+        if ! grep -qxF "$target" "$PREFIX/tables-installed" 2>/dev/null; then
+            say "kept $target: it was there before make install"
+        elif grep -qxF "$target" <<<"$named"; then
             say "kept $target: main.cf names it (postconf -h milter_header_checks smtp_header_checks);"
             say "    remove that setting, postfix reload, then make uninstall again"
         elif ! cmp -s "$target" "$SRC/deploy/postfix/${pair%%:*}"; then
@@ -393,6 +414,27 @@ remove_user() {
     if [ "$group" = yes ]; then say "removed group $SERVICE_USER"; fi
 }
 
+# What in Postfix's configuration still sends mail to the filter or asks its tables.
+still_attached() {
+    command -v postconf >/dev/null || return 0
+    {
+        postconf -xn smtpd_milters non_smtpd_milters transport_maps smtp_tls_policy_maps \
+            2>/dev/null || true
+        postconf -Px 2>/dev/null | grep -E '/(non_)?smtpd_milters = ' || true
+    } | grep -E '127\.0\.0\.1:889[45]|postwacht' || true
+}
+
+refuse_while_attached() {
+    local left
+    left=$(still_attached)
+    [ -n "$left" ] || return 0
+    say "Postfix still sends mail to the filter: without it, that mail would wait (tempfail)."
+    say "Remove these settings (postconf -X NAME, or -o lines in master.cf), postfix reload,"
+    say "then make uninstall again (or make uninstall FORCE=yes to go on all the same):"
+    say "$left"
+    [ "${FORCE:-}" = yes ] || die "uninstall refused: Postfix is still attached"
+}
+
 report_uninstall() {
     local kept=no
     if exists "$SYSCONFDIR"; then say "kept $SYSCONFDIR: the policy"; kept=yes; fi
@@ -402,22 +444,20 @@ report_uninstall() {
         say "    their files to its new $SERVICE_USER user"
     fi
     local left
-    if command -v postconf >/dev/null; then
-        left=$(postconf -n smtpd_milters non_smtpd_milters transport_maps smtp_tls_policy_maps \
-            2>/dev/null | grep -E '127\.0\.0\.1:889[45]|postwacht' || true)
-        if [ -n "$left" ]; then
-            say "WARNING: main.cf still names Postwacht, so mail waits (tempfail) until you remove"
-            say "these lines (postconf -X NAME) and postfix reload:"
-            say "$left"
-        fi
+    left=$(still_attached)
+    if [ -n "$left" ]; then
+        say "WARNING: Postfix still names Postwacht, so mail waits (tempfail) until you remove"
+        say "these settings and postfix reload:"
+        say "$left"
     fi
 }
 
 do_uninstall() {
     require_root
+    refuse_while_attached
     remove_units
-    remove_program
     remove_tables
+    remove_program
     remove_user
     report_uninstall
 }

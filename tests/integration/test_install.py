@@ -107,6 +107,7 @@ def bare_machine() -> Iterator[Before]:
         pytest.fail("make install needs root (it adds a user and writes to /etc and /opt)")
     found = [str(p) for p in (PREFIX, COMMAND, POLICY) if exists(p)]
     found += [f"the {USER} user"] if account(USER) else []
+    found += [f"the {USER} group"] if group(USER) else []
     if found and not os.environ.get("CI"):
         pytest.skip(f"found Postwacht here ({', '.join(found)}): this test installs "
                     "and uninstalls it for real, so it runs only where nothing is (or in CI)")
@@ -119,7 +120,7 @@ def bare_machine() -> Iterator[Before]:
     try:
         yield before
     finally:
-        make("uninstall")
+        uninstalled = make("uninstall")
         if not before.config:
             shutil.rmtree(CONFIG, ignore_errors=True)
         if not before.state:
@@ -129,6 +130,7 @@ def bare_machine() -> Iterator[Before]:
                 table.unlink(missing_ok=True)
         if exists(aside):
             aside.replace(POLICY)
+        assert uninstalled.returncode == 0, uninstalled.stdout + uninstalled.stderr
 
 
 def owner_and_mode(path: Path) -> tuple[str, str, int]:

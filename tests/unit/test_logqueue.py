@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import pytest
 from postwacht.adapters import logqueue
 
 from tests.labs.util import poll
@@ -98,3 +99,21 @@ def test_each_line_carries_its_own_time_to_the_millisecond() -> None:
     expected = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(m))) + f",{ms:03d}"
                 for m, ms in ((1_700_000_000, 123), (1_700_000_000, 999), (1_700_000_001, 500))]
     assert stamps == expected
+
+
+def test_a_stop_on_a_stalled_stream_returns_and_later_logging_does_not_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logqueue, "STOP_WAIT", 0.2)
+    out = Stalled()
+    stop = logqueue.start(out, queue_size=5)
+    try:
+        logging.getLogger("postwacht.milter").info("stuck in the stream")
+        poll(lambda: not out.getvalue() and out.go.is_set() is False, "the writer to block")
+        began = time.monotonic()
+        stop()
+        logging.getLogger("postwacht.milter").info("after the stop")  # no handler waits
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        assert time.monotonic() - began < 5
+    finally:
+        out.go.set()

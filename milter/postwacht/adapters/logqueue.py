@@ -11,6 +11,7 @@ grow or the milter wait, and the next line written says how many were lost.
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -116,14 +117,17 @@ class _Writer(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handleError(record)
         if not lines:
             return
-        self.acquire()
+        lock, stream = self.lock, self.stream  # a stop may replace both while this waits
+        if lock is not None:
+            lock.acquire()
         try:
-            self.stream.write("".join(lines))
-            self.flush()
+            stream.write("".join(lines))
+            stream.flush()
         except Exception:  # noqa: BLE001 - a closed or broken stream, as StreamHandler
             self.handleError(records[-1])
         finally:
-            self.release()
+            if lock is not None:
+                lock.release()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.write([record])
@@ -177,7 +181,14 @@ def start(stream: TextIO, level: int = logging.INFO,
         root.handlers[:] = [writer]
         records.put(None)
         listener.join(timeout=STOP_WAIT)
-        if not listener.is_alive():
+        if listener.is_alive():
+            # The stream is stalled and the writer stuck in it, holding its lock: leave
+            # both behind, so that neither later logging nor the interpreter's exit
+            # (logging.shutdown flushes every handler) waits on them.
+            root.handlers[:] = []
+            writer.createLock()
+            writer.stream = io.StringIO()
+        else:
             late = []
             while True:
                 try:

@@ -164,7 +164,8 @@ def milter_address(item: str) -> tuple[str, dict[str, str]]:
     return (parts[0] if parts else ""), settings
 
 
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[127.0.0.1]", "::1", "[::1]"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[127.0.0.1]"})
+"""Names of 127.0.0.1, where the filter listens (::1 is another address)."""
 
 
 def same_socket(address: str, ours: str) -> bool:
@@ -236,11 +237,14 @@ def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: En
                 "would leave unchecked or bounce", "give it default_action=tempfail", fixed,
                 needs_filter=True))
     if default != "tempfail":
+        # Our own entry carries default_action=tempfail (above); this one is how other
+        # milters fail, and making them fail closed could stop mail: a person decides.
         found.append(Finding(
             "main.cf: milter_default_action",
             f"is {default}: a milter listed without its own default_action lets mail "
             "through (or bounces it) when it cannot be reached",
-            "make it tempfail", ("-e", "milter_default_action = tempfail")))
+            "give every milter that must not be passed by default_action=tempfail",
+            must=False))
     overrides = [o for o in split_list(main.get("receive_override_options", ""))
                  if o != "no_milters"]
     if "no_milters" in split_list(main.get("receive_override_options", "")):
@@ -279,12 +283,16 @@ def _service_milters(service: Service, endpoints: Endpoints) -> list[Finding]:
             where, "-o receive_override_options holds no_milters: no milter sees mail here",
             "if your users' mail can arrive here, remove no_milters; a content filter's "
             "re-injection listener is fine as it is", must=False))
-    action = service.params.get("milter_default_action", "tempfail")
-    if action != "tempfail":
-        found.append(Finding(
-            where, f"-o milter_default_action={action}: mail here passes a milter that "
-            "cannot be reached", "make it tempfail",
-            ("-P", f"{service.key}/milter_default_action=tempfail")))
+    value = service.params.get("smtpd_milters")
+    action = service.params.get("milter_default_action")
+    if value is not None and action not in (None, "tempfail"):
+        mine = [milter_address(i)[1] for i in split_list(value)
+                if same_socket(milter_address(i)[0], endpoints.milter)]
+        if mine and mine[0].get("default_action", action) != "tempfail":
+            found.append(Finding(
+                where, f"-o milter_default_action={action}: mail here passes the filter "
+                "while it cannot be reached", "give the filter's entry "
+                "default_action=tempfail in this service's -o smtpd_milters"))
     return found
 
 
@@ -370,16 +378,4 @@ def _services(main: Mapping[str, str], services: Sequence[Service], policy: Poli
                     "in outbound.networks",
                     f"mark the service -o milter_macro_daemon_name={names[0]}",
                     ("-P", f"{service.key}/milter_macro_daemon_name={names[0]}")))
-        unlisted = service.params.get("smtpd_reject_unlisted_recipient",
-                                      main.get("smtpd_reject_unlisted_recipient", "yes"))
-        if not policy.retired or unlisted == "no":
-            continue
-        if submits:
-            found.append(Finding(
-                f"master.cf: {service.key}",
-                "smtpd refuses a retired recipient itself with the transport table's "
-                "short text, before the filter can answer with its reply (which names the "
-                "new address)",
-                "let the filter refuse it: -o smtpd_reject_unlisted_recipient=no",
-                ("-P", f"{service.key}/smtpd_reject_unlisted_recipient=no")))
     return found
