@@ -77,12 +77,14 @@ def test_the_deploy_kits_lines_leave_nothing_to_fix(example_policy: Policy) -> N
 
 
 def test_another_milter_stays_and_ours_gets_its_default_action(example_policy: Policy) -> None:
-    main = deploy_main_cf() | {
-        "smtpd_milters": "inet:127.0.0.1:9999, { inet:localhost:8894, default_action=accept }"}
+    main = deploy_main_cf() | {"smtpd_milters": "inet:127.0.0.1:9999, "
+                                                "{ inet:localhost:8894, default_action=accept,"
+                                                " command_timeout=5s }"}
     [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
     assert "default_action=accept" in finding.problem
     assert finding.postconf == ("-e", "smtpd_milters = { inet:127.0.0.1:8894, "
-                                      "default_action=tempfail }, inet:127.0.0.1:9999")
+                                      "default_action=tempfail, command_timeout=5s }, "
+                                      "inet:127.0.0.1:9999")
 
 
 @pytest.mark.parametrize("listed", [

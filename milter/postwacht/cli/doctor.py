@@ -69,7 +69,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    config = Path(args.postfix_config)
+    config = Path(args.postfix_config).absolute()  # main.cf gets absolute table paths
     endpoints = Endpoints(args.milter, args.socketmap, str(config))
     print(f"postwacht doctor: Postfix configuration {config}, policy {args.policy}")
     try:
@@ -286,7 +286,9 @@ def _apply(config: Path, findings: list[Finding]) -> None:
         else:
             print(f"changed {finding.where}: {shlex.join(command[3:])}")
     if failed:
-        print("Postfix not reloaded: a change failed (the saved files are above)")
+        print("Postfix not reloaded, as a change failed; the changes made are in the files "
+              "all the same and take effect as Postfix's processes restart: mend the failed "
+              "one, or put the saved files (above) back")
         return
     if _run(["postfix", "-c", str(config), "status"]).returncode == 0:
         reload = _run(["postfix", "-c", str(config), "reload"])

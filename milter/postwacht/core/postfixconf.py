@@ -224,7 +224,11 @@ def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: En
         items = split_list(main.get(name, ""))
         mine = [milter_address(i)[1] for i in items
                 if same_socket(milter_address(i)[0], endpoints.milter)]
-        fixed = ("-e", f"{name} = {_with_ours(items, endpoints.milter_entry, endpoints.milter)}")
+        # Our entry keeps the settings it has (a timeout, say), with tempfail.
+        settings = {**(mine[0] if mine else {}), "default_action": "tempfail"}
+        entry = "{ " + ", ".join([endpoints.milter,
+                                  *(f"{k}={v}" for k, v in settings.items())]) + " }"
+        fixed = ("-e", f"{name} = {_with_ours(items, entry, endpoints.milter)}")
         if not mine:
             found.append(Finding(
                 f"main.cf: {name}", f"{who} does not pass the filter ({endpoints.milter} "
