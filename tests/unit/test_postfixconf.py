@@ -175,3 +175,17 @@ def test_a_service_named_on_the_command_line_counts_as_submission(
     named = diagnose(deploy_main_cf(), [lab], example_policy, ENDPOINTS,
                      frozenset({"127.0.0.1:2525/inet"}))
     assert where(named) == ["master.cf: 127.0.0.1:2525/inet"]
+
+
+def test_every_macro_the_filter_reads_is_asked_of_postfix(example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"milter_end_of_data_macros": "",
+                               "milter_connect_macros": "j {daemon_addr} v",
+                               "milter_mail_macros": "i {auth_type}"}
+    findings = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert [(f.where, f.postconf) for f in findings] == [
+        ("main.cf: milter_end_of_data_macros", ("-e", "milter_end_of_data_macros = i")),
+        ("main.cf: milter_connect_macros",
+         ("-e", "milter_connect_macros = j {daemon_addr} v {daemon_name}")),
+        ("main.cf: milter_mail_macros", ("-e", "milter_mail_macros = i {auth_type} {auth_authen}")),
+    ]
+    assert "every message it would hold is tempfailed" in findings[0].problem

@@ -195,16 +195,7 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
                 *_services(main, services, policy, SUBMISSION_SERVICES | submission)]
-    told = split_list(main.get("milter_rcpt_macros", RCPT_MACROS))
-    missing = [m for m in split_list(RCPT_MACROS) if m not in told]
-    if missing:
-        findings.append(Finding(
-            "main.cf: milter_rcpt_macros",
-            f"lacks {' '.join(missing)}: the filter cannot tell a recipient smtpd refused "
-            "itself (port 25 refuses a retired domain through the transport table) from "
-            "one it accepted: it does not report such refusals, and may hold a message "
-            "for a recipient it does not have", "add them",
-            ("-e", f"milter_rcpt_macros = {' '.join([*told, *missing])}")))
+    findings += _macros(main, policy)
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
             "main.cf: enable_long_queue_ids",
@@ -213,6 +204,38 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
             "turn long queue ids on (renames nothing that is queued)",
             ("-e", "enable_long_queue_ids = yes")))
     return findings
+
+
+MACROS = (
+    ("milter_rcpt_macros", RCPT_MACROS.split(), "the filter cannot tell a recipient smtpd "
+     "refused itself (port 25 refuses a retired domain through the transport table) from "
+     "one it accepted: it does not report such refusals, and may hold a message for a "
+     "recipient it does not have"),
+    ("milter_end_of_data_macros", ["i"], "the filter gets no queue id at the end of a "
+     "message: every message it would hold is tempfailed instead"),
+)
+"""The macros the filter reads, by Postfix setting, and what is lost without them."""
+
+
+def _macros(main: Mapping[str, str], policy: Policy) -> list[Finding]:
+    wanted = [*MACROS]
+    if policy.outbound.daemon_names:
+        wanted.append(("milter_connect_macros", ["{daemon_name}"], "mail through a service "
+                       "marked in outbound.daemon_names is not recognised as outbound"))
+    if policy.outbound.authenticated:
+        wanted.append(("milter_mail_macros", ["{auth_authen}"], "a sender who logged in is "
+                       "not recognised as outbound"))
+    found = []
+    for name, needed, lost in wanted:
+        if name not in main:
+            continue  # Postfix's default, which has them all
+        told = split_list(main[name])
+        missing = [m for m in needed if m not in told]
+        if missing:
+            found.append(Finding(
+                f"main.cf: {name}", f"lacks {' '.join(missing)}: {lost}", "add them",
+                ("-e", f"{name} = {' '.join([*told, *missing])}")))
+    return found
 
 
 def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: Endpoints
