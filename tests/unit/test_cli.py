@@ -144,3 +144,15 @@ def test_every_exit_code_has_one_meaning() -> None:
 
     assert {c.name: c.value for c in ExitCode} == {
         "OK": 0, "FAILED": 1, "USAGE": 2, "ATTENTION": 3, "PENDING": 4}
+
+
+@pytest.mark.parametrize("order", [
+    ["quarantine", "list", "--state", "{dir}"],
+    ["quarantine", "--state", "{dir}", "list"],
+    ["quarantine", "--state", "/nowhere", "show", "ABC123", "--state", "{dir}"],
+])
+def test_the_state_option_may_come_before_or_after_the_review_action(
+        tmp_path: Path, order: list[str]) -> None:
+    result = run(*[word.format(dir=tmp_path) for word in order])
+    assert result.returncode == 1
+    assert f"no records store at {tmp_path}/" in result.stderr

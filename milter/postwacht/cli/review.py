@@ -67,6 +67,17 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     add_records_options(parser)
 
 
+def _store_options_after(action: argparse.ArgumentParser) -> None:
+    """The same options after the action too (`quarantine list --state DIR`), where a
+    postmaster writes them; given before it, they are not overwritten (SUPPRESS)."""
+    action.add_argument("--state", default=argparse.SUPPRESS, metavar="DIR",
+                        help="as before the action")
+    for name, metavar in (("--records", "URL"), ("--records-file", "FILE"),
+                          ("--mta", "NAME")):
+        action.add_argument(name, default=argparse.SUPPRESS, metavar=metavar,
+                            help=argparse.SUPPRESS)
+
+
 def add_parsers(sub: Any) -> None:
     quarantine = sub.add_parser("quarantine", help="review held mail")
     add_store_options(quarantine)
@@ -109,6 +120,8 @@ def add_parsers(sub: Any) -> None:
                              help="release although a rule holds it (recorded as an "
                                   "override)")
     actions.add_parser("audit", help="the audit trail: who did what, when and why")
+    for action in actions.choices.values():
+        _store_options_after(action)
     quarantine.set_defaults(run=_review)
 
     report = sub.add_parser("report", help="reports from Postwacht's records")
