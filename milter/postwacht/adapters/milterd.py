@@ -243,19 +243,22 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
                           self._app.facts.before_content(), local=self._local)
         if outcome.retired_domain is None or outcome.retired_monitored:
             return  # a monitored retired domain is no reason for Postfix to refuse
+        self._count_at_rcpt(outcome)
         verdict = outcome.verdict
-        self._app.telemetry.recipient(verdict.action, verdict.rule)
-        self._count_monitored(verdict.monitored)
-        self._record_retired_attempt(outcome.retired_domain, outcome.retired_monitored)
         self._log(Stage.RCPT, verdict.action, verdict.rule, self._who(verdict),
                   refused_by="postfix")
 
-    def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
+    def _count_at_rcpt(self, outcome: RcptOutcome) -> None:
+        """The metrics of one recipient's decision, and a retired domain's attempt."""
         verdict = outcome.verdict
         self._app.telemetry.recipient(verdict.action, verdict.rule)
         self._count_monitored(verdict.monitored)
         if outcome.retired_domain is not None:
             self._record_retired_attempt(outcome.retired_domain, outcome.retired_monitored)
+
+    def _act_at_rcpt(self, outcome: RcptOutcome) -> int:
+        self._count_at_rcpt(outcome)
+        verdict = outcome.verdict
         if outcome.reply is None:
             return Milter.CONTINUE  # type: ignore[no-any-return]
         self._log(Stage.RCPT, verdict.action, verdict.rule, self._who(verdict))

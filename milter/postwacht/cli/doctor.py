@@ -27,6 +27,7 @@ from postwacht.cli.common import ExitCode, load_policy
 from postwacht.core.postfixconf import (
     Endpoints,
     Finding,
+    Service,
     diagnose,
     parse_main,
     parse_master,
@@ -120,7 +121,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, 1, "", str(exc))
 
 
-def _postfix(config: Path) -> tuple[dict[str, str], list[Any], Finding | None]:
+def _postfix(config: Path) -> tuple[dict[str, str], list[Service], Finding | None]:
     postconf = _postconf()
     if postconf is None:
         return {}, [], Finding("postfix", "postconf is not installed",

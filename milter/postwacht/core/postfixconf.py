@@ -50,14 +50,13 @@ class Endpoints:
     def tls_map(self) -> str:
         return f"socketmap:{self.socketmap}:tls"
 
-    @property
-    def milter_entry(self) -> str:
-        return f"{{ {self.milter}, default_action=tempfail }}"
-
-    @property
-    def milter_entry_compact(self) -> str:
-        """The same without blanks: master.cf's `-o` (and `postconf -P`) takes none."""
-        return f"{{{self.milter},default_action=tempfail}}"
+    def milter_entry(self, settings: Mapping[str, str] | None = None,
+                     compact: bool = False) -> str:
+        """The filter's `smtpd_milters` item: its settings with default_action=tempfail;
+        `compact` without blanks, as master.cf's `-o` (and `postconf -P`) takes it."""
+        given = {**(settings or {}), "default_action": "tempfail"}
+        parts = [self.milter, *(f"{k}={v}" for k, v in given.items())]
+        return "{" + ",".join(parts) + "}" if compact else "{ " + ", ".join(parts) + " }"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +247,7 @@ def _milters(main: Mapping[str, str], services: Sequence[Service], endpoints: En
         mine = [milter_address(i)[1] for i in items
                 if same_socket(milter_address(i)[0], endpoints.milter)]
         # Our entry keeps the settings it has (a timeout, say), with tempfail.
-        settings = {**(mine[0] if mine else {}), "default_action": "tempfail"}
-        entry = "{ " + ", ".join([endpoints.milter,
-                                  *(f"{k}={v}" for k, v in settings.items())]) + " }"
+        entry = endpoints.milter_entry(mine[0] if mine else None)
         fixed = ("-e", f"{name} = {_with_ours(items, entry, endpoints.milter)}")
         if not mine:
             found.append(Finding(
@@ -299,7 +296,7 @@ def _service_milters(service: Service, endpoints: Endpoints) -> list[Finding]:
         value = service.params.get(name)
         if value is not None and not any(same_socket(milter_address(i)[0], endpoints.milter)
                                          for i in split_list(value)):
-            listed = _with_ours(split_list(value), endpoints.milter_entry_compact,
+            listed = _with_ours(split_list(value), endpoints.milter_entry(compact=True),
                                 endpoints.milter, ",")
             found.append(Finding(
                 where, f"-o {name}={value} leaves the filter out of this service",
