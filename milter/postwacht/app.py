@@ -26,6 +26,7 @@ from postwacht.core.roles import Permission, allows
 from postwacht.facts.discovery import DiscoveryPool
 from postwacht.facts.domainwatch import DomainWatcher
 from postwacht.facts.gather import FactGatherer
+from postwacht.facts.relayhost import RelayhostUnknownError, RelayhostWatch, hops_of
 from postwacht.notices.compose import Held, Standing
 from postwacht.notices.notifier import Notifier, RecordsUnavailableError
 from postwacht.notices.sendmail import SENDMAIL, Sendmail
@@ -34,7 +35,7 @@ from postwacht.records.executor import ReleaseHelper, RequestExecutor
 from postwacht.records.learner import CorrespondentLearner
 from postwacht.records.locate import open_records
 from postwacht.records.publish import ReportPublisher
-from postwacht.records.queue import Postfix
+from postwacht.records.queue import Postfix, PostfixError
 from postwacht.records.review import held_by, sender_decides
 from postwacht.records.secret import derive, load_secret, secret_path
 from postwacht.records.sqlite import private_directory
@@ -186,6 +187,7 @@ class App:
     notices: Notices
     reports: ReportPublisher
     learner: CorrespondentLearner
+    relayhost: RelayhostWatch
 
     def start(self) -> None:
         """Start the background work: the policy file watch, the domain watch, the
@@ -250,19 +252,45 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
     holder.on_change(lambda _policy: domain_watch.wake())  # a new policy: audit it now
     learner = CorrespondentLearner(correspondents, lambda: holder.current, telemetry,
                                    key_problem=key_problem)
-    facts = FactGatherer(discovery, lambda: domain_watch.control_lost, known=learner.known)
+    postfix = Postfix(mta.postfix_config)
+    relayhost = RelayhostWatch(lambda: _relayhost(postfix), _main_cf(mta.postfix_config),
+                               lambda: holder.current)
+    relayhost.refresh()
+    holder.on_change(lambda _policy: relayhost.announce())  # what the relay means changed
+    facts = FactGatherer(discovery, lambda: domain_watch.control_lost, known=learner.known,
+                         relayhost=lambda: relayhost.current)
     executor = RequestExecutor(
-        records, mta.name, helper, Postfix(mta.postfix_config),
+        records, mta.name, helper, postfix,
         lambda: holder.current.quarantine, telemetry, mta.requests_interval,
         mta.sync_interval)
     notifier = Notifier(lambda: holder.current, NoticeRecords(records),
                         Sendmail(mta.sendmail, mta.postfix_config), telemetry=telemetry,
                         link_key=derive(secret, "links"))
     return App(telemetry, holder, records, discovery, facts, domain_watch,
-               PolicyWatcher(holder, check_interval), Path(state_dir), mta.name, executor,
-               RetiredAttempts(records, telemetry), Notices(notifier),
+               PolicyWatcher(holder, check_interval, relayhost.refresh), Path(state_dir),
+               mta.name, executor, RetiredAttempts(records, telemetry), Notices(notifier),
                ReportPublisher(records, lambda: holder.current, lambda: domain_watch.last),
-               learner)
+               learner, relayhost)
+
+
+def _main_cf(config_dir: str | None) -> Path:
+    return Path(config_dir or defaults.POSTFIX_CONFIG) / "main.cf"
+
+
+def _relayhost(postfix: Postfix) -> str:
+    try:
+        return postfix.setting("relayhost")
+    except PostfixError as exc:
+        raise RelayhostUnknownError(str(exc)) from None
+
+
+def relayhost_of(config_dir: str | None) -> tuple[tuple[str, ...] | None, str]:
+    """Postfix's relayhost for a one-shot command (`explain`, `check`), or None and why
+    Postfix could not be asked (the policy's delivery section then stands)."""
+    try:
+        return hops_of(Postfix(config_dir).setting("relayhost")), ""
+    except PostfixError as exc:
+        return None, str(exc)
 
 
 def _state_directory(path: Path) -> None:

@@ -14,6 +14,8 @@ FACTS_WORKERS = 8
 RECORDS_FILE = "postwacht.sqlite"
 """The embedded records store, in the state directory."""
 CONTROL_SOCKET = "control.sock"
+POSTFIX_CONFIG = "/etc/postfix"
+"""Postfix's configuration directory when none is named."""
 """The control socket, in the state directory."""
 SOCKETMAP_IDLE_TIMEOUT = 30.0
 """Seconds a socketmap connection may take to send its next complete request; Postfix

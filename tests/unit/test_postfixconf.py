@@ -20,6 +20,8 @@ from postwacht.core.postfixconf import (
 
 from tests.conftest import ROOT
 
+EXAMPLE = ROOT / "policies" / "example.yaml"
+
 ENDPOINTS = Endpoints("inet:127.0.0.1:8894", "inet:127.0.0.1:8895")
 SUBMISSION = Service("submission", "inet", "smtpd",
                      {"milter_macro_daemon_name": "ORIGINATING",
@@ -133,13 +135,31 @@ def test_a_listener_without_milters_is_a_note_for_a_person(example_policy: Polic
     assert "-o smtpd_milters={inet:127.0.0.1:8894,default_action=tempfail}" in findings[0].fix
 
 
-def test_a_relayhost_under_enforced_secure_transport_must_be_decided_by_hand(
+def test_a_relayhost_the_policy_does_not_name_must_be_decided_by_hand(
         example_policy: Policy) -> None:
     main = deploy_main_cf() | {"relayhost": "[smtp.provider.example]:587"}
     [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
     assert finding.where == "main.cf: relayhost"
-    assert "verified only as far as the relay" in finding.problem
+    assert "delivery section does not name" in finding.problem
+    assert 'relay: "[smtp.provider.example]:587"' in finding.fix
     assert finding.postconf == ()
+
+
+def test_a_relayhost_the_policy_names_needs_no_finding_but_a_different_one_does(
+        write_policy: Callable[[str], Path]) -> None:
+    policy = load(write_policy(EXAMPLE.read_text().replace(
+        "secure_transport:", 'delivery: {relay: "[smtp.provider.example]:587", '
+        "trusted_to_enforce: true}\nsecure_transport:", 1)))
+    named = deploy_main_cf() | {"relayhost": "[SMTP.provider.example]:587"}
+    assert not [f for f in diagnose(named, [SUBMISSION], policy, ENDPOINTS) if f.must]
+    other = deploy_main_cf() | {"relayhost": "[smtp.other.example]:587"}
+    [finding] = [f for f in diagnose(other, [SUBMISSION], policy, ENDPOINTS) if f.must]
+    assert "but the policy's delivery.relay is [smtp.provider.example]:587" in finding.problem
+    direct = deploy_main_cf() | {"relayhost": ""}
+    [note] = [f for f in diagnose(direct, [SUBMISSION], policy, ENDPOINTS)
+              if f.where == "policy: delivery"]
+    assert not note.must
+    assert "Postfix has no relayhost" in note.problem
 
 
 def test_a_policy_without_retired_domains_or_secure_transport_needs_neither_table(

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import socketserver
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class _Handler(socketserver.StreamRequestHandler):
         holder = self.server.holder
         reply: dict[str, Any]
         if line == "reload":
+            if self.server.also_reload is not None:
+                self.server.also_reload()
             result = holder.reload()
             reply = {"ok": result.ok, "changed": result.changed, "summary": result.summary,
                      "problems": list(result.problems)}
@@ -59,8 +62,11 @@ class ControlServer(BackgroundServer, socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     thread_name = "control"
 
-    def __init__(self, path: Path, holder: PolicyHolder) -> None:
+    def __init__(self, path: Path, holder: PolicyHolder,
+                 also_reload: Callable[[], None] | None = None) -> None:
         self.holder = holder
+        self.also_reload = also_reload
+        """Read again on `reload` too (Postfix's relayhost)."""
         if path.exists() or path.is_symlink():
             path.unlink()
         old_umask = os.umask(0o077)

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
-from postwacht.app import command_facts
+from postwacht.app import command_facts, relayhost_of
 from postwacht.cli.common import ExitCode, UsageError, load_policy
 from postwacht.core.address import AddressError, parse_recipient
 from postwacht.core.classify import Classification, Classifier
@@ -17,12 +17,14 @@ from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.outcome import Explained, explain
 from postwacht.core.policy import Policy
+from postwacht.core.relay import HopError, next_hops, relaying
 from postwacht.core.tables import tls_policy
 
 
 def add_parsers(sub: Any) -> None:
     check = sub.add_parser("check", help="validate a policy file")
     check.add_argument("policy", metavar="POLICY", help="policy file (YAML)")
+    _relay_options(check)
     check.set_defaults(run=_check)
 
     explain_ = sub.add_parser(
@@ -57,6 +59,7 @@ def add_parsers(sub: Any) -> None:
                           help="the recipients are in Bcc: the message shows none of them "
                                "to each other (default: all are in To)")
     explain_.add_argument("--json", action="store_true", help="print one JSON object")
+    _relay_options(explain_)
     explain_.set_defaults(run=_explain, known=False)
 
     tls = sub.add_parser("tls", help="what discovery finds for one recipient domain")
@@ -67,13 +70,45 @@ def add_parsers(sub: Any) -> None:
     tls.set_defaults(run=_tls)
 
 
+def _relay_options(parser: argparse.ArgumentParser) -> None:
+    relay = parser.add_mutually_exclusive_group()
+    relay.add_argument("--postfix-config", metavar="DIR",
+                       help="read Postfix's relayhost from this configuration directory "
+                            "(default: take the policy's delivery section for it)")
+    relay.add_argument("--relayhost", metavar="HOPS",
+                       help="Postfix's relayhost as main.cf writes it ('' for none)")
+
+
+def _relayhost(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """Postfix's relayhost as the command line gives it, or None: the policy's."""
+    if args.relayhost is not None:
+        try:
+            return next_hops(args.relayhost)
+        except HopError as exc:
+            raise UsageError(f"--relayhost: {exc}") from None
+    if args.postfix_config is None:
+        return None
+    hops, problem = relayhost_of(args.postfix_config)
+    if hops is None:
+        raise UsageError(f"--postfix-config {args.postfix_config}: {problem}")
+    return hops
+
+
 def _check(args: argparse.Namespace) -> int:
+    relayhost = _relayhost(args)
     policy = load_policy(args.policy)
     if policy is None:
         return ExitCode.FAILED
     print(f"{args.policy}: valid: {policy.summary()}")
-    for warning in policy.warnings():
+    warnings = policy.warnings()
+    standing = relaying(policy, relayhost)
+    if relayhost is not None and standing.problem is not None and policy.secure_transport:
+        warnings.append(f"{standing.problem}: sensitive mail to outside domains never "
+                        "counts as verified")
+    for warning in warnings:
         print(f"{args.policy}: warning: {warning}")
+    if relayhost is not None or policy.delivery is not None:
+        print(f"{args.policy}: outside mail leaves {standing.describe()}")
     return ExitCode.OK
 
 
@@ -132,6 +167,7 @@ def _content_facts(args: argparse.Namespace, policy: Policy, envelope: Envelope
         facts = gatherer.for_message(envelope, policy, classification, visible)
     finally:
         gatherer.close()
+    facts = replace(facts, relayhost=_relayhost(args))
     if args.known:
         facts = replace(facts, known=frozenset(r.address for r in envelope.recipients))
     return classification, facts
@@ -144,6 +180,9 @@ def _print_content(args: argparse.Namespace, policy: Policy,
         print(f"\nclassification: {kind} ({classification.reason})")
         for domain, found in sorted(facts.transport.items()):
             print(f"transport {domain}: {found.method} ({found.detail})")
+        if policy.secure_transport is not None:
+            print(f"delivery: outside mail leaves "
+                  f"{relaying(policy, facts.relayhost).describe()}")
         if policy.first_recipient is not None:
             print("first recipients: "
                   + ("assumed known (--assume-known)" if args.known
@@ -222,11 +261,13 @@ def _verdict_json(
         if found is not None:
             row["transport"] = _facts_json(found)
         recipients.append(row)
+    standing = relaying(policy, facts.relayhost)
     return {
         "action": explained.action.value,
         "internal": explained.internal,
         "sender_reason": sender_reason,
         "policy": {"file": policy.source, "checksum": policy.checksum},
+        "delivery": {"relayhost": list(standing.relayhost), "problem": standing.problem},
         "recipients": recipients,
     }
 

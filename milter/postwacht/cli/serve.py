@@ -202,7 +202,7 @@ def _milter_socket(spec: str) -> Callable[[], None]:
 
 def _control(path: Path, app: App) -> ControlServer:
     try:
-        return ControlServer(path, app.holder)
+        return ControlServer(path, app.holder, lambda: app.relayhost.refresh(force=True))
     except OSError as exc:
         raise StartError(f"control socket {path}: {exc.strerror or exc}") from None
 

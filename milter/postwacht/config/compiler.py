@@ -40,6 +40,7 @@ from postwacht.core.lookalike import LookalikeIndex
 from postwacht.core.names import DomainError, parents, parse_nameserver, to_ascii
 from postwacht.core.policy import (
     REPLY_FIELDS,
+    Delivery,
     DigestPeriod,
     DnsSettings,
     DomainRule,
@@ -60,7 +61,17 @@ from postwacht.core.policy import (
     RetiredDomain,
     SecureTransport,
 )
-from postwacht.core.vocabulary import Accepted, Action, Match, Mode, PartnerTransport, Rule, Scope
+from postwacht.core.relay import HopError, hop_is_address, next_hops
+from postwacht.core.vocabulary import (
+    Accepted,
+    Action,
+    Match,
+    Mode,
+    PartnerTransport,
+    RelayTls,
+    Rule,
+    Scope,
+)
 
 
 def load(path: str | Path) -> Policy:
@@ -192,7 +203,7 @@ def _choice(value: Any, default: Action) -> Action:
 
 
 _E = TypeVar("_E", Action, PartnerTransport, Accepted, Rule, Language, DigestPeriod, Mode,
-             Scope, Match)
+             Scope, Match, RelayTls)
 
 
 def _enum(kind: type[_E], value: Any) -> _E | None:
@@ -271,6 +282,7 @@ def _compile(document: PolicyDocument, problems: list[Problem]) -> _Compiled:
             "local_parts", _default("logging", "local_parts")) is True,
         sensitivity=sensitivity,
         secure_transport=_secure_transport(c, data.get("secure_transport")),
+        delivery=_delivery(c, data.get("delivery"), _mapping(data, "secure_transport")),
         dns=_dns(c, _mapping(data, "dns")),
         domain_watch=_domain_watch(c, data.get("domain_watch")),
         quarantine=_quarantine(_mapping(data, "quarantine")),
@@ -583,6 +595,31 @@ def _secure_transport(c: _Compiler, data: Any) -> SecureTransport | None:
         route=route if isinstance(route, str) else None,
         reply=reply if isinstance(reply, str) else None,
         mode=c.mode_of(data),
+    )
+
+
+def _delivery(c: _Compiler, data: Any, secure: dict[str, Any]) -> Delivery | None:
+    if not isinstance(data, dict) or not isinstance(data.get("relay"), str):
+        return None
+    try:
+        relay = next_hops(data["relay"])
+    except HopError as exc:
+        c.report(("delivery", "relay"), str(exc))
+        relay = ()
+    else:
+        if not relay:
+            c.report(("delivery", "relay"), "names no next hop (expected e.g. [smtp.example]:587)")
+    tls = _enum(RelayTls, data.get("tls")) or RelayTls(_default("delivery", "tls"))
+    addresses = [hop for hop in relay if hop_is_address(hop)]
+    if addresses and tls.verified:
+        c.report(("delivery", "tls"),
+                 f"{tls} cannot be had from {', '.join(addresses)}: Postfix verifies a "
+                 "certificate against a name, never an address (name the relay by its host "
+                 "name, or say tls: encrypt, which never counts as verified)")
+    return Delivery(
+        relay=relay, tls=tls,
+        trusted_to_enforce=data.get("trusted_to_enforce") is True,
+        min_tls=str(secure.get("min_tls", _default("secure_transport", "min_tls"))),
     )
 
 

@@ -104,10 +104,13 @@ class PolicyHolder:
 class PolicyWatcher(threading.Thread):
     """Reloads the policy when its file changes (checked every `interval` seconds)."""
 
-    def __init__(self, holder: PolicyHolder, interval: float) -> None:
+    def __init__(self, holder: PolicyHolder, interval: float,
+                 also: Callable[[], None] | None = None) -> None:
         super().__init__(name="policy-watcher", daemon=True)
         self._holder = holder
         self._interval = interval
+        self._also = also
+        """Called on every look too (the relayhost watch: has main.cf changed?)."""
         self._stop_event = threading.Event()
         self._seen = self._signature()
         self._changing: tuple[int, int, int] | None = None
@@ -123,6 +126,8 @@ class PolicyWatcher(threading.Thread):
         self._holder.checked()
         while not self._stop_event.wait(self._interval):
             self._look()
+            if self._also is not None:
+                self._also()
             self._holder.checked()
 
     def _look(self) -> None:

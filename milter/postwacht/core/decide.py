@@ -15,6 +15,7 @@ from postwacht.core.classify import Classification
 from postwacht.core.facts import Facts
 from postwacht.core.names import to_unicode
 from postwacht.core.policy import FirstRecipient, OwnedDomain, Partner, Policy, RetiredDomain
+from postwacht.core.relay import Relaying, relaying
 from postwacht.core.vocabulary import (
     Accepted,
     Action,
@@ -157,10 +158,11 @@ def decide_recipient(
     if facts and classification:
         # Every domain the mail could reach must be safe, not only the one that decided;
         # listed first, so that of equal verdicts the transport one is shown.
+        relay = relaying(policy, facts.relayhost)
         verdicts = [_enforced(_secure_transport(recipient, d, v, policy, facts,
-                                                classification), policy, v)
+                                                classification, relay), policy, v)
                     for d, v in zip(domains, verdicts, strict=True)
-                    if _needs_secure_transport(v, policy)] + verdicts
+                    if _needs_secure_transport(v, policy, relay)] + verdicts
         strictest = _strictest(verdicts)
         if strictest.action in (Action.ACCEPT, Action.ROUTE):
             # Never over a tempfail (the transport is unknown yet: the sender retries and
@@ -310,12 +312,16 @@ def transport_domains(envelope: Envelope, policy: Policy) -> set[str]:
     }
 
 
-def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy) -> bool:
+def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy,
+                            relay: Relaying | None = None) -> bool:
+    """Whether the secure-transport rule judges this recipient: an outside domain, or a
+    partner whose agreement the rule does not take, or does not reach (through a relay
+    the TLS table never answers for the partner)."""
     rules = policy.secure_transport
     if rules is None or verdict.action is not Action.ACCEPT:
         return False
-    return verdict.rule is Rule.DEFAULT or (verdict.rule is Rule.PARTNER
-                                            and Accepted.PARTNER not in rules.accept)
+    return verdict.rule is Rule.DEFAULT or (verdict.rule is Rule.PARTNER and (
+        Accepted.PARTNER not in rules.accept or (relay is not None and relay.relayed)))
 
 
 def _secure_transport(
@@ -325,14 +331,21 @@ def _secure_transport(
     policy: Policy,
     facts: Facts,
     classification: Classification,
+    relay: Relaying,
 ) -> RecipientVerdict:
     rules = policy.secure_transport
     assert rules is not None
     if not classification.sensitive:
         return verdict
+    if relay.problem is not None:
+        return _insecure(verdict, policy, classification, relay.problem)
     address, domains = recipient.address, recipient.domains
-    found = facts.transport.get(domain)
     why = f"this message is sensitive ({classification.reason})"
+    through = (f"; through the relay {', '.join(relay.relayhost)}, trusted to enforce "
+               "verified TLS onward" if relay.relayed else "")
+    if verdict.rule is Rule.PARTNER and Accepted.PARTNER in rules.accept:
+        return replace(verdict, reason=f"{verdict.reason}{through}")
+    found = facts.transport.get(domain)
     if found is None or found.method is Method.FAILURE:
         detail = found.detail if found else "no transport facts were gathered"
         return RecipientVerdict(
@@ -342,7 +355,7 @@ def _secure_transport(
         )
     if found.verified and Accepted(found.method) in rules.accept:
         return RecipientVerdict(address, domains, Action.ACCEPT, Rule.SECURE_TRANSPORT,
-                                f"{why}; {found.method}: {found.detail}")
+                                f"{why}; {found.method}: {found.detail}{through}")
     return _insecure(verdict, policy, classification,
                      f"{show(domain)} offers no verified TLS ({found.detail})")
 

@@ -114,3 +114,6 @@ class Facts:
     """The addresses in the message's To and Cc headers (bounded), lower-cased; None when
     they could not be read (a header no parser takes, or a connection that carries no
     headers): the exposed-recipients rule then cannot vouch for the message."""
+    relayhost: tuple[str, ...] | None = None
+    """Postfix's relayhost as read from its configuration (empty: none); None when it
+    could not be read: the policy's `delivery` section is then taken for it."""

@@ -17,7 +17,16 @@ from types import MappingProxyType
 from postwacht.core.classify import SenderGroup, Sensitivity
 from postwacht.core.lookalike import LookalikeIndex, LookalikeMatch
 from postwacht.core.names import parents
-from postwacht.core.vocabulary import Accepted, Action, Match, Mode, PartnerTransport, Rule, Scope
+from postwacht.core.vocabulary import (
+    Accepted,
+    Action,
+    Match,
+    Mode,
+    PartnerTransport,
+    RelayTls,
+    Rule,
+    Scope,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REPLY_FIELDS = ("domain", "since", "successor", "address")
@@ -85,6 +94,38 @@ class SecureTransport:
     def protocols(self) -> str:
         """Postfix smtp_tls_policy_maps `protocols=` value for `min_tls`."""
         return f">=TLSv{self.min_tls}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The relay Postfix hands outside mail to (its `relayhost`), as the policy names it.
+
+    With a relay, Postfix asks the TLS table about the relay, not the recipient's domain:
+    verified TLS to the recipient is then the relay's to keep, and is claimed only when
+    the policy trusts the relay to enforce it and the hop to it is verified too."""
+
+    relay: tuple[str, ...]
+    """The relay's next hops as Postfix writes them (`[smtp.example]:587`), lower-case."""
+    tls: RelayTls
+    trusted_to_enforce: bool
+    min_tls: str
+    """secure_transport's min_tls (the schema's default without that section)."""
+
+    @property
+    def protocols(self) -> str:
+        return f">=TLSv{self.min_tls}"
+
+    @property
+    def shortfall(self) -> str | None:
+        """Why mail through this relay never counts as verified, by the policy alone."""
+        shown = ", ".join(self.relay)
+        if not self.tls.verified:
+            return (f"the hop to the relay {shown} is encrypted but not verified "
+                    "(delivery.tls: encrypt)")
+        if not self.trusted_to_enforce:
+            return (f"the policy does not trust the relay {shown} to enforce verified TLS "
+                    "onward (delivery.trusted_to_enforce)")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +300,8 @@ class Policy:
     first_recipient: FirstRecipient | None
     exposed_recipients: ExposedRecipients | None
     address_literals_mode: Mode
+    delivery: Delivery | None
+    """None: the policy names no relay; mail is taken to leave straight to each domain."""
     _table: Mapping[str, DomainRule] = field(repr=False)
     _lookalike_index: LookalikeIndex = field(repr=False)
     _modes: Mapping[Rule, Mode] = field(init=False, repr=False)
@@ -349,12 +392,16 @@ class Policy:
         if (secure is not None and secure.mode is Mode.ENFORCE
                 and self.sensitivity.default_sensitive
                 and secure.otherwise in (Action.QUARANTINE, Action.REJECT)):
-            done = "held" if secure.otherwise is Action.QUARANTINE else "refused"
+            done = _done(secure.otherwise)
             warned.append(
                 f"all external mail is sensitive by default and secure_transport is "
                 f"enforced: every message to a domain without verified TLS (most domains) "
                 f"is {done}; start with mode: monitor for a week and read what "
                 "postwacht_monitored_total says would have happened")
+        shortfall = self.delivery.shortfall if self.delivery else None
+        if secure is not None and shortfall is not None:
+            warned.append(f"{shortfall}: sensitive mail to outside domains never counts as "
+                          f"verified, and is {_done(secure.otherwise)}")
         return warned
 
     def summary(self) -> str:
@@ -363,3 +410,9 @@ class Policy:
             f"{len(self.partners)} partner domain{'s' if len(self.partners) != 1 else ''}; "
             f"{self.quarantine.describe()}; checksum {self.checksum[:12]}"
         )
+
+
+def _done(otherwise: Action) -> str:
+    """What `secure_transport.otherwise` does to mail, as a warning says it."""
+    return {Action.QUARANTINE: "held", Action.REJECT: "refused"}.get(
+        otherwise, f"sent through the secure route ({otherwise})")

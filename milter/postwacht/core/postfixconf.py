@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from postwacht.core.policy import Policy
-from postwacht.core.vocabulary import Accepted, Mode
+from postwacht.core.relay import HopError, next_hops, relaying
+from postwacht.core.vocabulary import Accepted, Mode, RelayTls
 
 HEADER_CHECKS = "postwacht_header_checks"
 """The file in Postfix's configuration directory where `make install` puts
@@ -339,18 +340,21 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
             "mail that reaches a retired domain through an alias or a .forward is not "
             "stopped (the milter sees recipients before they are expanded)"))
     secure = policy.secure_transport
-    if secure is not None:
+    if secure is not None or policy.delivery is not None:
         found.append(_first_map(
             main, "smtp_tls_policy_maps", endpoints.tls_map,
             "sensitive mail the filter let through as verified could still leave over "
             "unverified TLS or none"))
-        if Accepted.DANE in secure.accept and main.get("smtp_dns_support_level") != "dnssec":
-            found.append(Finding(
-                "main.cf: smtp_dns_support_level",
-                f"is {main.get('smtp_dns_support_level') or 'empty'}: Postfix cannot use "
-                "DANE, so the TLS table's dane-only answers defer such mail",
-                "make it dnssec (and use a validating resolver)",
-                ("-e", "smtp_dns_support_level = dnssec")))
+    dane = (secure is not None and Accepted.DANE in secure.accept) or (
+        policy.delivery is not None and policy.delivery.tls is RelayTls.DANE)
+    if dane and main.get("smtp_dns_support_level") != "dnssec":
+        found.append(Finding(
+            "main.cf: smtp_dns_support_level",
+            f"is {main.get('smtp_dns_support_level') or 'empty'}: Postfix cannot use "
+            "DANE, so the TLS table's dane-only answers defer such mail",
+            "make it dnssec (and use a validating resolver)",
+            ("-e", "smtp_dns_support_level = dnssec")))
+    if secure is not None:
         checks = split_list(main.get("milter_header_checks", ""))
         if secure.route is not None and not any(HEADER_CHECKS in i for i in checks):
             found.append(Finding(
@@ -361,16 +365,7 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
                 "there)", ("-e", "milter_header_checks = "
                            + ", ".join([endpoints.header_checks, *checks])),
                 needs_file=endpoints.header_checks.partition(":")[2]))
-        relay = main.get("relayhost", "")
-        if relay and secure.mode is Mode.ENFORCE:
-            found.append(Finding(
-                "main.cf: relayhost",
-                f"is {relay}: Postfix asks the TLS table about the relay, not the "
-                "recipient's domain, so sensitive mail let through as verified is verified "
-                "only as far as the relay",
-                "deliver directly (relayhost empty), or keep the relay and set the policy's "
-                "secure_transport to mode: monitor until the relay's own delivery is "
-                "agreed"))
+    found += _relay(main, policy)
     if not any("postwacht" in item for item in split_list(main.get("smtp_header_checks", ""))):
         found.append(Finding(
             "main.cf: smtp_header_checks",
@@ -380,6 +375,37 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
                 [endpoints.smtp_header_checks, *split_list(main.get("smtp_header_checks", ""))])),
             needs_file=endpoints.smtp_header_checks.partition(":")[2]))
     return [f for f in found if f is not None]
+
+
+def _relay(main: Mapping[str, str], policy: Policy) -> list[Finding]:
+    """A relayhost is a decision the policy must share (`postwacht.core.relay`)."""
+    value = main.get("relayhost", "")
+    try:
+        hops = next_hops(value)
+    except HopError:
+        hops = (value,)  # matches no policy: the filter does not take it for verified
+    delivery, secure = policy.delivery, policy.secure_transport
+    if not hops:
+        if delivery is None:
+            return []
+        return [Finding(
+            "policy: delivery",
+            f"names the relay {', '.join(delivery.relay)}, but Postfix has no relayhost: "
+            "mail goes straight to each recipient's domain, and the section is not used",
+            "remove the policy's delivery section, or give Postfix the relayhost",
+            must=False)]
+    problem = relaying(policy, hops).problem
+    if secure is None or problem is None or (delivery is not None
+                                             and set(delivery.relay) == set(hops)):
+        return []  # a relay the policy names but does not trust: its warning says so
+    example = (f'delivery: {{relay: "{value}", tls: secure, trusted_to_enforce: true}}')
+    return [Finding(
+        "main.cf: relayhost",
+        f"{problem}; the filter treats sensitive mail to outside domains as leaving "
+        "without verified TLS (secure_transport.otherwise)",
+        f"if the relay's operator guarantees delivery over verified TLS only, say so in the "
+        f"policy ({example}); if not, deliver directly (relayhost empty)",
+        must=secure.mode is Mode.ENFORCE)]
 
 
 def _services(main: Mapping[str, str], services: Sequence[Service], policy: Policy,

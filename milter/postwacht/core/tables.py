@@ -18,7 +18,8 @@ from postwacht.core.decide import Envelope, decide
 from postwacht.core.facts import TransportFacts
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.policy import OwnedDomain, Partner, Policy, RetiredDomain
-from postwacht.core.vocabulary import Accepted, Action, Method, PartnerTransport, Rule
+from postwacht.core.relay import next_hops
+from postwacht.core.vocabulary import Accepted, Action, Method, PartnerTransport, RelayTls, Rule
 
 
 class Status(StrEnum):
@@ -109,6 +110,9 @@ def tls_answer(key: str, policy: Policy, facts: TransportFacts | None) -> TableA
 def _tls_target(key: str, policy: Policy) -> str | TableAnswer:
     if key == "*" or not key:
         return NOTFOUND
+    relay = _relay_tls(policy, key)
+    if relay is not None:
+        return relay
     if key.startswith("["):
         return _route_tls(policy, key)
     try:
@@ -119,6 +123,22 @@ def _tls_target(key: str, policy: Policy) -> str | TableAnswer:
                                                      OwnedDomain | RetiredDomain):
         return NOTFOUND
     return domain
+
+
+def _relay_tls(policy: Policy, key: str) -> TableAnswer | None:
+    """The relay the policy names (`delivery`) is reached at the level it says; the
+    policy's check makes sure that an address is never asked to be verified."""
+    delivery = policy.delivery
+    if delivery is None:
+        return None
+    try:
+        [hop] = next_hops(key)
+    except ValueError:  # not one hop, or not a hop at all
+        return None
+    if hop not in delivery.relay:
+        return None
+    level = "dane-only" if delivery.tls is RelayTls.DANE else str(delivery.tls)
+    return TableAnswer(Status.OK, f"{level} protocols={delivery.protocols}")
 
 
 def _route_tls(policy: Policy, key: str) -> TableAnswer:

@@ -124,6 +124,20 @@ class PartnerTransport(StrEnum):
     ENCRYPT = "encrypt"
 
 
+class RelayTls(StrEnum):
+    """What Postfix demands of the hop to a relay (`delivery.tls`), served as its TLS
+    policy: the first three verify the relay's certificate, `encrypt` does not."""
+
+    SECURE = "secure"
+    DANE = "dane"
+    VERIFY = "verify"
+    ENCRYPT = "encrypt"
+
+    @property
+    def verified(self) -> bool:
+        return self is not RelayTls.ENCRYPT
+
+
 class LookalikeHow(StrEnum):
     SIMILAR = "similar"
     """The skeletons are equal or within the edit distance."""

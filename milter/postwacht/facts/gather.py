@@ -42,9 +42,11 @@ class FactGatherer:
         deadline: float = defaults.FACTS_DEADLINE,
         workers: int = defaults.FACTS_WORKERS,
         known: Known | None = None,
+        relayhost: Callable[[], tuple[str, ...] | None] = lambda: None,
     ) -> None:
         self._pool = pool
         self._known = known
+        self._relayhost = relayhost
         self._control_lost = control_lost
         self.deadline = deadline
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -67,7 +69,8 @@ class FactGatherer:
         if classification is not None and classification.sensitive:
             domains = transport_domains(envelope, policy)
         facts = Facts(classification, self.transport(domains, policy), self._control_lost(),
-                      visible=None if visible is None else tuple(visible))
+                      visible=None if visible is None else tuple(visible),
+                      relayhost=self._relayhost())
         candidates = first_recipient_candidates(envelope, policy, facts)
         if candidates and self._known is not None:
             facts = replace(facts, known=self._known(envelope.sender, candidates, policy))

@@ -209,10 +209,14 @@ class Postfix:
         """How long Postfix keeps trying a message of `sender`: bounce_queue_lifetime for
         the null sender (bounces), else maximal_queue_lifetime."""
         name = "bounce_queue_lifetime" if not sender else "maximal_queue_lifetime"
+        return parse_time(name, self.setting(name))
+
+    def setting(self, name: str) -> str:
+        """A main.cf setting as Postfix uses it ($names expanded)."""
         result = self._run("postconf", "-x", "-h", name)
         if result.returncode != 0:
             raise PostfixError(f"postconf {name} failed: {_said(result)}")
-        return parse_time(name, result.stdout.strip())
+        return result.stdout.strip()
 
 
 def _out(stream: IO[bytes] | None) -> IO[bytes]:
