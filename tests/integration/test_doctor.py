@@ -114,9 +114,12 @@ def test_a_filter_that_does_not_answer_is_named(bare: Lab, tmp_path: Path) -> No
     result = subprocess.run(
         [POSTWACHT, "doctor", "--postfix-config", str(bare.postfix.config),
          "--policy", str(bare.daemon.policy), "--user", "root",
-         "--milter", "inet:127.0.0.1:1", "--socketmap", f"unix:{tmp_path}/none.sock"],
+         "--milter", "inet:127.0.0.1:1", "--socketmap", f"unix:{tmp_path}/none.sock",
+         "--wait", "0.5"],
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
+    # a filter just started gets a moment; one that never listens is named after it
+    assert "waiting up to 0.5 s for the milter inet:127.0.0.1:1 to answer" in result.stdout
     assert "FIX  milter inet:127.0.0.1:1: does not answer" in result.stdout
     assert f"FIX  socketmap unix:{tmp_path}/none.sock: does not answer" in result.stdout
 

@@ -18,10 +18,12 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from postwacht import defaults
 from postwacht.adapters.netstring import NetstringError, encode, read_netstring
 from postwacht.cli.common import ExitCode, load_policy
 from postwacht.core.postfixconf import (
@@ -34,7 +36,6 @@ from postwacht.core.postfixconf import (
     split_list,
 )
 
-POSTFIX_CONFIG = "/etc/postfix"
 POLICY = "/etc/postwacht/policy.yaml"
 MILTER = "inet:127.0.0.1:8894"
 SOCKETMAP = "inet:127.0.0.1:8895"
@@ -42,6 +43,8 @@ USER = "postwacht"
 DEBIAN_MAIN_CF = Path("/usr/share/postfix/main.cf.debian")
 """Debian's starting main.cf; its "No configuration" choice leaves none at all."""
 TIMEOUT = 10.0
+WAIT = 10.0
+"""Seconds a filter that does not listen yet may take to answer (it may be starting)."""
 
 
 def add_parsers(sub: Any) -> None:
@@ -49,8 +52,9 @@ def add_parsers(sub: Any) -> None:
         "doctor", help="check that Postfix hands every message to the filter",
         description="Check Postfix's configuration against the filter and its policy, and "
                     "say what to change. Exit 0: all is well; 1: something must be fixed.")
-    doctor.add_argument("--postfix-config", default=POSTFIX_CONFIG, metavar="DIR",
-                        help=f"Postfix's configuration directory (default {POSTFIX_CONFIG})")
+    doctor.add_argument("--postfix-config", default=defaults.POSTFIX_CONFIG, metavar="DIR",
+                        help="Postfix's configuration directory "
+                             f"(default {defaults.POSTFIX_CONFIG})")
     doctor.add_argument("--policy", default=POLICY, metavar="POLICY",
                         help=f"the policy the filter runs (default {POLICY})")
     doctor.add_argument("--milter", default=MILTER, metavar="SOCKET",
@@ -63,6 +67,9 @@ def add_parsers(sub: Any) -> None:
                              "for more")
     doctor.add_argument("--user", default=USER,
                         help=f"the user the filter runs as (default {USER})")
+    doctor.add_argument("--wait", type=float, default=WAIT, metavar="SECONDS",
+                        help="how long a filter that does not listen yet (just started) "
+                             f"may take to answer (default {WAIT:g})")
     doctor.add_argument("--apply", action="store_true",
                         help="save main.cf and master.cf, make the changes postconf can make, "
                              "and reload Postfix if it runs")
@@ -103,7 +110,7 @@ def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> l
         found += diagnose(main, services, policy, endpoints, frozenset(args.submission))
     found += _missing_files(main)
     queue = Path(main.get("queue_directory", "/var/spool/postfix"))
-    found += _answers(endpoints, queue)
+    found += _answers(endpoints, queue, args.wait)
     return found
 
 
@@ -197,16 +204,31 @@ def _unreadable(path: Path, uid: int, groups: set[int]) -> str | None:
     return None
 
 
-def _answers(endpoints: Endpoints, queue: Path) -> list[Finding]:
+def _answers(endpoints: Endpoints, queue: Path, wait: float) -> list[Finding]:
+    """Whether the milter and the socketmap answer. A filter that nobody listens for yet
+    (refused, or no socket) gets up to `wait` seconds: `systemctl start` returns before
+    the filter listens, and the README runs doctor right after it."""
     found = []
     checks: list[tuple[str, Callable[[Endpoints, Path], str | None]]] = [
         (f"milter {endpoints.milter}", _milter_answers),
         (f"socketmap {endpoints.socketmap}", _socketmap_answers)]
+    until = time.monotonic() + wait
     for where, ask in checks:
-        try:
-            trouble = ask(endpoints, queue)
-        except (OSError, NetstringError) as exc:
-            trouble = str(exc)
+        told = False
+        while True:
+            try:
+                trouble = ask(endpoints, queue)
+            except (ConnectionRefusedError, FileNotFoundError) as exc:
+                trouble = str(exc)
+                if time.monotonic() < until:
+                    if not told:
+                        print(f"waiting up to {wait:g} s for the {where} to answer")
+                        told = True
+                    time.sleep(0.2)  # a person waits here, no test
+                    continue
+            except (OSError, NetstringError) as exc:
+                trouble = str(exc)
+            break
         if trouble is not None:
             found.append(Finding(where, f"does not answer ({trouble})",
                                  "start the filter: systemctl start postwacht"))
