@@ -19,10 +19,11 @@ MTA ?= $(shell hostname)
 # against libmilter; the tests also start a real Postfix, a DNSSEC lab (nsd serves
 # zones that ldns-signzone signs, unbound validates) and a private PostgreSQL 15 cluster
 # for the shared records (postgresql), and check the deploy kit with promtool
-# (prometheus) and systemd-analyze (systemd). The web review is tested in a real browser
+# (prometheus) and systemd-analyze (systemd); the README's first hour sends its test
+# mail with swaks. The web review is tested in a real browser
 # (chromium, driven by Playwright) behind the deploy kit's reverse proxy (nginx).
 DEB_RUN := python3 python3-venv python3-dev gcc libmilter-dev
-DEB_TEST := $(DEB_RUN) postfix nsd unbound ldnsutils prometheus systemd postgresql \
+DEB_TEST := $(DEB_RUN) postfix swaks nsd unbound ldnsutils prometheus systemd postgresql \
 	chromium nginx
 DEB_PACKAGES ?= $(DEB_TEST)
 
