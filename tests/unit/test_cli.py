@@ -156,3 +156,20 @@ def test_the_state_option_may_come_before_or_after_the_review_action(
     result = run(*[word.format(dir=tmp_path) for word in order])
     assert result.returncode == 1
     assert f"no records store at {tmp_path}/" in result.stderr
+
+
+def test_check_says_what_a_relayhost_means_for_the_policy(
+        write_policy: Callable[[str], Path]) -> None:
+    relay = '\ndelivery: {relay: "[smtp.provider.example]:587", trusted_to_enforce: true}\n'
+    path = write_policy(EXAMPLE_POLICY.read_text() + relay)
+    named = run("check", str(path), "--relayhost", "[SMTP.provider.example]:587")
+    assert named.returncode == 0
+    assert ("outside mail leaves through the relay [smtp.provider.example]:587, which the "
+            "policy trusts to enforce verified TLS onward") in named.stdout
+    other = run("check", str(path), "--relayhost", "[smtp.other.example]:587")
+    assert other.returncode == 0
+    assert ("warning: Postfix's relayhost is [smtp.other.example]:587, but the policy's "
+            "delivery.relay is [smtp.provider.example]:587") in other.stdout
+    bad = run("check", str(path), "--relayhost", "[smtp.other.example")
+    assert bad.returncode == 2
+    assert "--relayhost: '[smtp.other.example' is not a next hop" in bad.stderr

@@ -150,6 +150,7 @@ def test_the_relay_is_served_even_without_secure_transport(
     ("smtp.example:25, [192.0.2.1]", ("smtp.example:25", "[192.0.2.1]")),
     ("[ipv6:2001:db8::1]:587", ("[ipv6:2001:db8::1]:587",)),
     ("[bücher.example]", ("[xn--bcher-kva.example]",)),
+    ("[smtp.example]:Submission", ("[smtp.example]:submission",)),
 ])
 def test_relayhost_values_are_read_as_postfix_writes_them(
         value: str, hops: tuple[str, ...]) -> None:
@@ -157,7 +158,7 @@ def test_relayhost_values_are_read_as_postfix_writes_them(
 
 
 @pytest.mark.parametrize("value", ["[smtp.example", "smtp.example:99999", "192.0.2.1:25",
-                                   "[a]:b", "exa mple..com"])
+                                   "[a]:_b", "exa mple..com", "[smtp.example]:"])
 def test_a_hop_postfix_would_not_take_is_refused_by_name(value: str) -> None:
     with pytest.raises(HopError, match="'"):
         next_hops(value)

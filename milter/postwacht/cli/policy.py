@@ -102,13 +102,15 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{args.policy}: valid: {policy.summary()}")
     warnings = policy.warnings()
     standing = relaying(policy, relayhost)
-    if relayhost is not None and standing.problem is not None and policy.secure_transport:
-        warnings.append(f"{standing.problem}: sensitive mail to outside domains never "
-                        "counts as verified")
+    problem = standing.problem
+    if problem is not None and policy.secure_transport is not None:
+        if not any(problem in warning for warning in warnings):  # else the policy's own
+            warnings.append(f"{problem}: sensitive mail to outside domains never counts "
+                            "as verified")
+    elif relayhost is not None or policy.delivery is not None:
+        print(f"{args.policy}: outside mail leaves {standing.describe()}")
     for warning in warnings:
         print(f"{args.policy}: warning: {warning}")
-    if relayhost is not None or policy.delivery is not None:
-        print(f"{args.policy}: outside mail leaves {standing.describe()}")
     return ExitCode.OK
 
 

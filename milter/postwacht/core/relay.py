@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.policy import Delivery, Policy
 
-_HOP = re.compile(r"^(?:\[(?P<bracketed>[^\[\]]+)\]|(?P<bare>[^\[\]:]+))(?::(?P<port>\d{1,5}))?$")
+_HOP = re.compile(r"^(?:\[(?P<bracketed>[^\[\]]+)\]|(?P<bare>[^\[\]:]+))"
+                  r"(?::(?P<port>[a-z0-9][a-z0-9-]{0,31}))?$", re.IGNORECASE)
+"""Postfix's next-hop forms; the port is a number or a service name (`submission`)."""
 
 
 class HopError(ValueError):
@@ -26,7 +28,9 @@ class HopError(ValueError):
 
 def next_hops(value: str) -> tuple[str, ...]:
     """A `relayhost` value (one or more next hops, by comma or space) in normal form:
-    lower-case, A-labels. Raises `HopError` naming the hop that is wrong."""
+    lower-case, A-labels, otherwise as written. Postfix asks its TLS table with the hop
+    as written (`[relay]:25` and `[relay]` are different keys), so no default port is
+    added or taken away. Raises `HopError` naming the hop that is wrong."""
     return tuple(_hop(item) for item in value.replace(",", " ").split())
 
 
@@ -35,8 +39,9 @@ def _hop(text: str) -> str:
     if found is None:
         raise HopError(f"{text!r} is not a next hop ([host]:port, host:port, [host] or host)")
     port = found["port"]
-    if port is not None and not 0 < int(port) < 65536:
+    if port is not None and port.isdigit() and not 0 < int(port) < 65536:
         raise HopError(f"{text!r}: port {port} is out of range")
+    port = port.lower() if port is not None else None
     host = found["bracketed"] or found["bare"]
     if not hop_is_address(f"[{host}]"):
         try:
