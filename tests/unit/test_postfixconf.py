@@ -209,3 +209,13 @@ def test_every_macro_the_filter_reads_is_asked_of_postfix(example_policy: Policy
         ("main.cf: milter_mail_macros", ("-e", "milter_mail_macros = i {auth_type} {auth_authen}")),
     ]
     assert "every message it would hold is tempfailed" in findings[0].problem
+
+
+def test_relays_the_filter_does_not_follow_are_noted(example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"default_transport": "smtp:[relay.example]:587",
+                               "sender_dependent_relayhost_maps": "hash:/etc/postfix/sdr"}
+    noted = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS)
+             if f.where in ("main.cf: default_transport",
+                            "main.cf: sender_dependent_relayhost_maps")]
+    assert [f.must for f in noted] == [False, False]
+    assert "sends outside mail to [relay.example]:587" in noted[0].problem

@@ -379,6 +379,33 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
 
 def _relay(main: Mapping[str, str], policy: Policy) -> list[Finding]:
     """A relayhost is a decision the policy must share (`postwacht.core.relay`)."""
+    return [*_other_relays(main, policy), *_relayhost(main, policy)]
+
+
+def _other_relays(main: Mapping[str, str], policy: Policy) -> list[Finding]:
+    """Ways to a relay that the filter does not follow: only relayhost is read."""
+    if policy.secure_transport is None:
+        return []
+    found = []
+    nexthop = main.get("default_transport", "").partition(":")[2]
+    if nexthop:
+        found.append(Finding(
+            "main.cf: default_transport",
+            f"sends outside mail to {nexthop}: Postfix then asks the TLS table about "
+            f"{nexthop}, not the recipient's domain, and the filter, which follows only "
+            "relayhost, takes such mail for delivered straight",
+            "name the relay in relayhost (and in the policy's delivery section) instead",
+            must=False))
+    if main.get("sender_dependent_relayhost_maps", ""):
+        found.append(Finding(
+            "main.cf: sender_dependent_relayhost_maps",
+            "sends some senders' mail through relays the filter does not know of: the TLS "
+            "table is asked about those relays, not the recipient's domain",
+            "use one relayhost, named in the policy's delivery section", must=False))
+    return found
+
+
+def _relayhost(main: Mapping[str, str], policy: Policy) -> list[Finding]:
     value = main.get("relayhost", "")
     try:
         hops = next_hops(value)
