@@ -312,6 +312,7 @@ def _held_summary(records: RecordStore, mta: str) -> tuple[int, dt.datetime | No
         return None
 
 
-def command_facts() -> FactGatherer:
-    """Discovery for a one-shot command (`explain`, `tls`): nothing is exported."""
-    return FactGatherer(DiscoveryPool(NO_TELEMETRY))
+def command_facts(relayhost: tuple[str, ...] | None = None) -> FactGatherer:
+    """Discovery for a one-shot command (`explain`, `tls`): nothing is exported; mail
+    taken to leave through `relayhost` (None: as the policy's delivery section says)."""
+    return FactGatherer(DiscoveryPool(NO_TELEMETRY), relayhost=lambda: relayhost)

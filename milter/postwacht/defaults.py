@@ -14,9 +14,9 @@ FACTS_WORKERS = 8
 RECORDS_FILE = "postwacht.sqlite"
 """The embedded records store, in the state directory."""
 CONTROL_SOCKET = "control.sock"
+"""The control socket, in the state directory."""
 POSTFIX_CONFIG = "/etc/postfix"
 """Postfix's configuration directory when none is named."""
-"""The control socket, in the state directory."""
 SOCKETMAP_IDLE_TIMEOUT = 30.0
 """Seconds a socketmap connection may take to send its next complete request; Postfix
 closes its own after 10 s idle, so only a stalled or hostile client meets this."""

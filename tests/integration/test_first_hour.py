@@ -5,8 +5,10 @@ comment names. Where no systemd runs (CI), `systemctl` carries out the installed
 own lines (tests/labs/systemctl.py); nothing else stands in for anything.
 
 It changes the machine as a postmaster would, so outside CI it runs only where nothing
-it touches is there yet (no main.cf, no Postwacht, the ports free); at the end it puts
-back what was there before: main.cf and master.cf, the policy, the records, the user.
+it touches is there yet (no main.cf, no Postwacht, the ports free). At the end it puts
+back main.cf, master.cf and a policy that was there, removes what it installed (the
+program, the user, a state directory or config directory it made) and leaves Postfix
+running or stopped as it found it. The Debian packages it installs stay.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,37 +89,49 @@ class Machine:
 
     saved: Path
     main_cf: bool
+    postfix_running: bool
     config: bool
     state: bool
     tables: dict[Path, bool]
     shim: Path
 
 
+def postfix_running() -> bool:
+    return subprocess.run(["postfix", "status"], capture_output=True, check=False,
+                          timeout=60).returncode == 0
+
+
 @pytest.fixture
 def fresh_machine() -> Iterator[Machine]:
     if os.geteuid() != 0:
         pytest.fail("the first hour needs root (make install, Postfix on port 25)")
+    busy = [f"a listener on 127.0.0.1:{p}" for p in PORTS if listening(p)]
     found = [str(p) for p in (POSTFIX / "main.cf", PREFIX, COMMAND, CONFIG / "policy.yaml")
              if exists(p)]
     found += [f"the {USER} user"] if account(USER) else []
-    found += [f"a listener on 127.0.0.1:{p}" for p in PORTS if listening(p)]
-    if found and not os.environ.get("CI"):
-        pytest.skip(f"found {', '.join(found)}: the first hour sets up this machine's own "
-                    "Postfix and Postwacht, so it runs only where neither is (or in CI)")
+    if (found or busy) and not os.environ.get("CI"):
+        pytest.skip(f"found {', '.join(found + busy)}: the first hour sets up this "
+                    "machine's own Postfix and Postwacht, so it runs only where neither is "
+                    "(or in CI)")
+    if busy:  # in CI: something else serves these ports, and the first hour would stop it
+        pytest.fail(f"{', '.join(busy)}: the first hour needs ports {PORTS} free")
     if exists(PREFIX) or account(USER):
         assert make("uninstall").returncode == 0
     saved = Path(tempfile.mkdtemp(prefix="postwacht-first-hour-"))
     for name in ("main.cf", "master.cf"):
         if (POSTFIX / name).exists():
             shutil.copy2(POSTFIX / name, saved / name)
+    policy = CONFIG / "policy.yaml"
+    if exists(policy):
+        shutil.copy2(policy, saved / "policy.yaml")
     shim = saved / "bin"
     shim.mkdir()
     (shim / "systemctl").write_text(
         f"#!/bin/sh\nexec python3 {ROOT / 'tests' / 'labs' / 'systemctl.py'} \"$@\"\n")
     (shim / "systemctl").chmod(0o755)
     (saved / "units").mkdir()
-    machine = Machine(saved, (POSTFIX / "main.cf").exists(), exists(CONFIG), exists(STATE),
-                      {t: exists(t) for t in TABLES}, shim)
+    machine = Machine(saved, (POSTFIX / "main.cf").exists(), postfix_running(),
+                      exists(CONFIG), exists(STATE), {t: exists(t) for t in TABLES}, shim)
     try:
         yield machine
     finally:
@@ -134,29 +148,53 @@ def shell_env(machine: Machine) -> dict[str, str]:
 
 
 def put_back(machine: Machine) -> None:
+    """Every step is tried, whatever the one before did; the first failure is raised at
+    the end. The files come back first: they matter most."""
     env = shell_env(machine)
-    subprocess.run(["systemctl", "stop", "postwacht", "postwacht-release"], env=env,
-                   capture_output=True, check=False, timeout=300)
-    subprocess.run(["postfix", "stop"], capture_output=True, check=False, timeout=120)
-    for name in ("main.cf", "master.cf"):
-        if (machine.saved / name).exists():
-            shutil.copy2(machine.saved / name, POSTFIX / name)
-        elif name == "main.cf" and not machine.main_cf:
-            (POSTFIX / name).unlink(missing_ok=True)
-    for backup in POSTFIX.glob("*.before-postwacht-*"):
-        backup.unlink()
-    uninstalled = make("uninstall")
-    if not machine.config:
-        shutil.rmtree(CONFIG, ignore_errors=True)
+    failed: list[str] = []
+
+    def attempt(what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - said at the end, after the rest is done
+            failed.append(f"{what}: {exc!r}")
+
+    def files() -> None:
+        for name in ("main.cf", "master.cf"):
+            if (machine.saved / name).exists():
+                shutil.copy2(machine.saved / name, POSTFIX / name)
+            elif name == "main.cf" and not machine.main_cf:
+                (POSTFIX / name).unlink(missing_ok=True)
+        for backup in POSTFIX.glob("*.before-postwacht-*"):
+            backup.unlink()
+
+    attempt("restore main.cf and master.cf", files)
+    attempt("stop the units", lambda: subprocess.run(
+        ["systemctl", "stop", "postwacht", "postwacht-release"], env=env,
+        capture_output=True, check=False, timeout=300))
+    attempt("stop Postfix", lambda: subprocess.run(
+        ["postfix", "stop"], capture_output=True, check=False, timeout=120))
+    if machine.postfix_running:
+        attempt("start Postfix again", lambda: subprocess.run(
+            ["postfix", "start"], capture_output=True, check=True, timeout=120))
+    uninstalled: list[subprocess.CompletedProcess[str]] = []
+    attempt("make uninstall", lambda: uninstalled.append(make("uninstall")))
+    if (machine.saved / "policy.yaml").exists():
+        attempt("restore the policy", lambda: shutil.copy2(
+            machine.saved / "policy.yaml", CONFIG / "policy.yaml"))
+    elif not machine.config:
+        attempt("remove /etc/postwacht", lambda: shutil.rmtree(CONFIG, ignore_errors=True))
     if not machine.state:
-        shutil.rmtree(STATE, ignore_errors=True)
+        attempt("remove the records", lambda: shutil.rmtree(STATE, ignore_errors=True))
     for table, was_there in machine.tables.items():
         if not was_there:
-            table.unlink(missing_ok=True)
+            attempt(f"remove {table}", lambda table=table: table.unlink(missing_ok=True))
     logs = "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
                    for log in (machine.saved / "units").glob("*.log"))
     shutil.rmtree(machine.saved, ignore_errors=True)
-    assert uninstalled.returncode == 0, uninstalled.stdout + uninstalled.stderr + logs
+    assert not failed, "\n".join(failed) + logs
+    [done] = uninstalled
+    assert done.returncode == 0, done.stdout + done.stderr + logs
 
 
 def test_the_first_hour_runs_as_written(fresh_machine: Machine) -> None:

@@ -15,7 +15,9 @@ import contextlib
 import grp
 import os
 import pwd
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,8 +54,14 @@ def settings(path: Path, instance: str) -> dict[str, list[str]]:
             section = line
         elif section == "[Service]" and "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            found.setdefault(key.strip(), []).append(value.strip().replace("%i", instance))
+            found.setdefault(key.strip(), []).append(specifiers(value.strip(), instance))
     return found
+
+
+def specifiers(value: str, instance: str) -> str:
+    """systemd's %i (the instance), %H (the host name) and %% in a setting."""
+    names = {"i": instance, "H": socket.gethostname(), "%": "%"}
+    return re.sub(r"%(.)", lambda m: names.get(m[1], m[0]), value)
 
 
 def command(value: str) -> tuple[list[str], bool]:
@@ -90,7 +98,8 @@ def start(name: str, state: Path) -> None:
     unit = settings(path, instance)
     for value in unit.get("ExecStartPre", []):
         argv, ignore = command(value)
-        if subprocess.run(argv, check=False).returncode != 0 and not ignore:
+        as_unit = {} if value.lstrip("-@!").startswith("+") else run_as(unit)
+        if subprocess.run(argv, check=False, **as_unit).returncode != 0 and not ignore:  # type: ignore[call-overload]
             sys.exit(f"systemctl (shim): {name}: ExecStartPre {value} failed")
     [value] = unit["ExecStart"][-1:]
     argv, _ = command(value)
@@ -124,6 +133,9 @@ def stop(name: str, state: Path) -> None:
         if done:
             break
         time.sleep(0.1)
+    else:  # systemd's TimeoutStopSec ends in SIGKILL too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     pidfile.unlink()
 
 

@@ -211,11 +211,18 @@ def test_every_macro_the_filter_reads_is_asked_of_postfix(example_policy: Policy
     assert "every message it would hold is tempfailed" in findings[0].problem
 
 
-def test_relays_the_filter_does_not_follow_are_noted(example_policy: Policy) -> None:
+def test_relays_the_filter_does_not_follow_must_be_decided(example_policy: Policy) -> None:
     main = deploy_main_cf() | {"default_transport": "smtp:[relay.example]:587",
+                               "smtp_fallback_relay": "[fallback.example]",
                                "sender_dependent_relayhost_maps": "hash:/etc/postfix/sdr"}
-    noted = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS)
-             if f.where in ("main.cf: default_transport",
-                            "main.cf: sender_dependent_relayhost_maps")]
-    assert [f.must for f in noted] == [False, False]
-    assert "sends outside mail to [relay.example]:587" in noted[0].problem
+    relaying = Service("relaying", "unix", "smtp", {"relayhost": "[other.example]"})
+    found = {f.where: f for f in diagnose(main, [SUBMISSION, relaying], example_policy,
+                                          ENDPOINTS)}
+    for place in ("main.cf: default_transport", "main.cf: smtp_fallback_relay",
+                  "main.cf: sender_dependent_relayhost_maps", "master.cf: relaying/unix"):
+        assert found[place].must, place
+    assert "sends outside mail to [relay.example]:587" in found[
+        "main.cf: default_transport"].problem
+    plain = deploy_main_cf() | {"default_transport": "smtp"}
+    assert "main.cf: default_transport" not in where(diagnose(
+        plain, [SUBMISSION], example_policy, ENDPOINTS))

@@ -11,7 +11,7 @@ from postwacht.config.compiler import load
 from postwacht.config.policyfile import PolicyError
 from postwacht.core.address import parse_recipient
 from postwacht.core.classify import Classification
-from postwacht.core.decide import Envelope, RecipientVerdict, decide
+from postwacht.core.decide import Envelope, RecipientVerdict, decide, transport_domains
 from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.policy import Policy
 from postwacht.core.relay import HopError, next_hops, relaying
@@ -41,9 +41,10 @@ def policy(write_policy: Callable[[str], Path]) -> Callable[..., Policy]:
 
 
 def verdict(policy: Policy, to: str, relayhost: tuple[str, ...] | None,
-            classification: Classification = SENSITIVE) -> RecipientVerdict:
+            classification: Classification = SENSITIVE,
+            found: tuple[TransportFacts, ...] = (DANE, NONE)) -> RecipientVerdict:
     envelope = Envelope("a@samen-veilig.nl", (parse_recipient(to),), internal=True)
-    facts = Facts(classification, {f.domain: f for f in (DANE, NONE)}, relayhost=relayhost)
+    facts = Facts(classification, {f.domain: f for f in found}, relayhost=relayhost)
     [result] = decide(envelope, policy, facts).recipients
     return result
 
@@ -82,12 +83,25 @@ def test_a_relay_that_differs_is_untrusted_or_unverified_is_no_verified_transpor
     assert says in result.reason
 
 
-def test_partners_go_through_the_relay_too(policy: Callable[..., Policy]) -> None:
+def test_through_a_relay_a_partner_needs_verified_tls_of_its_own(
+        policy: Callable[..., Policy]) -> None:
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient("x@utrecht.nl"),),
+                        internal=True)
+    # Straight to the partner, the TLS table serves the agreed level: no facts needed.
+    assert transport_domains(envelope, policy(), ()) == set()
     assert verdict(policy(), "x@utrecht.nl", ()).action is Action.ACCEPT
     held = verdict(policy(), "x@utrecht.nl", (RELAY,))
     assert (held.action, held.rule) == (Action.QUARANTINE, Rule.INSECURE_TRANSPORT)
-    trusted = verdict(policy(TRUSTED), "x@utrecht.nl", (RELAY,))
-    assert (trusted.action, trusted.rule) == (Action.ACCEPT, Rule.PARTNER)
+    # Through the relay the agreement is never served, so the partner's own DANE counts.
+    assert transport_domains(envelope, policy(TRUSTED), (RELAY,)) == {"utrecht.nl"}
+    dane = TransportFacts("utrecht.nl", Method.DANE, "signed MX with usable TLSA",
+                          ("mx.utrecht.nl",), True)
+    trusted = verdict(policy(TRUSTED), "x@utrecht.nl", (RELAY,), found=(dane,))
+    assert (trusted.action, trusted.rule) == (Action.ACCEPT, Rule.SECURE_TRANSPORT)
+    plain = TransportFacts("utrecht.nl", Method.NONE, "MX is not DNSSEC-signed")
+    unverified = verdict(policy(TRUSTED), "x@utrecht.nl", (RELAY,), found=(plain,))
+    assert (unverified.action, unverified.rule) == (Action.QUARANTINE,
+                                                    Rule.INSECURE_TRANSPORT)
 
 
 def test_without_a_relayhost_the_delivery_section_changes_nothing(
@@ -170,6 +184,8 @@ def test_a_hop_postfix_would_not_take_is_refused_by_name(value: str) -> None:
     ('delivery: {relay: "smtp..example"}', "delivery.relay", "smtp..example"),
     ('delivery: {relay: " , "}', "delivery.relay", "names no next hop"),
     ("delivery: {tls: secure}", "delivery", "relay"),
+    ('delivery: {relay: "smtp.provider.example:587", tls: verify}', "delivery.tls",
+     "verify trusts the MX names DNS gives for smtp.provider.example:587"),
 ])
 def test_a_delivery_section_with_a_fault_is_refused_with_its_place(
         policy: Callable[..., Policy], delivery: str, path: str, says: str) -> None:
@@ -186,3 +202,16 @@ def test_an_address_relay_may_only_be_encrypted_and_so_never_counts_as_verified(
                      "trusted_to_enforce: true}")
     assert relaying(literal, ("[192.0.2.1]:587",)).problem is not None
     assert any("encrypted but not verified" in w for w in literal.warnings())
+
+
+def test_the_relay_may_not_be_the_secure_route_too(write_policy: Callable[[str], Path]) -> None:
+    with pytest.raises(PolicyError) as failed:
+        load(write_policy("""
+            version: 1
+            organisation: O
+            owned_domains: [samen-veilig.nl]
+            secure_transport: {otherwise: route, route: "relay:[sec.example]:587"}
+            delivery: {relay: "[sec.example]:587", tls: encrypt}
+        """))
+    [problem] = failed.value.problems
+    assert "delivery.relay: [sec.example]:587 is also secure_transport.route" in str(problem)

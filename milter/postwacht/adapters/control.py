@@ -42,7 +42,10 @@ class _Handler(socketserver.StreamRequestHandler):
         reply: dict[str, Any]
         if line == "reload":
             if self.server.also_reload is not None:
-                self.server.also_reload()
+                try:
+                    self.server.also_reload()
+                except Exception:  # logged; the policy is reloaded all the same
+                    log.exception("reading Postfix's relayhost again failed")
             result = holder.reload()
             reply = {"ok": result.ok, "changed": result.changed, "summary": result.summary,
                      "problems": list(result.problems)}

@@ -45,6 +45,7 @@ DEBIAN_MAIN_CF = Path("/usr/share/postfix/main.cf.debian")
 TIMEOUT = 10.0
 WAIT = 10.0
 """Seconds a filter that does not listen yet may take to answer (it may be starting)."""
+MAX_WAIT = 300.0
 
 
 def add_parsers(sub: Any) -> None:
@@ -67,7 +68,7 @@ def add_parsers(sub: Any) -> None:
                              "for more")
     doctor.add_argument("--user", default=USER,
                         help=f"the user the filter runs as (default {USER})")
-    doctor.add_argument("--wait", type=float, default=WAIT, metavar="SECONDS",
+    doctor.add_argument("--wait", type=_seconds, default=WAIT, metavar="SECONDS",
                         help="how long a filter that does not listen yet (just started) "
                              f"may take to answer (default {WAIT:g})")
     doctor.add_argument("--apply", action="store_true",
@@ -84,17 +85,29 @@ def _doctor(args: argparse.Namespace) -> int:
         if args.apply and not (config / "main.cf").exists() and DEBIAN_MAIN_CF.exists():
             shutil.copyfile(DEBIAN_MAIN_CF, config / "main.cf")
             print(f"made {config / 'main.cf'} from {DEBIAN_MAIN_CF}")
-        findings = _findings(args, config, endpoints)
+        findings = _findings(args, config, endpoints, args.wait)
         if args.apply and any(f.postconf for f in findings):
             _apply(config, findings)
-            findings = _findings(args, config, endpoints)
+            findings = _findings(args, config, endpoints, 0.0)  # it was waited for
     except OSError as exc:  # --apply without the right to write there, say
         print(f"postwacht doctor: {exc}")
         return ExitCode.FAILED
     return _report(findings, config)
 
 
-def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> list[Finding]:
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_WAIT:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to "
+                                         f"{MAX_WAIT:g}")
+    return value
+
+
+def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints,
+              wait: float) -> list[Finding]:
     found = _service_user(args.user, Path(args.policy))
     policy = load_policy(args.policy)
     if policy is None:
@@ -110,7 +123,7 @@ def _findings(args: argparse.Namespace, config: Path, endpoints: Endpoints) -> l
         found += diagnose(main, services, policy, endpoints, frozenset(args.submission))
     found += _missing_files(main)
     queue = Path(main.get("queue_directory", "/var/spool/postfix"))
-    found += _answers(endpoints, queue, args.wait)
+    found += _answers(endpoints, queue, wait)
     return found
 
 

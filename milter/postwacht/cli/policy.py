@@ -127,6 +127,7 @@ def _explain(args: argparse.Namespace) -> int:
             client_ip = ipaddress.ip_address(args.client_ip)
         except ValueError:
             raise UsageError(f"--client-ip {args.client_ip!r} is not an IP address") from None
+    relayhost = _relayhost(args)
     policy = load_policy(args.policy)
     if policy is None:
         return ExitCode.FAILED
@@ -139,7 +140,7 @@ def _explain(args: argparse.Namespace) -> int:
         daemon_name=args.daemon_name,
         internal=True if assumed else None,
     )
-    classification, facts = _content_facts(args, policy, envelope)
+    classification, facts = _content_facts(args, policy, envelope, relayhost)
     explained = explain(envelope, policy, facts)
     sender_reason = (
         "assumed internal: no --client-ip, --authenticated or --daemon-name given"
@@ -156,20 +157,19 @@ def _explain(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _content_facts(args: argparse.Namespace, policy: Policy, envelope: Envelope
-                   ) -> tuple[Classification | None, Facts]:
+def _content_facts(args: argparse.Namespace, policy: Policy, envelope: Envelope,
+                   relayhost: tuple[str, ...] | None) -> tuple[Classification | None, Facts]:
     """What the content rules need, when the command line gives content."""
     with_content = args.content or args.subject is not None or args.body_file is not None
     if not policy.classifies or not with_content:
-        return None, Facts()
+        return None, Facts(relayhost=relayhost)
     classification = _classify(policy, args.sender, args.subject, args.body_file)
     visible = () if args.bcc else tuple(r.address.lower() for r in envelope.recipients)
-    gatherer = command_facts()
+    gatherer = command_facts(relayhost)
     try:
         facts = gatherer.for_message(envelope, policy, classification, visible)
     finally:
         gatherer.close()
-    facts = replace(facts, relayhost=_relayhost(args))
     if args.known:
         facts = replace(facts, known=frozenset(r.address for r in envelope.recipients))
     return classification, facts

@@ -616,6 +616,18 @@ def _delivery(c: _Compiler, data: Any, secure: dict[str, Any]) -> Delivery | Non
                  f"{tls} cannot be had from {', '.join(addresses)}: Postfix verifies a "
                  "certificate against a name, never an address (name the relay by its host "
                  "name, or say tls: encrypt, which never counts as verified)")
+    looked_up = [hop for hop in relay if not hop.startswith("[")]
+    if looked_up and tls is RelayTls.VERIFY:
+        c.report(("delivery", "tls"),
+                 f"verify trusts the MX names DNS gives for {', '.join(looked_up)}, which "
+                 "anyone on the path can forge: use secure or dane, or write the relay in "
+                 "brackets ([host]:port) so that no MX is looked up")
+    route = secure.get("route")
+    hop = route.partition(":")[2] if isinstance(route, str) else ""
+    if hop and hop.lower() in relay:
+        c.report(("delivery", "relay"),
+                 f"{hop} is also secure_transport.route, the secure-mail provider: the TLS "
+                 "table must answer for it at the level the route needs, not the relay's")
     return Delivery(
         relay=relay, tls=tls,
         trusted_to_enforce=data.get("trusted_to_enforce") is True,

@@ -127,7 +127,10 @@ class PolicyWatcher(threading.Thread):
         while not self._stop_event.wait(self._interval):
             self._look()
             if self._also is not None:
-                self._also()
+                try:
+                    self._also()
+                except Exception:  # logged; it must not end the policy's reloads
+                    log.exception("the watcher's other look failed")
             self._holder.checked()
 
     def _look(self) -> None:

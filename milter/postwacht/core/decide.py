@@ -299,16 +299,20 @@ def _expose(verdict: RecipientVerdict, exposed: RecipientVerdict,
                    routed=verdict.routed or verdict.action is Action.ROUTE)
 
 
-def transport_domains(envelope: Envelope, policy: Policy) -> set[str]:
-    """Domains whose transport facts the secure-transport rule would need."""
+def transport_domains(envelope: Envelope, policy: Policy,
+                      relayhost: tuple[str, ...] | None = None) -> set[str]:
+    """Domains whose transport facts the secure-transport rule would need, with mail
+    leaving through `relayhost` (as `Facts.relayhost` says it)."""
     internal, _ = sender_is_internal(envelope, policy)
     if not internal or policy.secure_transport is None:
         return set()
+    relay = relaying(policy, relayhost)
     return {
         domain
         for recipient in envelope.recipients if recipient.literal is None
         for domain in recipient.domains
-        if _needs_secure_transport(_decide_domain(recipient, domain, policy, None), policy)
+        if _needs_secure_transport(_decide_domain(recipient, domain, policy, None), policy,
+                                   relay)
     }
 
 
@@ -339,12 +343,12 @@ def _secure_transport(
         return verdict
     if relay.problem is not None:
         return _insecure(verdict, policy, classification, relay.problem)
+    # Through a relay a partner too must offer DANE or MTA-STS: the TLS table is asked
+    # about the relay, so the level agreed with the partner is never served.
     address, domains = recipient.address, recipient.domains
     why = f"this message is sensitive ({classification.reason})"
     through = (f"; through the relay {', '.join(relay.relayhost)}, trusted to enforce "
                "verified TLS onward" if relay.relayed else "")
-    if verdict.rule is Rule.PARTNER and Accepted.PARTNER in rules.accept:
-        return replace(verdict, reason=f"{verdict.reason}{through}")
     found = facts.transport.get(domain)
     if found is None or found.method is Method.FAILURE:
         detail = found.detail if found else "no transport facts were gathered"

@@ -194,7 +194,8 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     or from making its decision stick, and what mends it. `submission` names services
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
-                *_services(main, services, policy, SUBMISSION_SERVICES | submission)]
+                *_services(main, services, policy, SUBMISSION_SERVICES | submission),
+                *_service_relays(services, policy)]
     findings += _macros(main, policy)
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
@@ -382,27 +383,52 @@ def _relay(main: Mapping[str, str], policy: Policy) -> list[Finding]:
     return [*_other_relays(main, policy), *_relayhost(main, policy)]
 
 
+OTHER_RELAYS = (
+    ("default_transport", "sends outside mail to {}"),
+    ("smtp_fallback_relay", "takes mail to {} when a domain's own servers do not answer"),
+    ("sender_dependent_relayhost_maps", "sends some senders' mail through the relays in {}"),
+    ("sender_dependent_default_transport_maps", "sends some senders' mail through the "
+     "transports in {}"),
+)
+"""Settings that send mail through a relay the filter does not follow (it reads only
+relayhost), and what they do."""
+
+
 def _other_relays(main: Mapping[str, str], policy: Policy) -> list[Finding]:
-    """Ways to a relay that the filter does not follow: only relayhost is read."""
-    if policy.secure_transport is None:
+    """Ways to a relay that the filter does not follow: Postfix asks the TLS table about
+    the relay, and the filter takes the mail for delivered straight to the domain."""
+    secure = policy.secure_transport
+    if secure is None:
         return []
     found = []
-    nexthop = main.get("default_transport", "").partition(":")[2]
-    if nexthop:
-        found.append(Finding(
-            "main.cf: default_transport",
-            f"sends outside mail to {nexthop}: Postfix then asks the TLS table about "
-            f"{nexthop}, not the recipient's domain, and the filter, which follows only "
-            "relayhost, takes such mail for delivered straight",
-            "name the relay in relayhost (and in the policy's delivery section) instead",
-            must=False))
-    if main.get("sender_dependent_relayhost_maps", ""):
-        found.append(Finding(
-            "main.cf: sender_dependent_relayhost_maps",
-            "sends some senders' mail through relays the filter does not know of: the TLS "
-            "table is asked about those relays, not the recipient's domain",
-            "use one relayhost, named in the policy's delivery section", must=False))
+    for name, does in OTHER_RELAYS:
+        value = main.get(name, "")
+        if name == "default_transport":
+            value = value.partition(":")[2]  # smtp: alone goes straight to the domain
+        if value:
+            found.append(_other_relay(f"main.cf: {name}", does.format(value), secure.mode))
     return found
+
+
+def _service_relays(services: Sequence[Service], policy: Policy) -> list[Finding]:
+    secure = policy.secure_transport
+    if secure is None:
+        return []
+    return [_other_relay(f"master.cf: {service.key}", f"-o {name}={value} sends its mail "
+                         f"through {value}", secure.mode)
+            for service in services
+            for name in ("relayhost", "smtp_fallback_relay", "default_transport")
+            if (value := service.params.get(name, ""))
+            and (name != "default_transport" or ":" in value)]
+
+
+def _other_relay(where: str, does: str, mode: Mode) -> Finding:
+    return Finding(
+        where, f"{does}: Postfix then asks the TLS table about that relay, not the "
+        "recipient's domain, and the filter, which follows only relayhost, would take "
+        "sensitive mail for delivered over verified TLS to the domain",
+        "deliver straight to the domains, or name the one relay in relayhost and in the "
+        "policy's delivery section", must=mode is Mode.ENFORCE)
 
 
 def _relayhost(main: Mapping[str, str], policy: Policy) -> list[Finding]:

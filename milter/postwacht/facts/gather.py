@@ -66,11 +66,12 @@ class FactGatherer:
         facts and known correspondents: for other mail they could not change the verdict.
         `visible`: the addresses in the message's To and Cc."""
         domains: set[str] = set()
+        relayhost = self._relayhost()  # read once: the domains and the verdict agree
         if classification is not None and classification.sensitive:
-            domains = transport_domains(envelope, policy)
+            domains = transport_domains(envelope, policy, relayhost)
         facts = Facts(classification, self.transport(domains, policy), self._control_lost(),
                       visible=None if visible is None else tuple(visible),
-                      relayhost=self._relayhost())
+                      relayhost=relayhost)
         candidates = first_recipient_candidates(envelope, policy, facts)
         if candidates and self._known is not None:
             facts = replace(facts, known=self._known(envelope.sender, candidates, policy))

@@ -4,8 +4,12 @@ Through a relay, what the filter finds about a recipient's domain protects the m
 when the policy names the relay and trusts it (`postwacht.core.relay`). So the daemon
 reads `relayhost` with postconf at start, again whenever main.cf changes (the policy
 watcher looks every few seconds) and on `postwacht reload`, and says in its log what the
-value means for sensitive mail. Where Postfix cannot be asked (no postconf here, no
-main.cf), the policy's `delivery` section is taken for the truth, and the log says so.
+value means for sensitive mail. A read that fails keeps the value read before and is
+tried again a minute later; where Postfix was never asked successfully (no postconf
+here, no main.cf), the policy's `delivery` section is taken for the truth, and the log
+says so. Postfix's new processes read main.cf as the file is now (and `postfix reload`
+restarts them all), so the file's value is the one mail leaves by, give or take the
+processes still running: after changing relayhost, reload Postfix.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +25,9 @@ from postwacht.core.policy import Policy
 from postwacht.core.relay import HopError, next_hops, relaying
 
 log = logging.getLogger("postwacht.relay")
+
+RETRY = 60.0
+"""Seconds before a failed read of the relayhost is tried again (main.cf unchanged)."""
 
 
 class RelayhostUnknownError(Exception):
@@ -30,32 +38,41 @@ class RelayhostWatch:
     """The relayhost of one Postfix configuration, read again when main.cf changes."""
 
     def __init__(self, read: Callable[[], str], main_cf: Path,
-                 policy: Callable[[], Policy]) -> None:
+                 policy: Callable[[], Policy], retry: float = RETRY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read
         self._main_cf = main_cf
         self._policy = policy
+        self._retry = retry
+        self._clock = clock
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | bool | None = False  # False: never looked
         self._current: tuple[str, ...] | None = None
         self._unknown = ""
+        self._retry_at = 0.0
 
     @property
     def current(self) -> tuple[str, ...] | None:
-        """The relayhost's next hops (empty: none); None when Postfix could not be asked."""
+        """The relayhost's next hops (empty: none), as last read; None when Postfix has
+        never been asked successfully."""
         return self._current  # one reference read: atomic under the GIL
 
     def refresh(self, force: bool = False) -> None:
-        """Read the relayhost again if main.cf changed since the last look (or `force`)."""
+        """Read the relayhost again if main.cf changed since the last look, if the last
+        read failed `retry` seconds ago, or when `force`d."""
         with self._lock:
-            seen = self._signature()
-            if seen == self._seen and not force:
+            seen, now = self._signature(), self._clock()
+            if not (force or seen != self._seen
+                    or (self._unknown and now >= self._retry_at)):
                 return
             self._seen = seen
             before = (self._current, self._unknown)
             try:
                 value = self._read()
             except RelayhostUnknownError as exc:
-                self._current, self._unknown = None, str(exc)
+                # Keep what Postfix said last: a relay does not vanish because postconf
+                # failed once (a timeout, a main.cf being written).
+                self._unknown, self._retry_at = str(exc), now + self._retry
             else:
                 self._current, self._unknown = hops_of(value), ""
             if (self._current, self._unknown) != before:
@@ -65,8 +82,10 @@ class RelayhostWatch:
         """Say in the log how outside mail leaves, under the running policy."""
         policy = self._policy()
         if self._unknown:
-            log.warning("cannot read Postfix's relayhost (%s): taking the policy's delivery "
-                        "section for it", self._unknown)
+            kept = ("keeping the value read before" if self._current is not None
+                    else "taking the policy's delivery section for it")
+            log.warning("cannot read Postfix's relayhost (%s): %s; trying again within "
+                        "%g s", self._unknown, kept, self._retry)
         standing = relaying(policy, self._current)
         if standing.problem is not None and policy.secure_transport is not None:
             log.warning("outside mail leaves %s; sensitive mail counts as not verified",
