@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -173,3 +175,17 @@ def test_check_says_what_a_relayhost_means_for_the_policy(
     bad = run("check", str(path), "--relayhost", "[smtp.other.example")
     assert bad.returncode == 2
     assert "--relayhost: '[smtp.other.example' is not a next hop" in bad.stderr
+
+
+def test_the_readmes_first_try_prints_what_the_readme_shows() -> None:
+    readme = (EXAMPLE_POLICY.parent.parent / "README.md").read_text()
+    [commands] = re.findall(r"^```sh try-it\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    [shown] = re.findall(r"^```text try-it-output\n(.*?)^```", readme,
+                         re.MULTILINE | re.DOTALL)
+    *_, explain_line = commands.replace("\\\n", " ").strip().splitlines()
+    args = shlex.split(explain_line)
+    assert args[0] == ".venv/bin/postwacht"
+    result = subprocess.run([POSTWACHT, *args[1:]], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=EXAMPLE_POLICY.parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown
