@@ -254,7 +254,7 @@ def build(policy_path: str, state_dir: str, check_interval: float, mta: MtaSetti
                                    key_problem=key_problem)
     postfix = Postfix(mta.postfix_config)
     relayhost = RelayhostWatch(lambda: _relayhost(postfix), _main_cf(mta.postfix_config),
-                               lambda: holder.current)
+                               lambda: holder.current, telemetry)
     relayhost.refresh()
     holder.on_change(lambda _policy: relayhost.announce())  # what the relay means changed
     facts = FactGatherer(discovery, lambda: domain_watch.control_lost, known=learner.known,

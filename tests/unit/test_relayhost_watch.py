@@ -11,6 +11,7 @@ import pytest
 from postwacht.config.compiler import load
 from postwacht.core.policy import Policy
 from postwacht.facts.relayhost import RelayhostUnknownError, RelayhostWatch
+from postwacht.telemetry import NoTelemetry
 
 RELAY = "[smtp.provider.example]:587"
 
@@ -39,18 +40,26 @@ def policy(write_policy: Callable[[str], Path]) -> Policy:
     """))
 
 
-def watch(tmp_path: Path, policy: Policy, postconf: Postconf,
-          now: list[float]) -> tuple[RelayhostWatch, Path]:
+class Gauge(NoTelemetry):
+    def __init__(self) -> None:
+        self.unverified: list[bool] = []
+
+    def relay_unverified(self, unverified: bool) -> None:
+        self.unverified.append(unverified)
+
+
+def watch(tmp_path: Path, policy: Policy, postconf: Postconf, now: list[float],
+          gauge: Gauge | None = None) -> tuple[RelayhostWatch, Path]:
     main_cf = tmp_path / "main.cf"
     main_cf.write_text("relayhost =\n")
-    return RelayhostWatch(postconf, main_cf, lambda: policy, retry=60.0,
+    return RelayhostWatch(postconf, main_cf, lambda: policy, gauge or Gauge(), retry=60.0,
                           clock=lambda: now[0]), main_cf
 
 
 def test_the_relayhost_is_read_again_only_when_main_cf_changes(
         tmp_path: Path, policy: Policy, caplog: pytest.LogCaptureFixture) -> None:
-    postconf, now = Postconf(), [0.0]
-    relayhost, main_cf = watch(tmp_path, policy, postconf, now)
+    postconf, now, gauge = Postconf(), [0.0], Gauge()
+    relayhost, main_cf = watch(tmp_path, policy, postconf, now, gauge)
     relayhost.refresh()
     assert (relayhost.current, postconf.asked) == ((), 1)
     relayhost.refresh()
@@ -63,6 +72,7 @@ def test_the_relayhost_is_read_again_only_when_main_cf_changes(
     assert relayhost.current == (RELAY,)
     [said] = caplog.records
     assert said.levelname == "WARNING"
+    assert gauge.unverified == [False, True]  # for PostwachtRelayNotVerified
     assert f"outside mail leaves through the relay {RELAY}: Postfix hands" in (
         said.getMessage())
     relayhost.refresh(force=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from postwacht.core.policy import Policy
 from postwacht.core.relay import HopError, next_hops, relaying
+from postwacht.telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("postwacht.relay")
 
@@ -38,9 +39,10 @@ class RelayhostWatch:
     """The relayhost of one Postfix configuration, read again when main.cf changes."""
 
     def __init__(self, read: Callable[[], str], main_cf: Path,
-                 policy: Callable[[], Policy], retry: float = RETRY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 policy: Callable[[], Policy], telemetry: Telemetry = NO_TELEMETRY,
+                 retry: float = RETRY, clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read
+        self._telemetry = telemetry
         self._main_cf = main_cf
         self._policy = policy
         self._retry = retry
@@ -87,7 +89,9 @@ class RelayhostWatch:
             log.warning("cannot read Postfix's relayhost (%s): %s; trying again within "
                         "%g s", self._unknown, kept, self._retry)
         standing = relaying(policy, self._current)
-        if standing.problem is not None and policy.secure_transport is not None:
+        unverified = standing.problem is not None and policy.secure_transport is not None
+        self._telemetry.relay_unverified(unverified)
+        if unverified:
             log.warning("outside mail leaves %s; sensitive mail counts as not verified",
                         standing.describe())
         else:

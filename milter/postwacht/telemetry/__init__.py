@@ -86,6 +86,9 @@ class Telemetry(Protocol):
         """The daemon finished a round of retention and of closing vanished records."""
     def held_unrecorded(self, count: int) -> None:
         """Messages in this MTA's hold queue that no open record describes."""
+    def relay_unverified(self, unverified: bool) -> None:
+        """Postfix hands outside mail to a relay through which sensitive mail cannot
+        count as verified (the policy does not name it, or does not trust it)."""
 
 
 class NoTelemetry:
@@ -140,6 +143,9 @@ class NoTelemetry:
         pass
 
     def held_unrecorded(self, count: int) -> None:
+        pass
+
+    def relay_unverified(self, unverified: bool) -> None:
         pass
 
 

@@ -111,6 +111,11 @@ class PrometheusTelemetry:
             "Messages in this MTA's hold queue that no open Postwacht record describes "
             "(review cannot see them: held by hand, or before a records store was lost)",
             registry=r)
+        self._relay = Gauge(
+            "postwacht_relay_unverified",
+            "1 while Postfix hands outside mail to a relay the policy does not name or "
+            "trust (sensitive mail to outside domains is then never verified)",
+            registry=r)
         self._callbacks = Histogram(
             "postwacht_milter_callback_seconds", "Time spent in milter callbacks, by stage",
             # Edges at 0.25 ms and 2 ms: an envelope callback takes a fraction of a
@@ -182,6 +187,9 @@ class PrometheusTelemetry:
 
     def held_unrecorded(self, count: int) -> None:
         self._unrecorded.set(count)
+
+    def relay_unverified(self, unverified: bool) -> None:
+        self._relay.set(1 if unverified else 0)
 
     def domain_audit(self, reports: Sequence[DomainReport], at: float) -> None:
         """The domain list is bounded: it comes from the policy."""
