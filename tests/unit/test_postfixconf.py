@@ -215,14 +215,26 @@ def test_relays_the_filter_does_not_follow_must_be_decided(example_policy: Polic
     main = deploy_main_cf() | {"default_transport": "smtp:[relay.example]:587",
                                "smtp_fallback_relay": "[fallback.example]",
                                "sender_dependent_relayhost_maps": "hash:/etc/postfix/sdr"}
-    relaying = Service("relaying", "unix", "smtp", {"relayhost": "[other.example]"})
-    found = {f.where: f for f in diagnose(main, [SUBMISSION, relaying], example_policy,
-                                          ENDPOINTS)}
+    rewrite = Service("rewrite", "unix", "trivial-rewrite", {"relayhost": "[other.example]"})
+    fallback = Service("smtp", "unix", "smtp", {"smtp_fallback_relay": "[other.example]"})
+    ignored = Service("relay", "unix", "smtp", {"relayhost": "[other.example]"})
+    found = {f.where: f for f in diagnose(main, [SUBMISSION, rewrite, fallback, ignored],
+                                          example_policy, ENDPOINTS)}
     for place in ("main.cf: default_transport", "main.cf: smtp_fallback_relay",
-                  "main.cf: sender_dependent_relayhost_maps", "master.cf: relaying/unix"):
+                  "main.cf: sender_dependent_relayhost_maps", "master.cf: rewrite/unix",
+                  "master.cf: smtp/unix"):
         assert found[place].must, place
+    assert "master.cf: relay/unix" not in found  # smtp(8) reads no relayhost
     assert "sends outside mail to [relay.example]:587" in found[
         "main.cf: default_transport"].problem
-    plain = deploy_main_cf() | {"default_transport": "smtp"}
-    assert "main.cf: default_transport" not in where(diagnose(
-        plain, [SUBMISSION], example_policy, ENDPOINTS))
+    for harmless in ("smtp", "error:5.7.1 closed", "retry:4.3.0 later"):
+        plain = deploy_main_cf() | {"default_transport": harmless}
+        assert "main.cf: default_transport" not in where(diagnose(
+            plain, [SUBMISSION], example_policy, ENDPOINTS)), harmless
+
+
+def test_an_address_relay_is_told_to_be_named_not_trusted(example_policy: Policy) -> None:
+    main = deploy_main_cf() | {"relayhost": "[192.0.2.1]:587"}
+    [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
+    assert "never an address: name the relay by its host name" in finding.fix
+    assert "tls: secure" not in finding.fix

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from postwacht.config.compiler import load
 from postwacht.core.policy import Policy
+from postwacht.core.relay import UNREADABLE, relaying
 from postwacht.facts.relayhost import RelayhostUnknownError, RelayhostWatch
 from postwacht.telemetry import NoTelemetry
 
@@ -102,12 +103,21 @@ def test_a_failed_read_keeps_the_relay_and_is_tried_again_later(
     assert relayhost.current == ()
 
 
-def test_never_read_leaves_the_policy_to_say(tmp_path: Path, policy: Policy) -> None:
-    postconf, now = Postconf(), [0.0]
+def test_without_a_main_cf_the_policy_says_and_with_an_unreadable_one_nothing_is_verified(
+        tmp_path: Path, policy: Policy) -> None:
+    postconf, now, gauge = Postconf(), [0.0], Gauge()
     postconf.answer = None
-    relayhost, _ = watch(tmp_path, policy, postconf, now)
-    relayhost.refresh()
-    assert relayhost.current is None
+    relayhost, _ = watch(tmp_path, policy, postconf, now, gauge)
+    relayhost.refresh()  # main.cf is there, postconf fails: no relay can be trusted
+    assert relayhost.current == UNREADABLE
+    assert relaying(policy, relayhost.current).problem is not None
+    assert gauge.unverified == [True]
+    # No Postfix configuration at all (the filter runs elsewhere): the policy's delivery
+    # section stands, here none, so mail goes straight to the domains.
+    elsewhere = RelayhostWatch(postconf, tmp_path / "missing" / "main.cf", lambda: policy)
+    elsewhere.refresh()
+    assert elsewhere.current is None
+    assert relaying(policy, elsewhere.current).problem is None
 
 
 def test_a_relayhost_it_cannot_parse_still_names_a_relay(

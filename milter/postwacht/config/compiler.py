@@ -624,7 +624,11 @@ def _delivery(c: _Compiler, data: Any, secure: dict[str, Any]) -> Delivery | Non
                  "brackets ([host]:port) so that no MX is looked up")
     route = secure.get("route")
     hop = route.partition(":")[2] if isinstance(route, str) else ""
-    if hop and hop.lower() in relay:
+    try:
+        route_hops = next_hops(hop)
+    except HopError:
+        route_hops = ()
+    if any(h in relay for h in route_hops):
         c.report(("delivery", "relay"),
                  f"{hop} is also secure_transport.route, the secure-mail provider: the TLS "
                  "table must answer for it at the level the route needs, not the relay's")

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from postwacht.core.policy import Policy
-from postwacht.core.relay import HopError, next_hops, relaying
+from postwacht.core.relay import HopError, hop_is_address, next_hops, relaying
 from postwacht.core.vocabulary import Accepted, Mode, RelayTls
 
 HEADER_CHECKS = "postwacht_header_checks"
@@ -404,22 +404,40 @@ def _other_relays(main: Mapping[str, str], policy: Policy) -> list[Finding]:
     for name, does in OTHER_RELAYS:
         value = main.get(name, "")
         if name == "default_transport":
-            value = value.partition(":")[2]  # smtp: alone goes straight to the domain
+            value = _transport_nexthop(value)
         if value:
             found.append(_other_relay(f"main.cf: {name}", does.format(value), secure.mode))
     return found
+
+
+def _transport_nexthop(value: str) -> str:
+    """The next hop a `transport:nexthop` sends to; "" for none, or for a transport that
+    delivers nothing outside (error, retry, discard)."""
+    transport, _, nexthop = value.partition(":")
+    return "" if transport.strip() in ("error", "retry", "discard") else nexthop.strip()
+
+
+SERVICE_RELAYS = {"trivial-rewrite": ("relayhost", "default_transport"),
+                  "smtp": ("smtp_fallback_relay",)}
+"""The master.cf -o settings that send mail through a relay, by the daemon that reads
+them: trivial-rewrite picks the next hop, smtp(8) falls back."""
 
 
 def _service_relays(services: Sequence[Service], policy: Policy) -> list[Finding]:
     secure = policy.secure_transport
     if secure is None:
         return []
-    return [_other_relay(f"master.cf: {service.key}", f"-o {name}={value} sends its mail "
-                         f"through {value}", secure.mode)
-            for service in services
-            for name in ("relayhost", "smtp_fallback_relay", "default_transport")
-            if (value := service.params.get(name, ""))
-            and (name != "default_transport" or ":" in value)]
+    found = []
+    for service in services:
+        for name in SERVICE_RELAYS.get(service.command, ()):
+            value = service.params.get(name, "")
+            if name == "default_transport":
+                value = _transport_nexthop(value)
+            if value:
+                found.append(_other_relay(f"master.cf: {service.key}",
+                                          f"-o {name} sends mail through {value}",
+                                          secure.mode))
+    return found
 
 
 def _other_relay(where: str, does: str, mode: Mode) -> Finding:
@@ -451,13 +469,18 @@ def _relayhost(main: Mapping[str, str], policy: Policy) -> list[Finding]:
     if secure is None or problem is None or (delivery is not None
                                              and set(delivery.relay) == set(hops)):
         return []  # a relay the policy names but does not trust: its warning says so
-    example = (f'delivery: {{relay: "{value}", tls: secure, trusted_to_enforce: true}}')
+    if any(hop_is_address(hop) for hop in hops):
+        fix = ("Postfix verifies a relay's certificate by its name, never an address: name "
+               "the relay by its host name in relayhost (and in the policy's delivery "
+               "section), or deliver directly (relayhost empty)")
+    else:
+        example = f'delivery: {{relay: "{value}", tls: secure, trusted_to_enforce: true}}'
+        fix = (f"if the relay's operator guarantees delivery over verified TLS only, say so "
+               f"in the policy ({example}); if not, deliver directly (relayhost empty)")
     return [Finding(
         "main.cf: relayhost",
         f"{problem}; the filter treats sensitive mail to outside domains as leaving "
-        "without verified TLS (secure_transport.otherwise)",
-        f"if the relay's operator guarantees delivery over verified TLS only, say so in the "
-        f"policy ({example}); if not, deliver directly (relayhost empty)",
+        "without verified TLS (secure_transport.otherwise)", fix,
         must=secure.mode is Mode.ENFORCE)]
 
 

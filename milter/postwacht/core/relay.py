@@ -18,12 +18,17 @@ from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.policy import Delivery, Policy
 
 _HOP = re.compile(r"^(?:\[(?P<bracketed>[^\[\]]+)\]|(?P<bare>[^\[\]:]+))"
-                  r"(?::(?P<port>[a-z0-9][a-z0-9-]{0,31}))?$", re.IGNORECASE)
+                  r"(?::(?P<port>[a-z0-9][a-z0-9-]{0,31}))?$", re.IGNORECASE | re.ASCII)
 """Postfix's next-hop forms; the port is a number or a service name (`submission`)."""
 
 
 class HopError(ValueError):
     """A next hop Postfix would not take as a relay."""
+
+
+UNREADABLE: tuple[str, ...] = ("<unreadable>",)
+"""The relayhost of a main.cf that postconf could not read: some relay, perhaps, that no
+policy names (no hop is written so), so sensitive mail never counts as verified by it."""
 
 
 def next_hops(value: str) -> tuple[str, ...]:
@@ -81,6 +86,8 @@ class Relaying:
     def describe(self) -> str:
         if not self.relayed:
             return "straight to each recipient domain's mail servers (no relayhost)"
+        if self.relayhost == UNREADABLE:
+            return f"by a way not known: {self.problem}"
         through = f"through the relay {', '.join(self.relayhost)}"
         if self.problem is None:
             return f"{through}, which the policy trusts to enforce verified TLS onward"
@@ -97,6 +104,9 @@ def relaying(policy: Policy, relayhost: tuple[str, ...] | None) -> Relaying:
 
 
 def _problem(delivery: Delivery | None, relayhost: tuple[str, ...]) -> str | None:
+    if relayhost == UNREADABLE:
+        return ("Postfix's relayhost could not be read from its main.cf, so verified TLS "
+                "to the recipient cannot be claimed")
     shown = ", ".join(relayhost)
     if delivery is None:
         return (f"Postfix hands outside mail to the relayhost {shown}, which the policy's "

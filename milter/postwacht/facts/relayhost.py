@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from postwacht.core.policy import Policy
-from postwacht.core.relay import HopError, next_hops, relaying
+from postwacht.core.relay import UNREADABLE, HopError, next_hops, relaying
+from postwacht.core.vocabulary import Mode
 from postwacht.telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("postwacht.relay")
@@ -47,16 +48,17 @@ class RelayhostWatch:
         self._policy = policy
         self._retry = retry
         self._clock = clock
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | bool | None = False  # False: never looked
+        self._lock = threading.RLock()  # announce() from the policy watcher, too
+        self._looked = False
+        self._seen: tuple[int, int, int] | None = None
         self._current: tuple[str, ...] | None = None
         self._unknown = ""
         self._retry_at = 0.0
 
     @property
     def current(self) -> tuple[str, ...] | None:
-        """The relayhost's next hops (empty: none), as last read; None when Postfix has
-        never been asked successfully."""
+        """The relayhost's next hops (empty: none) as last read; `UNREADABLE` when main.cf
+        is there but was never read; None when there is no main.cf to read."""
         return self._current  # one reference read: atomic under the GIL
 
     def refresh(self, force: bool = False) -> None:
@@ -64,38 +66,50 @@ class RelayhostWatch:
         read failed `retry` seconds ago, or when `force`d."""
         with self._lock:
             seen, now = self._signature(), self._clock()
-            if not (force or seen != self._seen
-                    or (self._unknown and now >= self._retry_at)):
+            if self._looked and not (force or seen != self._seen
+                                     or (self._unknown and now >= self._retry_at)):
                 return
-            self._seen = seen
             before = (self._current, self._unknown)
             try:
                 value = self._read()
             except RelayhostUnknownError as exc:
                 # Keep what Postfix said last: a relay does not vanish because postconf
-                # failed once (a timeout, a main.cf being written).
+                # failed once (a timeout, a main.cf being written). Never read, with a
+                # main.cf there: a relay nobody named, for all the filter knows.
                 self._unknown, self._retry_at = str(exc), now + self._retry
+                if self._current is None or self._current == UNREADABLE:
+                    self._current = UNREADABLE if seen is not None else None
             else:
                 self._current, self._unknown = hops_of(value), ""
+            self._looked, self._seen = True, seen
             if (self._current, self._unknown) != before:
                 self.announce()
 
     def announce(self) -> None:
         """Say in the log how outside mail leaves, under the running policy."""
-        policy = self._policy()
-        if self._unknown:
-            kept = ("keeping the value read before" if self._current is not None
-                    else "taking the policy's delivery section for it")
-            log.warning("cannot read Postfix's relayhost (%s): %s; trying again within "
-                        "%g s", self._unknown, kept, self._retry)
-        standing = relaying(policy, self._current)
-        unverified = standing.problem is not None and policy.secure_transport is not None
-        self._telemetry.relay_unverified(unverified)
-        if unverified:
-            log.warning("outside mail leaves %s; sensitive mail counts as not verified",
-                        standing.describe())
-        else:
-            log.info("outside mail leaves %s", standing.describe())
+        with self._lock:
+            policy = self._policy()
+            if self._unknown:
+                if self._current == UNREADABLE:
+                    kept = "sensitive mail counts as not verified until it is read"
+                elif self._current is None:
+                    kept = "no main.cf: taking the policy's delivery section for it"
+                else:
+                    kept = "keeping the value read before"
+                log.warning("cannot read Postfix's relayhost (%s): %s; trying again within "
+                            "%g s", self._unknown, kept, self._retry)
+            standing = relaying(policy, self._current)
+            secure = policy.secure_transport
+            unverified = standing.problem is not None and secure is not None
+            # The alert is for mail held (or refused, or routed) now, not in monitor mode.
+            self._telemetry.relay_unverified(
+                standing.problem is not None and secure is not None
+                and secure.mode is Mode.ENFORCE)
+            if unverified:
+                log.warning("outside mail leaves %s; sensitive mail counts as not verified",
+                            standing.describe())
+            else:
+                log.info("outside mail leaves %s", standing.describe())
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
