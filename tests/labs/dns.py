@@ -10,10 +10,19 @@ Every case discovery must tell apart has a name here:
 - `sts.pw-unsigned.test`: unsigned, with an MTA-STS TXT record and policy host
 - `unsigned.pw-unsigned.test`: unsigned MX, nothing else
 - `missing.pw.test`: does not exist (NXDOMAIN)
+
+and the `v=NTA7516-1` cases (dates around the day the lab is built):
+- `nta.pw.test`: a valid record with two `ntamx` hosts, the first with a usable TLSA
+- `nta-own.pw.test`: a valid record without `ntamx` (its own MX receives)
+- `nta-old.pw.test`, `nta-future.pw.test`: expired, not valid yet
+- `nta-two.pw.test`: two records; `nta-bad.pw.test`: a malformed one
+- `nta-bogus.pw.test`: a valid record changed after signing (SERVFAIL when validated)
+- `nta.pw-unsigned.test`: a valid record in an unsigned zone
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +35,45 @@ import dns.rcode
 from tests.labs.util import free_port, poll
 
 TLSA_DATA = "3 1 1 " + "a1" * 32
+
+
+def _month(months: int) -> str:
+    """YYYY-MM, `months` from this month."""
+    today = dt.datetime.now(dt.UTC).date()
+    index = today.year * 12 + today.month - 1 + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def nta_record(start: int, end: int, hosts: str = "", provider: str = "Zorgmail") -> str:
+    """A `v=NTA7516-1` record valid from `start` to `end` months from now."""
+    return (f"v=NTA7516-1;startdate={_month(start)};enddate={_month(end)};"
+            f"provider={provider}{hosts}")
+
+
+NTA_HOSTS = ";ntamx=20 smtp2.nta-provider.pw.test;ntamx=10 smtp1.nta-provider.pw.test"
+NTA_ZONE = """\
+nta      MX  10 mx.nta
+mx.nta   A   127.0.0.1
+nta      TXT "{valid}"
+smtp1.nta-provider A 127.0.0.1
+_25._tcp.smtp1.nta-provider TLSA {tlsa}
+smtp2.nta-provider A 127.0.0.1
+nta-own  MX  10 mx.nta-own
+mx.nta-own A 127.0.0.1
+nta-own  TXT "{own}"
+nta-old  MX  10 mx.nta
+nta-old  TXT "{old}"
+nta-future MX 10 mx.nta
+nta-future TXT "{future}"
+nta-two  MX  10 mx.nta
+nta-two  TXT "{valid}"
+nta-two  TXT "{own}"
+nta-bad  MX  10 mx.nta
+nta-bad  TXT "v=NTA7516-1;startdate=2025-13;enddate=2027-12;provider=Zorgmail"
+nta-bogus MX 10 mx.nta
+nta-bogus TXT "{own}"
+""".format(valid=nta_record(-12, 24, NTA_HOSTS), own=nta_record(-1, 12),
+           old=nta_record(-36, -2), future=nta_record(2, 24), tlsa=TLSA_DATA)
 SIGNED = """\
 $ORIGIN pw.test.
 $TTL 300
@@ -47,8 +95,8 @@ bogus    MX  10 mx.bogus
 mx.bogus A   127.0.0.1
 sts      MX  10 mx.sts
 mx.sts   A   127.0.0.1
-""".format(tlsa=TLSA_DATA, hex="b2" * 32)
-UNSIGNED = """\
+""".format(tlsa=TLSA_DATA, hex="b2" * 32) + NTA_ZONE
+UNSIGNED = f"""\
 $ORIGIN pw-unsigned.test.
 $TTL 300
 @          SOA ns.pw-unsigned.test. hostmaster.pw-unsigned.test. 1 3600 600 86400 60
@@ -64,6 +112,8 @@ _mta-sts.stsbad TXT "v=STSv1; id=1;"
 mta-sts.stsbad  A 127.0.0.1
 unsigned   MX  10 mx.unsigned
 mx.unsigned A  127.0.0.1
+nta        MX  10 mx.unsigned
+nta        TXT "{nta_record(-12, 24)}"
 """
 
 
@@ -116,6 +166,11 @@ class DnsLab:
         bogus = signed.replace("bogus.pw.test.\t300\tIN\tMX\t10 mx.bogus.pw.test.",
                                "bogus.pw.test.\t300\tIN\tMX\t20 mx.bogus.pw.test.")
         assert bogus != signed, "the bogus case was not made"
+        own = nta_record(-1, 12)
+        changed = bogus.replace(f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{own}"',
+                                f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{own}x"')
+        assert changed != bogus, "the bogus NTA 7516 case was not made"
+        bogus = changed
         (self.root / "pw.test.signed").write_text(bogus)
         anchor = (self.root / f"{ksk}.key").read_text()
         (self.root / "anchor.key").write_text(anchor)

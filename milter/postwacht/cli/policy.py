@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import ipaddress
 import json
 from dataclasses import asdict, replace
@@ -13,7 +14,7 @@ from postwacht.cli.common import ExitCode, UsageError, load_policy
 from postwacht.core.address import AddressError, parse_recipient
 from postwacht.core.classify import Classification, Classifier
 from postwacht.core.decide import Envelope, RecipientVerdict
-from postwacht.core.facts import Facts, TransportFacts
+from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.outcome import Explained, explain
 from postwacht.core.policy import Policy
@@ -235,11 +236,13 @@ def _tls(args: argparse.Namespace) -> int:
     gatherer = command_facts()
     try:
         facts = gatherer.transport({domain}, policy)[domain]
+        nta = gatherer.nta7516(domain, policy, dt.datetime.now(dt.UTC).date())
     finally:
         gatherer.close()
     table = tls_policy(domain, policy, facts)
     if args.json:
-        print(json.dumps({**_facts_json(facts), "tls_policy": table}))
+        print(json.dumps({**_facts_json(facts), "tls_policy": table,
+                          "nta7516": _nta_json(nta)}))
         return ExitCode.OK
     print(f"{domain}: {facts.method}{' (verified)' if facts.verified else ''}")
     print(f"  {facts.detail}")
@@ -249,7 +252,20 @@ def _tls(args: argparse.Namespace) -> int:
         print(f"  MTA-STS: mode {facts.sts.mode}, mx {', '.join(facts.sts.mx)}, "
               f"max_age {facts.sts.max_age}")
     print(f"  Postfix TLS policy: {table or 'none served (Postfix default)'}")
+    print(f"  NTA 7516 record: {nta.describe()}")
     return ExitCode.OK
+
+
+def _nta_json(nta: Nta7516Facts) -> dict[str, object]:
+    record = nta.record
+    return {
+        "counts": record is not None, "dnssec": nta.dnssec, "failure": nta.failure or None,
+        "detail": nta.claim.detail if nta.claim is not None else None,
+        "record": None if record is None else {
+            "provider": record.provider, "start": record.start.isoformat(),
+            "end": record.end.isoformat(),
+            "hosts": [{"preference": h.preference, "host": h.host} for h in record.hosts]},
+    }
 
 
 def _verdict_json(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from postwacht.core.classify import Classification
+from postwacht.core.nta7516 import Nta7516Claim, Nta7516Record
 from postwacht.core.vocabulary import CheckName, Method
 
 
@@ -50,6 +51,31 @@ class TransportFacts:
     @property
     def verified(self) -> bool:
         return self.method.verified
+
+
+@dataclass(frozen=True, slots=True)
+class Nta7516Facts:
+    """What a domain announces with its `v=NTA7516-1` record, as discovery found it."""
+
+    domain: str
+    claim: Nta7516Claim | None
+    """None when the lookup failed: never taken for "no record"."""
+    dnssec: bool
+    """The TXT answer was DNSSEC-validated."""
+    failure: str = ""
+
+    @property
+    def record(self) -> Nta7516Record | None:
+        """The record that counts today, if one does."""
+        return self.claim.record if self.claim is not None else None
+
+    def describe(self) -> str:
+        if self.claim is None:
+            return f"unknown: {self.failure}"
+        signed = "DNSSEC-signed" if self.dnssec else "not DNSSEC-signed"
+        if self.claim.record is None:
+            return f"none counts: {self.claim.detail}"
+        return f"{self.claim.detail} ({signed})"
 
 
 @dataclass(frozen=True, slots=True)

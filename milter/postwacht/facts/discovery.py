@@ -8,13 +8,15 @@ MTA-STS. A lookup failure is reported as a failure, never as "nothing offered".
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
-from postwacht.core.facts import TransportFacts
+from postwacht.core.facts import Nta7516Facts, TransportFacts
+from postwacht.core.nta7516 import Nta7516Claim, nta7516_claim
 from postwacht.core.policy import DnsSettings
 from postwacht.core.vocabulary import Method
 from postwacht.facts.dnscache import DnsAnswer, DnsCache, DnsLookupError, ResolverConfig
-from postwacht.facts.mtasts import StsError, StsFetcher, txt_id
+from postwacht.facts.mtasts import StsError, StsFetcher, txt_id, txt_text
 from postwacht.telemetry import Telemetry
 
 USABLE_TLSA = {"usage": {2, 3}, "selector": {0, 1}, "mtype": {0, 1, 2}}
@@ -32,6 +34,19 @@ class Discovery:
             return self._facts(domain)
         except DnsLookupError as exc:
             return TransportFacts(domain, Method.FAILURE, f"DNS lookup failed: {exc}")
+
+    def nta7516(self, domain: str, day: dt.date) -> Nta7516Facts:
+        """The domain's `v=NTA7516-1` claim on `day`. A failed lookup (SERVFAIL, a bogus
+        signature, a timeout) is a failure, never "no record"."""
+        try:
+            answer = self.dns.lookup(domain, "TXT")
+        except DnsLookupError as exc:
+            return Nta7516Facts(domain, None, False, f"DNS lookup failed: {exc}")
+        if answer.nxdomain:
+            return Nta7516Facts(domain, Nta7516Claim(None, f"{domain} does not exist"),
+                                answer.secure)
+        claim = nta7516_claim([txt_text(r) for r in answer.records], day)
+        return Nta7516Facts(domain, claim, answer.secure)
 
     def _facts(self, domain: str) -> TransportFacts:
         mx = self.dns.lookup(domain, "MX")

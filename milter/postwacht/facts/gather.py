@@ -14,6 +14,7 @@ the rest of the pool.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from dataclasses import replace
 from postwacht import defaults
 from postwacht.core.classify import Classification
 from postwacht.core.decide import Envelope, first_recipient_candidates, transport_domains
-from postwacht.core.facts import Facts, TransportFacts
+from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.policy import Policy
 from postwacht.core.vocabulary import Method
 from postwacht.facts.discovery import DiscoveryPool
@@ -76,6 +77,10 @@ class FactGatherer:
         if candidates and self._known is not None:
             facts = replace(facts, known=self._known(envelope.sender, candidates, policy))
         return facts
+
+    def nta7516(self, domain: str, policy: Policy, day: dt.date) -> Nta7516Facts:
+        """The domain's `v=NTA7516-1` claim on `day` (for `postwacht tls`)."""
+        return self._pool.for_settings(policy.dns).nta7516(domain, day)
 
     def transport(self, domains: set[str], policy: Policy) -> dict[str, TransportFacts]:
         """Discovery for every domain in `domains`, side by side, by one deadline."""
