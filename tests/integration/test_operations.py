@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 import uuid
 
@@ -75,3 +76,21 @@ def test_retired_report_names_who_still_mails_retired_domains(lab: Lab) -> None:
     assert all(m not in json.dumps(r) for r in rows)  # no local parts, no content
     text = lab.daemon.cli("report", "retired", "--state", str(lab.daemon.state)).stdout
     assert "3  bjzutrecht.nl  from cron-dossiers@samen-veilig.nl via smtp from 127.0.0.1" in text
+
+
+def test_each_message_is_one_decision_line_by_queue_id_and_never_its_content(
+        lab: Lab) -> None:
+    m = uuid.uuid4().hex[:12]
+    seen = len(lab.daemon.log_text().splitlines())
+    lab.postfix.submit(SENDER, [f"ok-{m}@example.org"], m)  # subject and body carry m
+    poll(lambda: lab.sink.with_marker(m), "the message at the sink")
+    [queue_id] = poll(lambda: re.findall(
+        rf"postfix/smtp\[\d+\]: (\w+): to=<ok-{m}@example\.org>",
+        lab.postfix.maillog.read_text(errors="replace")), "the delivery in Postfix's log")
+    lines = poll(lambda: [line for line in lab.daemon.log_text().splitlines()[seen:]
+                          if f"id={queue_id} " in line and "stage=eom" in line],
+                 "the message's decision line")
+    assert len(lines) == 1
+    assert "action=accept" in lines[0]
+    assert "recipients=example.org" in lines[0]  # the domain, not the address
+    assert m not in lab.daemon.log_text()  # no local part, subject or body, anywhere
