@@ -46,6 +46,8 @@ def test_a_record_without_ntamx_leaves_the_domains_own_mx(discovery: Discovery) 
     assert found.record is not None
     assert found.record.hosts == ()
     assert "hosts the domain's MX hosts" in found.describe()
+    # its two TXT strings are one record, its UTF-8 bytes one name
+    assert found.record.provider == "ZorgÜ"
 
 
 def test_an_unsigned_record_counts_but_says_it_is_not_signed(discovery: Discovery) -> None:
@@ -62,6 +64,7 @@ def test_an_unsigned_record_counts_but_says_it_is_not_signed(discovery: Discover
     ("nta-bad.pw.test", "none counts: a v=NTA7516-1 record that cannot be read: startdate "
                         "'2025-13' is not YYYY-MM"),
     ("plain.pw.test", "none counts: no v=NTA7516-1 record"),
+    ("nta-ten.pw.test", "none counts: no v=NTA7516-1 record (DNSSEC-signed)"),
     ("missing.pw.test", "none counts: missing.pw.test does not exist"),
 ])
 def test_a_record_that_does_not_count_says_why(

@@ -84,9 +84,9 @@ def test_each_message_is_one_decision_line_by_queue_id_and_never_its_content(
     seen = len(lab.daemon.log_text().splitlines())
     lab.postfix.submit(SENDER, [f"ok-{m}@example.org"], m)  # subject and body carry m
     poll(lambda: lab.sink.with_marker(m), "the message at the sink")
-    [queue_id] = poll(lambda: re.findall(
+    [queue_id] = poll(lambda: set(re.findall(
         rf"postfix/smtp\[\d+\]: (\w+): to=<ok-{m}@example\.org>",
-        lab.postfix.maillog.read_text(errors="replace")), "the delivery in Postfix's log")
+        lab.postfix.maillog.read_text(errors="replace"))), "the delivery in Postfix's log")
     lines = poll(lambda: [line for line in lab.daemon.log_text().splitlines()[seen:]
                           if f"id={queue_id} " in line and "stage=eom" in line],
                  "the message's decision line")

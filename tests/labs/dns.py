@@ -13,9 +13,11 @@ Every case discovery must tell apart has a name here:
 
 and the `v=NTA7516-1` cases (dates around the day the lab is built):
 - `nta.pw.test`: a valid record with two `ntamx` hosts, the first with a usable TLSA
-- `nta-own.pw.test`: a valid record without `ntamx` (its own MX receives)
+- `nta-own.pw.test`: a valid record without `ntamx` (its own MX receives), in two TXT
+  strings, with a provider name that is not ASCII
 - `nta-old.pw.test`, `nta-future.pw.test`: expired, not valid yet
-- `nta-two.pw.test`: two records; `nta-bad.pw.test`: a malformed one
+- `nta-two.pw.test`: two records; `nta-bad.pw.test`: a malformed one;
+  `nta-ten.pw.test`: `v=NTA7516-10`, which is not this record
 - `nta-bogus.pw.test`: a valid record changed after signing (SERVFAIL when validated)
 - `nta.pw-unsigned.test`: a valid record in an unsigned zone
 """
@@ -51,6 +53,11 @@ def nta_record(start: int, end: int, hosts: str = "", provider: str = "Zorgmail"
 
 
 NTA_HOSTS = ";ntamx=20 smtp2.nta-provider.pw.test;ntamx=10 smtp1.nta-provider.pw.test"
+NTA_VALID = nta_record(-12, 24, NTA_HOSTS)
+NTA_OWN = nta_record(-1, 12, provider="Zorg\\195\\156")
+"""In two TXT strings, its provider's name in UTF-8 written as zone-file escapes (ZorgÜ)."""
+NTA_BOGUS = nta_record(-1, 12, provider="Bogus")
+"""Computed once: the record is found again in the signed zone to be changed."""
 NTA_ZONE = """\
 nta      MX  10 mx.nta
 mx.nta   A   127.0.0.1
@@ -60,20 +67,24 @@ _25._tcp.smtp1.nta-provider TLSA {tlsa}
 smtp2.nta-provider A 127.0.0.1
 nta-own  MX  10 mx.nta-own
 mx.nta-own A 127.0.0.1
-nta-own  TXT "{own}"
+nta-own  TXT "{own_head}" "{own_tail}"
 nta-old  MX  10 mx.nta
 nta-old  TXT "{old}"
 nta-future MX 10 mx.nta
 nta-future TXT "{future}"
 nta-two  MX  10 mx.nta
 nta-two  TXT "{valid}"
-nta-two  TXT "{own}"
+nta-two  TXT "{bogus}"
 nta-bad  MX  10 mx.nta
 nta-bad  TXT "v=NTA7516-1;startdate=2025-13;enddate=2027-12;provider=Zorgmail"
 nta-bogus MX 10 mx.nta
-nta-bogus TXT "{own}"
-""".format(valid=nta_record(-12, 24, NTA_HOSTS), own=nta_record(-1, 12),
-           old=nta_record(-36, -2), future=nta_record(2, 24), tlsa=TLSA_DATA)
+nta-bogus TXT "{bogus}"
+nta-ten  MX  10 mx.nta
+nta-ten  TXT "v=NTA7516-10;{valid_tail}"
+""".format(valid=NTA_VALID, own_head=NTA_OWN.split(";enddate")[0],
+           own_tail=";enddate" + NTA_OWN.split(";enddate")[1], bogus=NTA_BOGUS,
+           old=nta_record(-36, -2), future=nta_record(2, 24), tlsa=TLSA_DATA,
+           valid_tail=NTA_VALID.split(";", 1)[1])
 SIGNED = """\
 $ORIGIN pw.test.
 $TTL 300
@@ -166,9 +177,8 @@ class DnsLab:
         bogus = signed.replace("bogus.pw.test.\t300\tIN\tMX\t10 mx.bogus.pw.test.",
                                "bogus.pw.test.\t300\tIN\tMX\t20 mx.bogus.pw.test.")
         assert bogus != signed, "the bogus case was not made"
-        own = nta_record(-1, 12)
-        changed = bogus.replace(f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{own}"',
-                                f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{own}x"')
+        changed = bogus.replace(f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{NTA_BOGUS}"',
+                                f'nta-bogus.pw.test.\t300\tIN\tTXT\t"{NTA_BOGUS}x"')
         assert changed != bogus, "the bogus NTA 7516 case was not made"
         bogus = changed
         (self.root / "pw.test.signed").write_text(bogus)

@@ -76,7 +76,7 @@ def test_no_record_is_no_claim() -> None:
     ("v=NTA7516-1;startdate=2025-01;enddate=2027-12;provider=X;ntamx=10 mx..example",
      "ntamx '10 mx..example'"),
     ("v=NTA7516-1;startdate=2025-01;startdate=2025-02;enddate=2027-12;provider=X",
-     "startdate is given twice"),
+     "'startdate' is given twice"),
     ("v=NTA7516-1;startdate 2025-01;enddate=2027-12;provider=X", "is not name=value"),
 ])
 def test_a_malformed_record_is_ignored_and_says_what_is_wrong(text: str, says: str) -> None:
@@ -93,3 +93,40 @@ def test_a_record_with_too_many_hosts_is_malformed() -> None:
         f"ntamx={i} mx{i}.example" for i in range(17))
     with pytest.raises(RecordError, match="more than 16 ntamx hosts"):
         parse_record(text)
+
+
+@pytest.mark.parametrize("text", [
+    "v=NTA7516-1;startdate=0000-01;enddate=2027-12;provider=X",
+    "v=NTA7516-1;startdate=2025-01;enddate=0000-12;provider=X",
+    "v=NTA7516-1;startdate=2025-01;enddate=2027-12;provider=X;ntamx=\u0663 mx.example",
+])
+def test_a_record_no_calendar_or_number_takes_is_malformed_not_a_crash(text: str) -> None:
+    claim = nta7516_claim([text], TODAY)
+    assert claim.record is None
+    assert claim.detail.startswith("a v=NTA7516-1 record that cannot be read: ")
+
+
+def test_only_this_version_tag_makes_a_record() -> None:
+    assert nta7516_claim(["v=NTA7516-10;startdate=2025-01;enddate=2027-12;provider=X",
+                          VALID], TODAY).record == parse_record(VALID)
+
+
+def test_the_providers_name_is_shown_visible_and_bounded() -> None:
+    text = ("v=NTA7516-1;startdate=2025-01;enddate=2027-12;provider=P\x1b[2J"
+            + "x" * 500)
+    provider = parse_record(text).provider
+    assert "\x1b" not in provider
+    assert len(provider) <= 104
+
+
+def test_a_host_listed_twice_is_one_host() -> None:
+    text = ("v=NTA7516-1;startdate=2025-01;enddate=2027-12;provider=X;"
+            "ntamx=10 mx.example;ntamx=10 MX.example.")
+    assert parse_record(text).hosts == (NtaHost(10, "mx.example"),)
+
+
+@pytest.mark.parametrize(("month", "last"), [("2024-02", 29), ("2023-02", 28),
+                                             ("2026-12", 31)])
+def test_the_end_month_ends_on_its_last_day(month: str, last: int) -> None:
+    record = parse_record(f"v=NTA7516-1;startdate=2020-01;enddate={month};provider=X")
+    assert record.end.day == last

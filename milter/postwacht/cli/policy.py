@@ -236,7 +236,7 @@ def _tls(args: argparse.Namespace) -> int:
     gatherer = command_facts()
     try:
         facts = gatherer.transport({domain}, policy)[domain]
-        nta = gatherer.nta7516(domain, policy, dt.datetime.now(dt.UTC).date())
+        nta = gatherer.nta7516(domain, policy, dt.date.today())  # the MTA's own day
     finally:
         gatherer.close()
     table = tls_policy(domain, policy, facts)

@@ -74,7 +74,7 @@ class Nta7516Facts:
             return f"unknown: {self.failure}"
         signed = "DNSSEC-signed" if self.dnssec else "not DNSSEC-signed"
         if self.claim.record is None:
-            return f"none counts: {self.claim.detail}"
+            return f"none counts: {self.claim.detail} ({signed})"
         return f"{self.claim.detail} ({signed})"
 
 

@@ -18,10 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from postwacht.core.names import DomainError, to_ascii
+from postwacht.core.text import printable
 
 VERSION = "v=NTA7516-1"
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_NTAMX = re.compile(r"^(\d{1,5})\s+(\S+)$")
+_VERSION = re.compile(r"\s*v=NTA7516-1\s*(;.*)?", re.IGNORECASE | re.DOTALL)
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+_NTAMX = re.compile(r"([0-9]{1,5})[ \t]+(\S+)")
+PROVIDER_LIMIT = 100
+"""Characters of the provider's name that are shown (it comes from anyone's DNS)."""
 MAX_HOSTS = 16
 """More `ntamx` hosts than any service lists: a longer record is taken as malformed."""
 
@@ -54,8 +58,9 @@ class Nta7516Record:
 
 
 def nta7516_records(txts: Sequence[str]) -> list[str]:
-    """The TXT strings that claim to be NTA 7516 records (by their version tag)."""
-    return [t for t in txts if t.strip().lower().startswith(VERSION.lower())]
+    """The TXT strings that claim to be NTA 7516 records: exactly this version tag, alone
+    or followed by `;` (not `v=NTA7516-10`)."""
+    return [t for t in txts if _VERSION.fullmatch(t)]
 
 
 def parse_record(text: str) -> Nta7516Record:
@@ -71,11 +76,11 @@ def parse_record(text: str) -> Nta7516Record:
         name, equals, value = part.partition("=")
         name, value = name.strip().lower(), value.strip()
         if not equals or not name:
-            raise RecordError(f"{part!r} is not name=value")
+            raise RecordError(f"{_shown(part)} is not name=value")
         if name == "ntamx":
             hosts.append(_host(value))
         elif name in fields:
-            raise RecordError(f"{name} is given twice")
+            raise RecordError(f"{_shown(name)} is given twice")
         else:
             fields[name] = value
     if len(hosts) > MAX_HOSTS:
@@ -89,25 +94,30 @@ def parse_record(text: str) -> Nta7516Record:
     if end < start:
         raise RecordError(f"enddate {fields['enddate']} is before startdate "
                           f"{fields['startdate']}")
-    ordered = tuple(sorted(hosts, key=lambda h: h.preference))
-    return Nta7516Record(start, end, fields["provider"], ordered)
+    ordered = tuple(sorted(set(hosts), key=lambda h: (h.preference, h.host)))
+    return Nta7516Record(start, end, printable(fields["provider"], PROVIDER_LIMIT), ordered)
+
+
+def _shown(text: str) -> str:
+    """Record text in a message: quoted, visible, bounded (it comes from anyone's DNS)."""
+    return repr(printable(text, 60))
 
 
 def _month(value: str, name: str) -> dt.date:
-    found = _MONTH.match(value)
-    if found is None or not 1 <= int(found[2]) <= 12:
-        raise RecordError(f"{name} {value!r} is not YYYY-MM")
+    found = _MONTH.fullmatch(value)
+    if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1:
+        raise RecordError(f"{name} {_shown(value)} is not YYYY-MM")
     return dt.date(int(found[1]), int(found[2]), 1)
 
 
 def _host(value: str) -> NtaHost:
-    found = _NTAMX.match(value)
+    found = _NTAMX.fullmatch(value)
     if found is None or int(found[1]) > 65535:
-        raise RecordError(f"ntamx {value!r} is not PREFERENCE HOST")
+        raise RecordError(f"ntamx {_shown(value)} is not PREFERENCE HOST")
     try:
         host = to_ascii(found[2].rstrip("."))
     except DomainError as exc:
-        raise RecordError(f"ntamx {value!r}: {exc}") from None
+        raise RecordError(f"ntamx {_shown(value)}: {printable(str(exc), 120)}") from None
     return NtaHost(int(found[1]), host)
 
 

@@ -16,7 +16,7 @@ from postwacht.core.nta7516 import Nta7516Claim, nta7516_claim
 from postwacht.core.policy import DnsSettings
 from postwacht.core.vocabulary import Method
 from postwacht.facts.dnscache import DnsAnswer, DnsCache, DnsLookupError, ResolverConfig
-from postwacht.facts.mtasts import StsError, StsFetcher, txt_id, txt_text
+from postwacht.facts.mtasts import StsError, StsFetcher, txt_id
 from postwacht.telemetry import Telemetry
 
 USABLE_TLSA = {"usage": {2, 3}, "selector": {0, 1}, "mtype": {0, 1, 2}}
@@ -45,7 +45,7 @@ class Discovery:
         if answer.nxdomain:
             return Nta7516Facts(domain, Nta7516Claim(None, f"{domain} does not exist"),
                                 answer.secure)
-        claim = nta7516_claim([txt_text(r) for r in answer.records], day)
+        claim = nta7516_claim(answer.records, day)
         return Nta7516Facts(domain, claim, answer.secure)
 
     def _facts(self, domain: str) -> TransportFacts:

@@ -132,8 +132,17 @@ class DnsCache:
         secure = bool(response.flags & dns.flags.AD)
         if result.rrset is None:
             return DnsAnswer((), secure, ttl=_negative_ttl(response))
-        records = tuple(r.to_text() for r in result.rrset)
+        records = tuple(_text(r) for r in result.rrset)
         return DnsAnswer(records, secure, ttl=min(result.rrset.ttl, MAX_TTL))
+
+
+def _text(rdata: Any) -> str:
+    """A record as text; a TXT record as its strings joined and decoded (UTF-8, bad bytes
+    replaced), not in zone-file form with quotes and escapes."""
+    strings = getattr(rdata, "strings", None)
+    if isinstance(strings, tuple) and all(isinstance(p, bytes) for p in strings):
+        return b"".join(strings).decode("utf-8", "replace")
+    return str(rdata.to_text())
 
 
 def _negative_ttl(response: dns.message.Message | None) -> int:

@@ -26,16 +26,10 @@ class StsError(Exception):
     """No usable MTA-STS policy; the message says why."""
 
 
-def txt_text(record: str) -> str:
-    """One TXT record's text, its strings joined (`"v=STSv1; " "id=1"`)."""
-    return "".join(part.strip('"') for part in record.split('" "'))
-
-
 def txt_id(records: tuple[str, ...]) -> str | None:
     """The policy id of the one `v=STSv1` TXT record; None when there is not exactly one."""
     found = []
-    for record in records:
-        text = txt_text(record)
+    for text in records:  # TXT answers come with their strings joined (dnscache)
         if text.startswith("v=STSv1"):
             fields = dict(
                 item.strip().partition("=")[::2] for item in text.split(";") if "=" in item
