@@ -5,8 +5,9 @@ when the policy names the relay and trusts it (`postwacht.core.relay`). So the d
 reads `relayhost` with postconf at start, again whenever main.cf changes (the policy
 watcher looks every few seconds) and on `postwacht reload`, and says in its log what the
 value means for sensitive mail. A read that fails keeps the value read before and is
-tried again a minute later; where Postfix was never asked successfully (no postconf
-here, no main.cf), the policy's `delivery` section is taken for the truth, and the log
+tried again a minute later; a main.cf that was never read counts as a relay nobody named
+(no sensitive mail counts as verified); with no main.cf at all (the filter runs on
+another machine) the policy's `delivery` section is taken for the truth, and the log
 says so. Postfix's new processes read main.cf as the file is now (and `postfix reload`
 restarts them all), so the file's value is the one mail leaves by, give or take the
 processes still running: after changing relayhost, reload Postfix.
@@ -103,8 +104,7 @@ class RelayhostWatch:
             unverified = standing.problem is not None and secure is not None
             # The alert is for mail held (or refused, or routed) now, not in monitor mode.
             self._telemetry.relay_unverified(
-                standing.problem is not None and secure is not None
-                and secure.mode is Mode.ENFORCE)
+                unverified and secure is not None and secure.mode is Mode.ENFORCE)
             if unverified:
                 log.warning("outside mail leaves %s; sensitive mail counts as not verified",
                             standing.describe())
