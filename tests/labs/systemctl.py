@@ -16,11 +16,11 @@ import grp
 import os
 import pwd
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 UNIT_DIRS = (Path("/etc/systemd/system"), Path("/lib/systemd/system"))
@@ -121,31 +121,18 @@ def stop(name: str, state: Path) -> None:
     pidfile = state / f"{name}.pid"
     if not pidfile.exists():
         return
-    pid = int(pidfile.read_text())
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not our child: look whether it still runs
-            done = 0 if _running(pid) else pid
-        if done:
-            break
-        time.sleep(0.1)
-    else:  # systemd's TimeoutStopSec ends in SIGKILL too
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    pidfile.unlink()
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie that its new parent has yet to reap."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
+        process = os.pidfd_open(int(pidfile.read_text()))  # the process, not a reused pid
+    except ProcessLookupError:
+        process = None
+    if process is not None:
+        with os.fdopen(process) as handle, contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(handle.fileno(), signal.SIGTERM)
+            # The descriptor turns readable when the process has ended: no polling.
+            ended, _, _ = select.select([handle], [], [], STOP_WAIT)
+            if not ended:  # systemd's TimeoutStopSec ends in SIGKILL too
+                signal.pidfd_send_signal(handle.fileno(), signal.SIGKILL)
+    pidfile.unlink()
 
 
 def reload(name: str, state: Path) -> None:
