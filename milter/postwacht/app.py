@@ -288,8 +288,8 @@ def relayhost_of(config_dir: str | None) -> tuple[tuple[str, ...] | None, str]:
     """Postfix's relayhost for a one-shot command (`explain`, `check`), or None and why
     Postfix could not be asked (the policy's delivery section then stands)."""
     try:
-        return hops_of(Postfix(config_dir).setting("relayhost")), ""
-    except PostfixError as exc:
+        return hops_of(_relayhost(Postfix(config_dir))), ""
+    except RelayhostUnknownError as exc:
         return None, str(exc)
 
 

@@ -317,7 +317,7 @@ def transport_domains(envelope: Envelope, policy: Policy,
 
 
 def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy,
-                            relay: Relaying | None = None) -> bool:
+                            relay: Relaying) -> bool:
     """Whether the secure-transport rule judges this recipient: an outside domain, or a
     partner whose agreement the rule does not take, or does not reach (through a relay
     the TLS table never answers for the partner)."""
@@ -325,7 +325,7 @@ def _needs_secure_transport(verdict: RecipientVerdict, policy: Policy,
     if rules is None or verdict.action is not Action.ACCEPT:
         return False
     return verdict.rule is Rule.DEFAULT or (verdict.rule is Rule.PARTNER and (
-        Accepted.PARTNER not in rules.accept or (relay is not None and relay.relayed)))
+        Accepted.PARTNER not in rules.accept or relay.relayed))
 
 
 def _secure_transport(

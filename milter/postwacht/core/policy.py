@@ -92,8 +92,12 @@ class SecureTransport:
 
     @property
     def protocols(self) -> str:
-        """Postfix smtp_tls_policy_maps `protocols=` value for `min_tls`."""
-        return f">=TLSv{self.min_tls}"
+        return tls_protocols(self.min_tls)
+
+
+def tls_protocols(min_tls: str) -> str:
+    """Postfix smtp_tls_policy_maps `protocols=` value for a lowest TLS version."""
+    return f">=TLSv{min_tls}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,7 @@ class Delivery:
 
     @property
     def protocols(self) -> str:
-        return f">=TLSv{self.min_tls}"
+        return tls_protocols(self.min_tls)
 
     @property
     def shortfall(self) -> str | None:
