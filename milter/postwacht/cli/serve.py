@@ -26,12 +26,14 @@ from postwacht.adapters.socketmap import (
     ConnectionLimits,
     Lookup,
     SocketmapServer,
+    nta7516_tls_table,
     tls_table,
     transport_table,
 )
 from postwacht.adapters.unixsocket import unix_path
 from postwacht.app import App, MtaSettings, StartError, build
 from postwacht.cli.common import ExitCode
+from postwacht.core.nta7516 import TRANSPORT
 from postwacht.records.executor import HelperUnreachableError
 from postwacht.records.queue import ActionResult
 from postwacht.telemetry.prometheus import MetricsServer
@@ -118,7 +120,8 @@ def _serve(
                                          MetricsServer(app.telemetry.registry, host, port)).stop)
             if socketmap_listen:
                 tables = {"transport": transport_table(app.holder),
-                          "tls": tls_table(app.holder, app.discovery)}
+                          "tls": tls_table(app.holder, app.discovery),
+                          TRANSPORT: nta7516_tls_table(app.holder, app.discovery)}
                 socketmap = _socketmap(socketmap_listen, tables, app, socketmap_limits)
                 running.callback(socketmap.stop)
             control = _control(Path(state_dir) / defaults.CONTROL_SOCKET, app)

@@ -197,6 +197,10 @@ def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _bool(value: Any, default: bool) -> bool:
+    return value if isinstance(value, bool) else default
+
+
 def _choice(value: Any, default: Action) -> Action:
     found = _enum(Action, value)
     return default if found is None else found
@@ -588,6 +592,7 @@ def _secure_transport(c: _Compiler, data: Any) -> SecureTransport | None:
         c.report(("secure_transport", "otherwise"),
                  "otherwise: route needs a 'route' next hop (e.g. relay:[securemail.example]:587)")
     reply = data.get("reply")
+    nta = data.get("nta7516")
     return SecureTransport(
         accept=frozenset(a for a in (_enum(Accepted, v) for v in accept) if a is not None),
         min_tls=str(data.get("min_tls", _default("secure_transport", "min_tls"))),
@@ -595,6 +600,9 @@ def _secure_transport(c: _Compiler, data: Any) -> SecureTransport | None:
         route=route if isinstance(route, str) else None,
         reply=reply if isinstance(reply, str) else None,
         mode=c.mode_of(data),
+        nta7516_require_dnssec=_bool(
+            nta.get("require_dnssec") if isinstance(nta, dict) else None,
+            _default("secure_transport", "nta7516", "require_dnssec")),
     )
 
 

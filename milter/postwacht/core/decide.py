@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 
 from postwacht.core.address import Recipient
 from postwacht.core.classify import Classification
-from postwacht.core.facts import Facts
+from postwacht.core.facts import Facts, TransportFacts
 from postwacht.core.names import to_unicode
+from postwacht.core.nta7516 import NO_RECORD
+from postwacht.core.nta7516 import route as nta7516_route
 from postwacht.core.policy import FirstRecipient, OwnedDomain, Partner, Policy, RetiredDomain
 from postwacht.core.relay import Relaying, relaying
 from postwacht.core.vocabulary import (
@@ -57,8 +59,12 @@ class RecipientVerdict:
     monitored: tuple[RecipientVerdict, ...] = ()
     """Stricter decisions of rules in monitor mode: made, logged and counted, not done."""
     routed: bool = False
-    """Held by a misaddressing rule over a verdict that sends it through the secure route
-    (no verified TLS): a release must leave through that route too."""
+    """Held by a misaddressing rule over a verdict that sends it through a route (the
+    policy's secure route, or the domain's NTA 7516 hosts): a release must leave through
+    that route too."""
+    hop: str | None = None
+    """For ROUTE, and for a hold that is `routed`: the next hop when it is not the
+    policy's secure route, but the NTA 7516 hosts of the recipient's domain."""
 
     @property
     def mode(self) -> Mode:
@@ -90,7 +96,8 @@ def decide(envelope: Envelope, policy: Policy, facts: Facts | None = None) -> Ve
     """Decide what happens to every recipient of `envelope`, and so to the message."""
     internal, why = sender_is_internal(envelope, policy)
     if internal:
-        verdicts = tuple(decide_recipient(r, policy, facts, envelope.sender)
+        shared = _shared_nta7516_hop(envelope, policy, facts)
+        verdicts = tuple(decide_recipient(r, policy, facts, envelope.sender, shared)
                          for r in envelope.recipients)
         exposed = _exposure(policy, facts)
         if exposed is not None:
@@ -133,11 +140,15 @@ def sender_is_internal(envelope: Envelope, policy: Policy) -> tuple[bool, str]:
 
 
 def decide_recipient(
-    recipient: Recipient, policy: Policy, facts: Facts | None = None, sender: str = ""
+    recipient: Recipient, policy: Policy, facts: Facts | None = None, sender: str = "",
+    shared_hop: str | None = None,
 ) -> RecipientVerdict:
     """The strictest answer over every domain the recipient could reach, and over the
     rules on the recipient itself; a rule in monitor mode adds what it would do, and the
-    answer without it stands (so a monitored rule never weakens another)."""
+    answer without it stands (so a monitored rule never weakens another).
+
+    `shared_hop`: the NTA 7516 route every recipient of the message shares, if one does;
+    only then can the message take it (a route is for the whole message)."""
     address, domains = recipient.address, recipient.domains
     classification = facts.classification if facts else None
     if recipient.literal is not None:
@@ -160,7 +171,7 @@ def decide_recipient(
         # listed first, so that of equal verdicts the transport one is shown.
         relay = relaying(policy, facts.relayhost)
         verdicts = [_enforced(_secure_transport(recipient, d, v, policy, facts,
-                                                classification, relay), policy, v)
+                                                classification, relay, shared_hop), policy, v)
                     for d, v in zip(domains, verdicts, strict=True)
                     if _needs_secure_transport(v, policy, relay)] + verdicts
         strictest = _strictest(verdicts)
@@ -170,7 +181,9 @@ def decide_recipient(
             first = _first_recipient(recipient, verdicts[-len(domains)], policy, facts,
                                      sender)
             if first is not None:
-                verdicts.append(replace(first, routed=strictest.action is Action.ROUTE)
+                routed = strictest.action is Action.ROUTE
+                verdicts.append(replace(first, routed=routed,
+                                        hop=strictest.hop if routed else None)
                                 if first.action is Action.QUARANTINE else first)
     return _strictest(verdicts)
 
@@ -295,8 +308,9 @@ def _expose(verdict: RecipientVerdict, exposed: RecipientVerdict,
         mine.action is verdict.action and verdict.rule.sender_confirms)
     if not stricter:
         return verdict
-    return replace(mine, monitored=verdict.monitored,
-                   routed=verdict.routed or verdict.action is Action.ROUTE)
+    routed = verdict.routed or verdict.action is Action.ROUTE
+    return replace(mine, monitored=verdict.monitored, routed=routed,
+                   hop=verdict.hop if routed else None)
 
 
 def transport_domains(envelope: Envelope, policy: Policy,
@@ -336,6 +350,7 @@ def _secure_transport(
     facts: Facts,
     classification: Classification,
     relay: Relaying,
+    shared_hop: str | None = None,
 ) -> RecipientVerdict:
     rules = policy.secure_transport
     assert rules is not None
@@ -357,11 +372,92 @@ def _secure_transport(
             f"{why}; whether {show(domain)} takes mail securely is unknown ({detail}); "
             "try again later",
         )
+    nta = _nta7516(domain, found, policy, facts, relay)
+    if nta.failure is not None:
+        return RecipientVerdict(
+            address, domains, policy.on_dns_failure, Rule.DNS_FAILURE,
+            f"{why}; whether {show(domain)} receives through an NTA 7516 mail service is "
+            f"unknown ({nta.failure}); try again later",
+        )
+    if nta.hop is not None and nta.hop == shared_hop:
+        return RecipientVerdict(address, domains, Action.ROUTE, Rule.NTA7516,
+                                f"{why}; {show(domain)} receives through an NTA 7516 mail "
+                                f"service: {nta.detail}; sent to those hosts over verified "
+                                "TLS", hop=nta.hop)
+    note = nta.note if nta.hop is None else (
+        f"{show(domain)} receives through an NTA 7516 mail service ({nta.detail}), but this "
+        "message also goes to recipients who are not reached there: send it to "
+        f"{show(domain)} in a message of its own")
     if found.verified and Accepted(found.method) in rules.accept:
         return RecipientVerdict(address, domains, Action.ACCEPT, Rule.SECURE_TRANSPORT,
                                 f"{why}; {found.method}: {found.detail}{through}")
     return _insecure(verdict, policy, classification,
-                     f"{show(domain)} offers no verified TLS ({found.detail})")
+                     f"{show(domain)} offers no verified TLS ({found.detail})"
+                     + (f"; {note}" if note else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class _Nta7516:
+    """What a domain's NTA 7516 record means for one message's route."""
+
+    hop: str | None = None
+    """The route to its hosts, when the record counts."""
+    detail: str = ""
+    """The record, as a person reads it (with `hop`)."""
+    note: str = ""
+    """Why a record there is does not count (without `hop`)."""
+    failure: str | None = None
+    """The lookup failed: whether there is a record is unknown."""
+
+
+def _nta7516(domain: str, found: TransportFacts, policy: Policy, facts: Facts,
+             relay: Relaying) -> _Nta7516:
+    rules = policy.secure_transport
+    if rules is None or Accepted.NTA7516 not in rules.accept or relay.relayed:
+        return _Nta7516()  # through a relay, outside mail never goes to hosts directly
+    nta = facts.nta7516.get(domain)
+    if nta is None:
+        return _Nta7516(failure="no NTA 7516 record lookup answered")
+    if nta.claim is None:
+        return _Nta7516(failure=nta.failure)
+    record = nta.claim.record
+    if record is None:
+        return _Nta7516(note=f"its NTA 7516 record does not count: {nta.claim.detail}"
+                        if nta.claim.detail != NO_RECORD else "")
+    hosts = tuple(h.host for h in record.hosts) or found.mx
+    unsigned = ("the record is not DNSSEC-signed" if not nta.dnssec else
+                "its MX, which receives, is not DNSSEC-signed"
+                if not record.hosts and not found.dnssec else None)
+    if unsigned is not None and rules.nta7516_require_dnssec:
+        return _Nta7516(note=f"its NTA 7516 record does not count: {unsigned}, and the "
+                        "policy requires DNSSEC (secure_transport.nta7516.require_dnssec)")
+    if not hosts:
+        return _Nta7516(note="its NTA 7516 record names no host that takes mail")
+    return _Nta7516(nta7516_route(hosts), nta.claim.detail + (f"; {unsigned}" if unsigned
+                                                               else ""))
+
+
+def _shared_nta7516_hop(envelope: Envelope, policy: Policy, facts: Facts | None) -> str | None:
+    """The NTA 7516 route of every recipient of sensitive mail, when they all share one:
+    a route takes the whole message, so it must be every recipient's own."""
+    rules = policy.secure_transport
+    if (rules is None or Accepted.NTA7516 not in rules.accept or facts is None
+            or facts.classification is None or not facts.classification.sensitive):
+        return None
+    relay = relaying(policy, facts.relayhost)
+    if relay.problem is not None:
+        return None
+    hops = set()
+    for recipient in envelope.recipients:
+        if recipient.literal is not None or len(recipient.domains) != 1:
+            return None
+        [domain] = recipient.domains
+        found = facts.transport.get(domain)
+        if (found is None or found.method is Method.FAILURE or not _needs_secure_transport(
+                _decide_domain(recipient, domain, policy, facts), policy, relay)):
+            return None
+        hops.add(_nta7516(domain, found, policy, facts, relay).hop)
+    return hops.pop() if len(hops) == 1 else None
 
 
 def _insecure(

@@ -143,3 +143,6 @@ class Facts:
     relayhost: tuple[str, ...] | None = None
     """Postfix's relayhost as read from its configuration (empty: none); None when it
     could not be read: the policy's `delivery` section is then taken for it."""
+    nta7516: Mapping[str, Nta7516Facts] = field(default_factory=dict)
+    """The `v=NTA7516-1` claims of the domains in `transport`, when the policy accepts
+    them; a domain missing here is a lookup that never answered."""

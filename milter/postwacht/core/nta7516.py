@@ -21,11 +21,15 @@ from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.text import printable
 
 VERSION = "v=NTA7516-1"
+TRANSPORT = "nta7516"
+"""The Postfix transport (master.cf) that carries mail to a domain's NTA 7516 hosts: an
+smtp(8) client whose own TLS level is `secure`, so that no host leaves unverified."""
 _VERSION = re.compile(r"\s*v=NTA7516-1\s*(;.*)?", re.IGNORECASE | re.DOTALL)
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _NTAMX = re.compile(r"([0-9]{1,5})[ \t]+(\S+)")
 PROVIDER_LIMIT = 100
 """Characters of the provider's name that are shown (it comes from anyone's DNS)."""
+NO_RECORD = "no v=NTA7516-1 record"
 MAX_HOSTS = 16
 """More `ntamx` hosts than any service lists: a longer record is taken as malformed."""
 
@@ -135,7 +139,7 @@ def nta7516_claim(txts: Sequence[str], day: dt.date) -> Nta7516Claim:
     """The claim of a domain's TXT strings: exactly one readable record, valid on `day`."""
     found = nta7516_records(txts)
     if not found:
-        return Nta7516Claim(None, "no v=NTA7516-1 record")
+        return Nta7516Claim(None, NO_RECORD)
     if len(found) > 1:
         return Nta7516Claim(None, f"{len(found)} v=NTA7516-1 records: none counts")
     try:
@@ -150,3 +154,15 @@ def nta7516_claim(txts: Sequence[str], day: dt.date) -> Nta7516Claim:
     if day > record.end:
         return Nta7516Claim(None, f"expired ({said})")
     return Nta7516Claim(record, said)
+
+
+def route(hosts: Sequence[str]) -> str:
+    """The next hop for mail to these hosts, tried in this order, each by its address
+    records (no MX lookup), port 25: `nta7516:[h1]:25,[h2]:25`."""
+    return f"{TRANSPORT}:" + ",".join(f"[{host}]:25" for host in hosts)
+
+
+def route_host(hop: str) -> str | None:
+    """The host of one of a route's hops (`[host]:25`), as the TLS table is asked it."""
+    found = re.fullmatch(r"\[([a-z0-9.-]+)\]:(?:25|smtp)", hop.lower())
+    return found[1] if found else None

@@ -67,9 +67,10 @@ class MessageOutcome:
     reply: Reply | None = None
     """For TEMPFAIL and REJECT."""
     route: str | None = None
-    """For ROUTE: the next hop of the secure-mail provider. For QUARANTINE of mail held
-    for insecure transport, when the policy has a secure route: the route set in the
-    held message, so that a release leaves through the provider, never in the clear."""
+    """For ROUTE: the next hop of the secure-mail provider, or of the NTA 7516 hosts of
+    the recipients' domain. For QUARANTINE of mail held for insecure transport, when the
+    policy has a secure route, or held over a route: the route set in the held message,
+    so that a release leaves through it, never in the clear."""
 
     learned: tuple[str, ...] = ()
     """Outside recipients of internal mail that leaves now: known correspondents from now
@@ -143,8 +144,9 @@ def at_end_of_message(
         return MessageOutcome(Action.ACCEPT, internal, verdicts,
                               learned=_learned(verdicts, policy) if internal else ())
     outcome = MessageOutcome(action, internal, verdicts, strictest.rule, strictest.reason)
-    route = policy.secure_transport.route if policy.secure_transport else None
+    secure = policy.secure_transport.route if policy.secure_transport else None
     if action is Action.ROUTE:
+        route = _route(tuple(v for v in verdicts if v.action is Action.ROUTE), secure)
         if route is None:  # the policy check refuses this; never let the mail go unrouted
             return replace(outcome, action=Action.TEMPFAIL,
                            reply=Reply("451", "4.3.0", "no secure route configured; try later"))
@@ -152,7 +154,17 @@ def at_end_of_message(
                        learned=_learned(verdicts, policy) if internal else ())
     if action.refuses:
         return replace(outcome, reply=_refusal(action, strictest.reason))
-    return replace(outcome, route=_route_for_release(verdicts, route))
+    return replace(outcome, route=_route_for_release(verdicts, secure))
+
+
+def _route(routed: tuple[RecipientVerdict, ...], secure: str | None) -> str | None:
+    """The one next hop these recipients' routes share: the NTA 7516 hosts of their
+    domain, or the policy's secure route. None when they share none (the decision routes
+    a message to NTA 7516 hosts only when all its recipients go there)."""
+    hops = {v.hop for v in routed}
+    if len(hops) != 1:
+        return None
+    return hops.pop() or secure
 
 
 def _learned(verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> tuple[str, ...]:
@@ -163,14 +175,14 @@ def _learned(verdicts: tuple[RecipientVerdict, ...], policy: Policy) -> tuple[st
                  and not policy.owns(v.domains[0]))
 
 
-def _route_for_release(verdicts: tuple[RecipientVerdict, ...], route: str | None) -> str | None:
-    """The secure route for a held message, when any recipient lacks verified transport:
-    Postfix turns it into the message's next hop at hold time (milter_header_checks),
-    and the message keeps it when released."""
-    if route is None or all(v.rule is not Rule.INSECURE_TRANSPORT and not v.routed
-                            for v in verdicts):
+def _route_for_release(verdicts: tuple[RecipientVerdict, ...], secure: str | None) -> str | None:
+    """The route for a held message, when any recipient lacks verified transport or was
+    held over a route: Postfix turns it into the message's next hop at hold time
+    (milter_header_checks), and the message keeps it when released."""
+    routed = tuple(v for v in verdicts if v.rule is Rule.INSECURE_TRANSPORT or v.routed)
+    if not routed:
         return None
-    return route
+    return _route(routed, secure) or secure
 
 
 def _end_of_message_action(

@@ -89,6 +89,9 @@ class SecureTransport:
     reply: str | None
     mode: Mode
     """Monitor: insecure transport and DNS failures are logged and counted, not acted on."""
+    nta7516_require_dnssec: bool
+    """An NTA 7516 record (and the MX hosts it sends mail to) counts only when
+    DNSSEC-signed: unsigned, anyone on the path could name their own hosts."""
 
     @property
     def protocols(self) -> str:
@@ -319,6 +322,7 @@ class Policy:
             Rule.CONTROL_LOST: self.domain_watch.mode,
             Rule.INSECURE_TRANSPORT: st.mode if st else Mode.ENFORCE,
             Rule.DNS_FAILURE: st.mode if st else Mode.ENFORCE,
+            Rule.NTA7516: st.mode if st else Mode.ENFORCE,
             Rule.FIRST_RECIPIENT: first.mode if first else Mode.ENFORCE,
             Rule.EXPOSED_RECIPIENTS: exposed.mode if exposed else Mode.ENFORCE,
         }

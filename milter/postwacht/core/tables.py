@@ -5,6 +5,10 @@
   policy rejects, answers `OK error:5.7.1 <reason>`: that recipient bounces.
 - `tls` (smtp_tls_policy_maps): per next hop, the TLS policy Postfix must demand; never
   weaker than what the milter relied on when it let sensitive mail through.
+- `nta7516` (the smtp_tls_policy_maps of the `nta7516` transport only): per host of an
+  NTA 7516 route, `dane-only` where the host has usable TLSA records, else `secure` with
+  the host's name. The transport's own level is `secure`: a host this table does not
+  answer for still leaves only over verified TLS.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from postwacht.core.address import AddressError, Recipient, parse_recipient
 from postwacht.core.decide import Envelope, decide
 from postwacht.core.facts import TransportFacts
 from postwacht.core.names import DomainError, to_ascii
-from postwacht.core.policy import OwnedDomain, Partner, Policy, RetiredDomain
+from postwacht.core.nta7516 import route_host
+from postwacht.core.policy import OwnedDomain, Partner, Policy, RetiredDomain, tls_protocols
 from postwacht.core.relay import next_hops
 from postwacht.core.vocabulary import Accepted, Action, Method, PartnerTransport, RelayTls, Rule
 
@@ -187,3 +192,19 @@ def _sts_policy(facts: TransportFacts | None, protocols: str) -> str | None:
     # depth below it: slightly wider, never weaker than certificate verification.
     patterns = [p[1:] if p.startswith("*.") else p for p in facts.sts.mx]
     return f"secure match={':'.join(patterns)} {protocols}"
+
+
+def nta7516_tls_host(key: str) -> str | None:
+    """The host an `nta7516` table lookup is about (`[host]:25`), if it is one."""
+    return route_host(key)
+
+
+def nta7516_tls_answer(host: str, policy: Policy, why_not_dane: str | None) -> TableAnswer:
+    """The `nta7516` table's reply for an NTA 7516 host: DANE where its TLSA records are
+    usable (`why_not_dane` None), else its certificate must carry its name."""
+    # The policy may have dropped secure_transport since the message was routed.
+    rules = policy.secure_transport
+    protocols = rules.protocols if rules is not None else tls_protocols("1.2")
+    if why_not_dane is None:
+        return TableAnswer(Status.OK, f"dane-only protocols={protocols}")
+    return TableAnswer(Status.OK, f"secure match={host} protocols={protocols}")

@@ -48,6 +48,9 @@ class Rule(StrEnum):
     """Sensitive mail to an outside address its sender never mailed: the sender confirms."""
     EXPOSED_RECIPIENTS = "exposed-recipients"
     """Sensitive mail that shows many outside addresses to each other in To/Cc."""
+    NTA7516 = "nta7516"
+    """Sensitive mail to a domain announcing an NTA 7516 mail service (`v=NTA7516-1`):
+    sent to the hosts its record names, over verified TLS."""
 
     @property
     def needs_content(self) -> bool:
@@ -62,7 +65,7 @@ class Rule(StrEnum):
 
 
 _CONTENT_RULES = frozenset({Rule.SECURE_TRANSPORT, Rule.INSECURE_TRANSPORT, Rule.DNS_FAILURE,
-                            Rule.FIRST_RECIPIENT, Rule.EXPOSED_RECIPIENTS})
+                            Rule.FIRST_RECIPIENT, Rule.EXPOSED_RECIPIENTS, Rule.NTA7516})
 
 
 class Mode(StrEnum):
@@ -113,6 +116,8 @@ class Accepted(StrEnum):
     DANE = "dane"
     MTA_STS = "mta-sts"
     PARTNER = "partner"
+    NTA7516 = "nta7516"
+    """A valid `v=NTA7516-1` record: the mail goes to the hosts it names."""
 
 
 class PartnerTransport(StrEnum):

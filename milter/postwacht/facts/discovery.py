@@ -48,6 +48,11 @@ class Discovery:
         claim = nta7516_claim(answer.records, day)
         return Nta7516Facts(domain, claim, answer.secure)
 
+    def host_dane(self, host: str) -> str | None:
+        """None when `host` has validated addresses and a usable, validated TLSA record
+        (so Postfix can demand DANE of it); else why not. DnsLookupError when unknown."""
+        return self._dane((host,))
+
     def _facts(self, domain: str) -> TransportFacts:
         mx = self.dns.lookup(domain, "MX")
         if mx.nxdomain:

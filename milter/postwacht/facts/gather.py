@@ -1,7 +1,8 @@
 """The facts for one message, gathered within one deadline.
 
 At end of message the milter needs, for each recipient domain the secure-transport rule
-reads, what that domain offers (DANE, MTA-STS). The domains are looked up side by side
+reads, what that domain offers (DANE, MTA-STS, and an NTA 7516 record when the policy
+accepts one). The domains are looked up side by side
 on a bounded pool of threads, and whatever has not answered when the message's deadline
 passes counts as a failed lookup: the rule then applies `on_dns_failure` (tempfail by
 default), and Postfix never waits past its own `milter_content_timeout`.
@@ -19,13 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from postwacht import defaults
 from postwacht.core.classify import Classification
 from postwacht.core.decide import Envelope, first_recipient_candidates, transport_domains
 from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.policy import Policy
-from postwacht.core.vocabulary import Method
+from postwacht.core.vocabulary import Accepted, Method
 from postwacht.facts.discovery import DiscoveryPool
 
 NoControlLost: Callable[[], Mapping[str, str]] = dict
@@ -44,7 +46,10 @@ class FactGatherer:
         workers: int = defaults.FACTS_WORKERS,
         known: Known | None = None,
         relayhost: Callable[[], tuple[str, ...] | None] = lambda: None,
+        today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
+        self._today = today
+        """The MTA's own day, by which an NTA 7516 record's validity is judged."""
         self._pool = pool
         self._known = known
         self._relayhost = relayhost
@@ -53,7 +58,7 @@ class FactGatherer:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="facts")
         self._lock = threading.RLock()  # a future already done calls back at once
-        self._running: dict[tuple[object, str], concurrent.futures.Future[TransportFacts]] = {}
+        self._running: dict[tuple[object, ...], concurrent.futures.Future[Any]] = {}
 
     def before_content(self) -> Facts:
         """What RCPT can know: the domain watch's findings."""
@@ -70,9 +75,12 @@ class FactGatherer:
         relayhost = self._relayhost()  # read once: the domains and the verdict agree
         if classification is not None and classification.sensitive:
             domains = transport_domains(envelope, policy, relayhost)
-        facts = Facts(classification, self.transport(domains, policy), self._control_lost(),
+        rules = policy.secure_transport
+        nta = domains if rules is not None and Accepted.NTA7516 in rules.accept else set()
+        transport, claims = self._gather(domains, nta, policy)
+        facts = Facts(classification, transport, self._control_lost(),
                       visible=None if visible is None else tuple(visible),
-                      relayhost=relayhost)
+                      relayhost=relayhost, nta7516=claims)
         candidates = first_recipient_candidates(envelope, policy, facts)
         if candidates and self._known is not None:
             facts = replace(facts, known=self._known(envelope.sender, candidates, policy))
@@ -84,33 +92,48 @@ class FactGatherer:
 
     def transport(self, domains: set[str], policy: Policy) -> dict[str, TransportFacts]:
         """Discovery for every domain in `domains`, side by side, by one deadline."""
-        if not domains:
-            return {}
+        return self._gather(domains, set(), policy)[0]
+
+    def _gather(self, domains: set[str], nta: set[str], policy: Policy
+                ) -> tuple[dict[str, TransportFacts], dict[str, Nta7516Facts]]:
+        """Transport facts for `domains` and NTA 7516 claims for `nta`, all side by side,
+        by one deadline; what has not answered by then is a failed lookup."""
+        if not domains and not nta:
+            return {}, {}
         until = time.monotonic() + self.deadline
-        futures = {d: self._lookup(policy, d) for d in sorted(domains)}
+        day = self._today()
+        discovery = self._pool.for_settings(policy.dns)
+        futures = {d: self._lookup((policy.dns, "transport", d), discovery.facts, d)
+                   for d in sorted(domains)}
+        claims = {d: self._lookup((policy.dns, "nta7516", d, day), discovery.nta7516, d, day)
+                  for d in sorted(nta)}
+        late = f"no answer within the message's deadline of {self.deadline:g} s"
         found: dict[str, TransportFacts] = {}
         for domain, future in futures.items():
             try:
                 found[domain] = future.result(timeout=max(0.0, until - time.monotonic()))
             except concurrent.futures.TimeoutError:
-                found[domain] = TransportFacts(
-                    domain, Method.FAILURE,
-                    f"no answer within the message's deadline of {self.deadline:g} s")
-        return found
+                found[domain] = TransportFacts(domain, Method.FAILURE, late)
+        said: dict[str, Nta7516Facts] = {}
+        for domain, claim in claims.items():
+            try:
+                said[domain] = claim.result(timeout=max(0.0, until - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                said[domain] = Nta7516Facts(domain, None, False, late)
+        return found, said
 
-    def _lookup(self, policy: Policy, domain: str) -> concurrent.futures.Future[TransportFacts]:
-        """The lookup under way for `domain` (with these DNS settings), or a new one."""
-        key = (policy.dns, domain)
+    def _lookup(self, key: tuple[object, ...], lookup: Callable[..., Any],
+                *args: object) -> concurrent.futures.Future[Any]:
+        """The lookup under way for `key` (kind, domain, DNS settings), or a new one."""
         with self._lock:
             future = self._running.get(key)
             if future is None:
-                discovery = self._pool.for_settings(policy.dns)
-                future = self._executor.submit(discovery.facts, domain)
+                future = self._executor.submit(lookup, *args)
                 self._running[key] = future
                 future.add_done_callback(lambda _done: self._finished(key))
             return future
 
-    def _finished(self, key: tuple[object, str]) -> None:
+    def _finished(self, key: tuple[object, ...]) -> None:
         with self._lock:
             self._running.pop(key, None)
 
