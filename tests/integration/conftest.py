@@ -113,10 +113,34 @@ def deploy_main_cf(ports: Ports) -> list[str]:
     return settings
 
 
+def deploy_master_services() -> dict[str, tuple[str, list[str]]]:
+    """deploy/postfix/master.cf's services: name -> (the service line, its `-o` options)."""
+    services: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in (DEPLOY / "master.cf").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if not line[0].isspace():
+            name = line.split()[0]
+            services[name] = (line, [])
+        else:
+            option = re.fullmatch(r"\s+-o\s+(\S+)", line)
+            assert option is not None, f"deploy/postfix/master.cf: {line!r} is not -o name=value"
+            services[name][1].append(option[1])
+    return services
+
+
 def deploy_master_options() -> list[str]:
     """The `-o name=value` options deploy/postfix/master.cf adds to submission services."""
-    text = (DEPLOY / "master.cf").read_text()
-    return re.findall(r"^\s+-o\s+(\S+)", text, flags=re.MULTILINE)
+    return deploy_master_services()["submission"][1]
+
+
+def deploy_nta7516_service(ports: Ports) -> str:
+    """deploy/postfix/master.cf's nta7516 transport, as one `postconf -M` entry, pointed
+    at `ports`."""
+    line, options = deploy_master_services()["nta7516"]
+    entry = " ".join([line, *(f"-o {o}" for o in options)])
+    return entry.replace("inet:127.0.0.1:8895", f"inet:127.0.0.1:{ports.socketmap}")
 
 
 @dataclass
@@ -175,6 +199,8 @@ virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.o
             self.postconf("-M", f"127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd")
         for option in deploy_master_options() if self.deploy else []:
             self.postconf("-P", f"127.0.0.1:{self.submission_port}/inet/{option}")
+        if self.deploy:
+            self.postconf("-M", f"nta7516/unix={deploy_nta7516_service(self.ports)}")
 
     def start(self) -> None:
         result = subprocess.run(["postfix", "-c", str(self.config), "start"],

@@ -238,3 +238,58 @@ def test_an_address_relay_is_told_to_be_named_not_trusted(example_policy: Policy
     [finding] = [f for f in diagnose(main, [SUBMISSION], example_policy, ENDPOINTS) if f.must]
     assert "never an address: name the relay by its host name" in finding.fix
     assert "tls: secure" not in finding.fix
+
+
+def deploy_master_cf() -> list[Service]:
+    """deploy/postfix/master.cf's services, as `postconf -M` and `-P` would print them."""
+    services, params, name = [], [], ""
+    for line in (ROOT / "deploy" / "postfix" / "master.cf").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if line[0].isspace():
+            option = line.split()[1]
+            key, _, value = option.partition("=")
+            params.append(f"{name}/{key} = {value}")
+        else:
+            services.append(line)
+            name = "/".join(line.split()[:2])
+    return parse_master("\n".join(services), "\n".join(params))
+
+
+def nta_policy(write_policy: Callable[[str], Path], min_tls: str = "1.2") -> Policy:
+    return load(write_policy(EXAMPLE.read_text().replace(
+        "accept: [dane, mta-sts, partner]", "accept: [dane, mta-sts, partner, nta7516]", 1)
+        .replace('min_tls: "1.2"', f'min_tls: "{min_tls}"', 1)))
+
+
+def test_accepting_nta7516_needs_its_transport_and_the_kit_has_it(
+        write_policy: Callable[[str], Path]) -> None:
+    policy = nta_policy(write_policy)
+    missing = [f for f in diagnose(deploy_main_cf(), [SUBMISSION], policy, ENDPOINTS) if f.must]
+    assert [f.where for f in missing] == ["master.cf: nta7516/unix"]
+    assert missing[0].postconf == ("-M", "nta7516/unix=nta7516 unix - - n - - smtp "
+                                   "-o smtp_tls_security_level=secure "
+                                   "-o smtp_tls_mandatory_protocols=>=TLSv1.2 "
+                                   "-o smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8895:nta7516"
+                                   " -o smtp_dns_support_level=dnssec")
+    assert where(diagnose(deploy_main_cf(), deploy_master_cf(), policy, ENDPOINTS)) == []
+
+
+def test_an_nta7516_transport_that_may_deliver_unverified_is_named(
+        write_policy: Callable[[str], Path]) -> None:
+    policy = nta_policy(write_policy, min_tls="1.3")
+    weak = Service("nta7516", "unix", "smtp", {"smtp_tls_security_level": "may",
+                                               "smtp_dns_support_level": "dnssec"})
+    [finding] = [f for f in diagnose(deploy_main_cf(), [SUBMISSION, weak], policy, ENDPOINTS)
+                 if f.must]
+    assert finding.where == "master.cf: nta7516/unix"
+    assert "smtp_tls_security_level=may" in finding.problem
+    assert finding.postconf == (
+        "-P", "nta7516/unix/smtp_tls_security_level=secure",
+        "nta7516/unix/smtp_tls_mandatory_protocols=>=TLSv1.3",
+        "nta7516/unix/smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8895:nta7516")
+
+
+def test_without_nta7516_in_accept_no_transport_is_asked_for(example_policy: Policy) -> None:
+    found = diagnose(deploy_main_cf(), [SUBMISSION], example_policy, ENDPOINTS)
+    assert not [f for f in found if "nta7516" in f.where]

@@ -13,13 +13,15 @@ from postwacht.app import command_facts, relayhost_of
 from postwacht.cli.common import ExitCode, UsageError, load_policy
 from postwacht.core.address import AddressError, parse_recipient
 from postwacht.core.classify import Classification, Classifier
-from postwacht.core.decide import Envelope, RecipientVerdict
+from postwacht.core.decide import Envelope, RecipientVerdict, nta7516_route_of
 from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.names import DomainError, to_ascii
+from postwacht.core.nta7516 import TRANSPORT
 from postwacht.core.outcome import Explained, explain
 from postwacht.core.policy import Policy
 from postwacht.core.relay import HopError, next_hops, relaying
 from postwacht.core.tables import tls_policy
+from postwacht.core.vocabulary import Accepted, Action
 
 
 def add_parsers(sub: Any) -> None:
@@ -183,6 +185,8 @@ def _print_content(args: argparse.Namespace, policy: Policy,
         print(f"\nclassification: {kind} ({classification.reason})")
         for domain, found in sorted(facts.transport.items()):
             print(f"transport {domain}: {found.method} ({found.detail})")
+        for domain, nta in sorted(facts.nta7516.items()):
+            print(f"NTA 7516 record {domain}: {nta.describe()}")
         if policy.secure_transport is not None:
             print(f"delivery: outside mail leaves "
                   f"{relaying(policy, facts.relayhost).describe()}")
@@ -237,12 +241,17 @@ def _tls(args: argparse.Namespace) -> int:
     try:
         facts = gatherer.transport({domain}, policy)[domain]
         nta = gatherer.nta7516(domain, policy, dt.date.today())  # the MTA's own day
+        route = _nta7516_route(domain, facts, nta, policy)
+        hosts = route.removeprefix(f"{TRANSPORT}:").split(",") if route else []
+        host_tls = {h: gatherer.nta7516_host_tls(h[1:].partition("]")[0], policy)
+                    for h in hosts}
     finally:
         gatherer.close()
     table = tls_policy(domain, policy, facts)
     if args.json:
         print(json.dumps({**_facts_json(facts), "tls_policy": table,
-                          "nta7516": _nta_json(nta)}))
+                          "nta7516": {**_nta_json(nta), "route": route,
+                                      "host_tls": host_tls or None}}))
         return ExitCode.OK
     print(f"{domain}: {facts.method}{' (verified)' if facts.verified else ''}")
     print(f"  {facts.detail}")
@@ -253,7 +262,31 @@ def _tls(args: argparse.Namespace) -> int:
               f"max_age {facts.sts.max_age}")
     print(f"  Postfix TLS policy: {table or 'none served (Postfix default)'}")
     print(f"  NTA 7516 record: {nta.describe()}")
+    if route:
+        print(f"  sensitive mail goes to {route}, each host by the nta7516 table:")
+        for hop, answer in host_tls.items():
+            print(f"    {hop}: {answer}")
+    elif nta.record is not None:
+        print(f"  not used: {_nta7516_unused(domain, facts, nta, policy)}")
     return ExitCode.OK
+
+
+def _nta7516_route(domain: str, found: TransportFacts, nta: Nta7516Facts,
+                   policy: Policy) -> str | None:
+    """The route sensitive mail to `domain` alone would take by its NTA 7516 record."""
+    facts = Facts(transport={domain: found}, nta7516={domain: nta})
+    return nta7516_route_of(domain, found, policy, facts, relaying(policy, None)).hop
+
+
+def _nta7516_unused(domain: str, found: TransportFacts, nta: Nta7516Facts,
+                    policy: Policy) -> str:
+    rules = policy.secure_transport
+    if rules is None or Accepted.NTA7516 not in rules.accept:
+        return "the policy does not accept it (add nta7516 to secure_transport.accept)"
+    if relaying(policy, None).relayed:
+        return "outside mail leaves through the relay (delivery), never to hosts directly"
+    facts = Facts(transport={domain: found}, nta7516={domain: nta})
+    return nta7516_route_of(domain, found, policy, facts, relaying(policy, None)).note
 
 
 def _nta_json(nta: Nta7516Facts) -> dict[str, object]:
@@ -278,10 +311,14 @@ def _verdict_json(
         found = facts.transport.get(r.domains[0]) if r.domains else None
         if found is not None:
             row["transport"] = _facts_json(found)
+        nta = facts.nta7516.get(r.domains[0]) if r.domains else None
+        if nta is not None:
+            row["nta7516"] = _nta_json(nta)
         recipients.append(row)
     standing = relaying(policy, facts.relayhost)
     return {
         "action": explained.action.value,
+        "route": explained.message.route if explained.message else None,
         "internal": explained.internal,
         "sender_reason": sender_reason,
         "policy": {"file": policy.source, "checksum": policy.checksum},
@@ -293,13 +330,17 @@ def _verdict_json(
 def _decision_json(verdict: RecipientVerdict) -> dict[str, object]:
     return {"address": verdict.address, "domains": list(verdict.domains),
             "action": verdict.action.value, "rule": verdict.rule.value,
-            "reason": verdict.reason, "matched": verdict.matched}
+            "reason": verdict.reason, "matched": verdict.matched, "hop": verdict.hop}
 
 
 def _print_verdict(explained: Explained, sender: str, sender_reason: str) -> None:
     refused = len(explained.refused)
     note = f" ({refused} of {len(explained.recipients)} recipients refused)" if refused else ""
     print(f"message: {explained.action.value}{note}")
+    route = explained.message.route if explained.message else None
+    if route is not None:
+        held = explained.action is not Action.ROUTE
+        print(f"route:   {route}{' (a release leaves through it)' if held else ''}")
     print(f"sender:  {sender or '<>'} ({sender_reason})")
     for r in explained.recipients:
         rule = f"{r.rule} ({r.matched})" if r.matched else r.rule

@@ -372,7 +372,7 @@ def _secure_transport(
             f"{why}; whether {show(domain)} takes mail securely is unknown ({detail}); "
             "try again later",
         )
-    nta = _nta7516(domain, found, policy, facts, relay)
+    nta = nta7516_route_of(domain, found, policy, facts, relay)
     if nta.failure is not None:
         return RecipientVerdict(
             address, domains, policy.on_dns_failure, Rule.DNS_FAILURE,
@@ -397,7 +397,7 @@ def _secure_transport(
 
 
 @dataclass(frozen=True, slots=True)
-class _Nta7516:
+class Nta7516Route:
     """What a domain's NTA 7516 record means for one message's route."""
 
     hop: str | None = None
@@ -410,30 +410,33 @@ class _Nta7516:
     """The lookup failed: whether there is a record is unknown."""
 
 
-def _nta7516(domain: str, found: TransportFacts, policy: Policy, facts: Facts,
-             relay: Relaying) -> _Nta7516:
+def nta7516_route_of(domain: str, found: TransportFacts, policy: Policy, facts: Facts,
+                     relay: Relaying) -> Nta7516Route:
+    """Where sensitive mail to `domain` goes by its NTA 7516 record, under `policy`:
+    nowhere special when the policy does not accept such records, or mail leaves through
+    a relay."""
     rules = policy.secure_transport
     if rules is None or Accepted.NTA7516 not in rules.accept or relay.relayed:
-        return _Nta7516()  # through a relay, outside mail never goes to hosts directly
+        return Nta7516Route()  # through a relay, outside mail never goes to hosts directly
     nta = facts.nta7516.get(domain)
     if nta is None:
-        return _Nta7516(failure="no NTA 7516 record lookup answered")
+        return Nta7516Route(failure="no NTA 7516 record lookup answered")
     if nta.claim is None:
-        return _Nta7516(failure=nta.failure)
+        return Nta7516Route(failure=nta.failure)
     record = nta.claim.record
     if record is None:
-        return _Nta7516(note=f"its NTA 7516 record does not count: {nta.claim.detail}"
+        return Nta7516Route(note=f"its NTA 7516 record does not count: {nta.claim.detail}"
                         if nta.claim.detail != NO_RECORD else "")
     hosts = tuple(h.host for h in record.hosts) or found.mx
     unsigned = ("the record is not DNSSEC-signed" if not nta.dnssec else
                 "its MX, which receives, is not DNSSEC-signed"
                 if not record.hosts and not found.dnssec else None)
     if unsigned is not None and rules.nta7516_require_dnssec:
-        return _Nta7516(note=f"its NTA 7516 record does not count: {unsigned}, and the "
+        return Nta7516Route(note=f"its NTA 7516 record does not count: {unsigned}, and the "
                         "policy requires DNSSEC (secure_transport.nta7516.require_dnssec)")
     if not hosts:
-        return _Nta7516(note="its NTA 7516 record names no host that takes mail")
-    return _Nta7516(nta7516_route(hosts), nta.claim.detail + (f"; {unsigned}" if unsigned
+        return Nta7516Route(note="its NTA 7516 record names no host that takes mail")
+    return Nta7516Route(nta7516_route(hosts), nta.claim.detail + (f"; {unsigned}" if unsigned
                                                                else ""))
 
 
@@ -456,7 +459,7 @@ def _shared_nta7516_hop(envelope: Envelope, policy: Policy, facts: Facts | None)
         if (found is None or found.method is Method.FAILURE or not _needs_secure_transport(
                 _decide_domain(recipient, domain, policy, facts), policy, relay)):
             return None
-        hops.add(_nta7516(domain, found, policy, facts, relay).hop)
+        hops.add(nta7516_route_of(domain, found, policy, facts, relay).hop)
     return hops.pop() if len(hops) == 1 else None
 
 

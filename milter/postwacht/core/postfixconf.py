@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from postwacht.core.nta7516 import TRANSPORT as NTA7516
 from postwacht.core.policy import Policy
 from postwacht.core.relay import HopError, hop_is_address, next_hops, relaying
 from postwacht.core.vocabulary import Accepted, Mode, RelayTls
@@ -50,6 +51,18 @@ class Endpoints:
     @property
     def tls_map(self) -> str:
         return f"socketmap:{self.socketmap}:tls"
+
+    @property
+    def nta7516_tls_map(self) -> str:
+        return f"socketmap:{self.socketmap}:{NTA7516}"
+
+    def nta7516_service(self, protocols: str) -> dict[str, str]:
+        """The `-o` settings of the `nta7516` transport: verified TLS (`secure`) whatever
+        the table answers or fails to, at least TLS `protocols`, DANE where it can."""
+        return {"smtp_tls_security_level": "secure",
+                "smtp_tls_mandatory_protocols": protocols,
+                "smtp_tls_policy_maps": self.nta7516_tls_map,
+                "smtp_dns_support_level": "dnssec"}
 
     def milter_entry(self, settings: Mapping[str, str] | None = None,
                      compact: bool = False) -> str:
@@ -195,7 +208,7 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
                 *_services(main, services, policy, SUBMISSION_SERVICES | submission),
-                *_service_relays(services, policy)]
+                *_service_relays(services, policy), *_nta7516(services, policy, endpoints)]
     findings += _macros(main, policy)
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
@@ -357,12 +370,14 @@ def _tables(main: Mapping[str, str], policy: Policy, endpoints: Endpoints) -> li
             ("-e", "smtp_dns_support_level = dnssec")))
     if secure is not None:
         checks = split_list(main.get("milter_header_checks", ""))
-        if secure.route is not None and not any(HEADER_CHECKS in i for i in checks):
+        routes = secure.route is not None or Accepted.NTA7516 in secure.accept
+        if routes and not any(HEADER_CHECKS in i for i in checks):
             found.append(Finding(
                 "main.cf: milter_header_checks",
                 "does not turn X-Postwacht-Route into a next hop: sensitive mail the filter "
-                "routes (or releases by route) to the secure-mail provider would leave "
-                "directly instead", f"use {endpoints.header_checks} (make install puts it "
+                "routes (or releases by route) to the secure-mail provider or to NTA 7516 "
+                "hosts would leave directly instead", f"use {endpoints.header_checks} (make "
+                "install puts it "
                 "there)", ("-e", "milter_header_checks = "
                            + ", ".join([endpoints.header_checks, *checks])),
                 needs_file=endpoints.header_checks.partition(":")[2]))
@@ -505,3 +520,34 @@ def _services(main: Mapping[str, str], services: Sequence[Service], policy: Poli
                     f"mark the service -o milter_macro_daemon_name={names[0]}",
                     ("-P", f"{service.key}/milter_macro_daemon_name={names[0]}")))
     return found
+
+
+def _nta7516(services: Sequence[Service], policy: Policy,
+             endpoints: Endpoints) -> list[Finding]:
+    """The transport the filter routes sensitive mail to NTA 7516 hosts through: without
+    it that mail waits in the queue; with a weaker TLS level, a host the table does not
+    answer for would get it unverified."""
+    secure = policy.secure_transport
+    if secure is None or Accepted.NTA7516 not in secure.accept:
+        return []
+    wanted = endpoints.nta7516_service(secure.protocols)
+    entry = " ".join([f"{NTA7516} unix - - n - - smtp",
+                      *(f"-o {name}={value}" for name, value in wanted.items())])
+    where = f"master.cf: {NTA7516}/unix"
+    service = next((s for s in services if s.key == f"{NTA7516}/unix"), None)
+    if service is None or service.command != "smtp":
+        problem = ("is missing" if service is None else f"runs {service.command}, not smtp")
+        return [Finding(where, f"{problem}: sensitive mail the filter routes to a domain's "
+                        "NTA 7516 hosts waits in the queue (unknown mail transport)",
+                        "add the transport", ("-M", f"{NTA7516}/unix={entry}"),
+                        must=secure.mode is Mode.ENFORCE, needs_filter=True)]
+    wrong = {name: value for name, value in wanted.items()
+             if service.params.get(name) != value}
+    if not wrong:
+        return []
+    return [Finding(where, "has " + ", ".join(
+        f"{name}={service.params.get(name, '(unset)')}" for name in wrong)
+        + f", not {', '.join(f'{n}={v}' for n, v in wrong.items())}: mail to NTA 7516 hosts "
+        "must leave over verified TLS even where the filter's table does not answer",
+        "set them", ("-P", *(f"{NTA7516}/unix/{n}={v}" for n, v in wrong.items())),
+        must=secure.mode is Mode.ENFORCE, needs_filter=True)]
