@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,11 @@ class Delivered:
 class Sink:
     """The outside world: an SMTP server that keeps what it receives."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.messages: list[Delivered] = []
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port,
+        self._controller = Controller(self, hostname=host, port=self.port,
                                       tls_context=tls, require_starttls=tls is not None)
 
     async def handle_RCPT(  # noqa: N802
@@ -202,8 +203,9 @@ virtual_alias_maps = inline:{{ {{ {ALIAS} = worker@bjzutrecht.nl, team@example.o
         if self.deploy:
             self.postconf("-M", f"nta7516/unix={deploy_nta7516_service(self.ports)}")
 
-    def start(self) -> None:
-        result = subprocess.run(["postfix", "-c", str(self.config), "start"],
+    def start(self, wrap: Sequence[str] = ()) -> None:
+        """Start Postfix, its command run through `wrap` when given (a namespace)."""
+        result = subprocess.run([*wrap, "postfix", "-c", str(self.config), "start"],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             log = self.maillog.read_text() if self.maillog.exists() else "(no log)"
@@ -418,11 +420,14 @@ def lab(sts_server: StsServer) -> Iterator[Lab]:
 @contextlib.contextmanager
 def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = None, *,
                 mta: str = "lab", records: str | None = None,
-                policy: dict[str, Any] | None = None) -> Iterator[Lab]:
+                policy: dict[str, Any] | None = None,
+                postfix_setup: Callable[[PostfixInstance], Sequence[str]] | None = None,
+                ) -> Iterator[Lab]:
     """Postfix, a sink, the daemon as MTA `mta` and its release helper, on the test
     policy with the top-level `policy` changes; the records in PostgreSQL at `records`
     (else SQLite under the daemon's state directory). The daemon is started under `umask`
-    when given (the README's manual start runs with root's 022)."""
+    when given (the README's manual start runs with root's 022). `postfix_setup` changes
+    Postfix's configuration before it starts, and returns what to start it through."""
     require_root()
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     sink = Sink()
@@ -443,7 +448,7 @@ def running_lab(prefix: str, cafile: Path | None = None, umask: int | None = Non
             os.umask(old_umask)
     try:
         helper.start()
-        postfix.start()
+        postfix.start(postfix_setup(postfix) if postfix_setup else ())
         yield Lab(postfix, sink, daemon, helper)
     finally:
         postfix.stop()

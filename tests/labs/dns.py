@@ -13,6 +13,9 @@ Every case discovery must tell apart has a name here:
 
 and the `v=NTA7516-1` cases (dates around the day the lab is built):
 - `nta.pw.test`: a valid record with two `ntamx` hosts, the first with a usable TLSA
+  (DANE-EE for the lab's `nta_dane` key; the hosts' addresses are 127.0.0.2 and .3)
+- `nta-secure.pw.test`: a valid record naming only the second host (no TLSA);
+  `nta-wrong.pw.test`: only a third one, at 127.0.0.4
 - `nta-own.pw.test`: a valid record without `ntamx` (its own MX receives), in two TXT
   strings, with a provider name that is not ASCII
 - `nta-old.pw.test`, `nta-future.pw.test`: expired, not valid yet
@@ -24,15 +27,22 @@ and the `v=NTA7516-1` cases (dates around the day the lab is built):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.labs.util import free_port, poll
 
@@ -58,13 +68,22 @@ NTA_OWN = nta_record(-1, 12, provider="Zorg\\195\\156")
 """In two TXT strings, its provider's name in UTF-8 written as zone-file escapes (ZorgÜ)."""
 NTA_BOGUS = nta_record(-1, 12, provider="Bogus")
 """Computed once: the record is found again in the signed zone to be changed."""
+NTA_ADDRESSES = {"smtp1.nta-provider.pw.test": "127.0.0.2",
+                 "smtp2.nta-provider.pw.test": "127.0.0.3",
+                 "smtp3.nta-provider.pw.test": "127.0.0.4"}
+"""The NTA 7516 hosts' addresses: each its own, so a sink on port 25 there is that host."""
 NTA_ZONE = """\
 nta      MX  10 mx.nta
 mx.nta   A   127.0.0.1
 nta      TXT "{valid}"
-smtp1.nta-provider A 127.0.0.1
-_25._tcp.smtp1.nta-provider TLSA {tlsa}
-smtp2.nta-provider A 127.0.0.1
+smtp1.nta-provider A 127.0.0.2
+_25._tcp.smtp1.nta-provider TLSA {{nta_tlsa}}
+smtp2.nta-provider A 127.0.0.3
+smtp3.nta-provider A 127.0.0.4
+nta-secure MX 10 mx.nta
+nta-secure TXT "{secure}"
+nta-wrong MX 10 mx.nta
+nta-wrong TXT "{wrong}"
 nta-own  MX  10 mx.nta-own
 mx.nta-own A 127.0.0.1
 nta-own  TXT "{own_head}" "{own_tail}"
@@ -83,7 +102,9 @@ nta-ten  MX  10 mx.nta
 nta-ten  TXT "v=NTA7516-10;{valid_tail}"
 """.format(valid=NTA_VALID, own_head=NTA_OWN.split(";enddate")[0],
            own_tail=";enddate" + NTA_OWN.split(";enddate")[1], bogus=NTA_BOGUS,
-           old=nta_record(-36, -2), future=nta_record(2, 24), tlsa=TLSA_DATA,
+           old=nta_record(-36, -2), future=nta_record(2, 24),
+           secure=nta_record(-1, 12, ";ntamx=10 smtp2.nta-provider.pw.test"),
+           wrong=nta_record(-1, 12, ";ntamx=10 smtp3.nta-provider.pw.test"),
            valid_tail=NTA_VALID.split(";", 1)[1])
 SIGNED = """\
 $ORIGIN pw.test.
@@ -165,8 +186,36 @@ class DnsLab:
         return subprocess.run(args, cwd=self.root, check=True, capture_output=True,
                               text=True).stdout.strip()
 
+    @property
+    def nta_dane_key(self) -> Path:
+        """The private key whose SPKI the TLSA record of smtp1.nta-provider.pw.test pins
+        (DANE-EE, SHA-256), with `nta_dane_cert`: a self-signed certificate for it."""
+        return self.root / "nta-dane.key"
+
+    @property
+    def nta_dane_cert(self) -> Path:
+        return self.root / "nta-dane.pem"
+
+    def _nta_dane(self) -> str:
+        """A key and a certificate for the DANE host; its TLSA record's data."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp1.nta-provider.pw.test")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(days=1))
+                .not_valid_after(now + dt.timedelta(days=30))
+                .sign(key, hashes.SHA256()))
+        self.nta_dane_key.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self.nta_dane_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+        return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
     def build(self) -> None:
-        (self.root / "pw.test.zone").write_text(SIGNED)
+        (self.root / "pw.test.zone").write_text(SIGNED.replace("{nta_tlsa}", self._nta_dane()))
         (self.root / "pw-unsigned.test.zone").write_text(UNSIGNED)
         for zone, text in WATCH_ZONES.items():
             (self.root / f"{zone}.zone").write_text(text)
@@ -242,6 +291,27 @@ stub-zone:
         poll(lambda: self._answers(self.nsd_port, "ns.pw.test.", recurse=False), "nsd")
         poll(lambda: self._answers(self.port, "ns.pw.test."), "unbound")
 
+    @contextlib.contextmanager
+    def resolver_on(self, address: str) -> Iterator[None]:
+        """A second validating resolver on `address`, port 53, where a program that reads
+        /etc/resolv.conf (Postfix) can ask it; needs root for the port."""
+        config = (self.root / "unbound.conf").read_text()
+        config = (config.replace(f"interface: 127.0.0.1@{self.port}", f"interface: {address}@53")
+                  .replace(f"port: {self.port}", "port: 53")
+                  .replace("unbound.pid", f"unbound-{address}.pid")
+                  .replace("unbound.log", f"unbound-{address}.log"))
+        (self.root / f"unbound-{address}.conf").write_text(config)
+        log = (self.root / f"unbound-{address}.stderr").open("wb")
+        process = subprocess.Popen(["unbound", "-d", "-c", f"unbound-{address}.conf"],
+                                   cwd=self.root, stdout=log, stderr=log)
+        try:
+            poll(lambda: _answers_at(address, 53, "ns.pw.test.", process), "unbound on port 53")
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+
     def _answers(self, port: int, name: str, recurse: bool = True) -> bool:
         for process in self._processes:
             if process.poll() is not None:
@@ -263,3 +333,14 @@ stub-zone:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _answers_at(address: str, port: int, name: str, process: subprocess.Popen[bytes]) -> bool:
+    if process.poll() is not None:
+        raise RuntimeError(f"unbound on {address}@{port} exited with {process.returncode}")
+    query = dns.message.make_query(name, "A", want_dnssec=True)
+    try:
+        response = dns.query.udp(query, address, port=port, timeout=0.5)
+    except (OSError, dns.exception.Timeout):
+        return False
+    return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
