@@ -190,3 +190,35 @@ def test_apply_never_names_a_header_check_file_that_is_not_there(
     assert "smtp_header_checks" not in text
     assert "smtpd_milters = { inet:127.0.0.1:" in text  # the filter answers: listed
     assert result.returncode == 1
+
+
+def test_apply_adds_the_nta7516_transport_a_policy_that_accepts_it_needs(
+        bare: Lab, tmp_path: Path) -> None:
+    """With real postconf: the transport goes into master.cf as doctor wants it, and then
+    doctor has nothing more to say of it."""
+    config = tmp_path / "postfix"
+    config.mkdir()
+    shutil.copy("/etc/postfix/master.cf", config / "master.cf")
+    (config / "main.cf").write_text(f"queue_directory = {tmp_path / 'queue'}\n")
+    policy = tmp_path / "policy.yaml"
+    write_test_policy(policy, sensitive={"default": "not-sensitive", "detectors": ["bsn"]},
+                      secure_transport={"accept": ["dane", "nta7516"], "min_tls": "1.3"})
+    args = [POSTWACHT, "doctor", "--postfix-config", str(config), "--user", "root",
+            "--policy", str(policy), "--milter", f"inet:127.0.0.1:{bare.daemon.ports.milter}",
+            "--socketmap", f"inet:127.0.0.1:{bare.daemon.ports.socketmap}"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert "master.cf: nta7516/unix: is missing" in first.stdout, first.stdout
+    applied = subprocess.run([*args, "--apply"], capture_output=True, text=True, timeout=120,
+                             check=False)  # exits 1: the header-check files are not there
+    assert "changed master.cf: nta7516/unix: -M 'nta7516/unix=nta7516 unix" in applied.stdout
+    entry = subprocess.run(["postconf", "-c", str(config), "-M", "nta7516/unix"],
+                           capture_output=True, text=True, check=True).stdout
+    assert entry.split()[:8] == ["nta7516", "unix", "-", "-", "n", "-", "-", "smtp"]
+    params = subprocess.run(["postconf", "-c", str(config), "-P"],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "nta7516/unix/smtp_tls_security_level = secure" in params
+    assert "nta7516/unix/smtp_tls_mandatory_protocols = >=TLSv1.3" in params
+    assert (f"nta7516/unix/smtp_tls_policy_maps = socketmap:inet:127.0.0.1:"
+            f"{bare.daemon.ports.socketmap}:nta7516") in params
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert "master.cf: nta7516/unix" not in again.stdout, again.stdout
