@@ -104,3 +104,26 @@ def test_a_domain_that_hangs_does_not_starve_other_messages(
         assert len(gatherer._running) == 1
     finally:
         gatherer.close()
+
+
+def test_nta7516_records_are_looked_up_only_when_accepted_and_fail_at_the_deadline(
+    write_policy: Callable[[str], Path], silent_resolver: int,
+) -> None:
+    text = policy_with(write_policy, silent_resolver).read_text()
+    plain = load(write_policy(text, "plain.yaml"))
+    accepting = load(write_policy(text.replace(
+        "secure_transport: {}", "secure_transport: {accept: [dane, nta7516]}"), "nta.yaml"))
+    gatherer = FactGatherer(DiscoveryPool(NO_TELEMETRY), deadline=0.5, workers=2)
+    try:
+        assert gatherer.for_message(envelope("a@one.example"), plain, SENSITIVE).nta7516 == {}
+        started = time.monotonic()
+        facts = gatherer.for_message(envelope("a@one.example", "b@two.example"), accepting,
+                                     SENSITIVE)
+        took = time.monotonic() - started
+    finally:
+        gatherer.close()
+    assert took < 2  # the records share the message's one deadline with the transport facts
+    assert sorted(facts.nta7516) == ["one.example", "two.example"]
+    for found in facts.nta7516.values():
+        assert found.claim is None  # unknown, never "no record"
+        assert "no answer within the message's deadline of 0.5 s" in found.failure
