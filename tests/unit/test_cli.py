@@ -66,9 +66,11 @@ def test_explain_json_has_the_documented_shape() -> None:
         "rule": "retired",
         "matched": "bjzutrecht.nl",
         "reason": retired["reason"],
+        "hop": None,
         "mode": "enforce",
         "monitored": [],
     }
+    assert out["route"] is None
     assert "dossier@samen-veilig.nl" in retired["reason"]
     assert (other["action"], other["rule"]) == ("accept", "default")
 

@@ -229,3 +229,10 @@ def test_the_policy_names_a_wrong_nta7516_setting(policy: Callable[..., Policy])
         policy(extra="nta7516: {require_dnssec: maybe}")
     with pytest.raises(PolicyError, match=r"secure_transport\.nta7516"):
         policy(extra="nta7516: {dnssec: true}")
+
+
+def test_check_warns_when_unsigned_records_count(policy: Callable[..., Policy]) -> None:
+    assert not [w for w in policy().warnings() if "require_dnssec" in w]
+    [warned] = [w for w in policy(extra="nta7516: {require_dnssec: false}").warnings()
+                if "require_dnssec" in w]
+    assert "anyone on the path could name their own hosts" in warned

@@ -406,6 +406,12 @@ class Policy:
                 f"enforced: every message to a domain without verified TLS (most domains) "
                 f"is {done}; start with mode: monitor for a week and read what "
                 "postwacht_monitored_total says would have happened")
+        if (secure is not None and Accepted.NTA7516 in secure.accept
+                and not secure.nta7516_require_dnssec):
+            warned.append("secure_transport.nta7516.require_dnssec is false: an NTA 7516 "
+                          "record from an unsigned zone counts, and anyone on the path could "
+                          "name their own hosts for it, which a certificate for their own "
+                          "name then satisfies")
         shortfall = self.delivery.shortfall if self.delivery else None
         if secure is not None and shortfall is not None:
             warned.append(f"{shortfall}: sensitive mail to outside domains never counts as "
