@@ -135,6 +135,8 @@ def test_bsn_mail_goes_to_the_first_ntamx_host_verified_by_dane(
     # and validated itself because the table said dane-only, can verify it.
     poll(lambda: f"Verified TLS connection established to {SMTP1}[127.0.0.2]:25"
          in maillog(nta_lab), "Postfix's verified TLS log line for smtp1")
+    logged = nta_lab.daemon.logged(f"route=nta7516:[{SMTP1}]:25,[{SMTP2}]:25")
+    assert "action=route rule=nta7516 recipients=nta.pw.test" in logged
 
 
 def test_a_host_without_tlsa_gets_it_over_a_certificate_naming_it(

@@ -336,7 +336,8 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
                 self._log(Stage.EOM, Action.ACCEPT, "-", who, queue_id, monitored)
             self._app.learner.left(self._sender, outcome.learned)
             return Milter.ACCEPT  # type: ignore[no-any-return]
-        self._log(Stage.EOM, outcome.action, outcome.rule or "-", who, queue_id, monitored)
+        self._log(Stage.EOM, outcome.action, outcome.rule or "-", who, queue_id, monitored,
+                  route=outcome.route)
         if outcome.action is Action.ROUTE and outcome.route is not None:
             self.addheader(ROUTE_HEADER, outcome.route)
             self._app.learner.left(self._sender, outcome.learned)
@@ -380,7 +381,7 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         if hold.route is not None:  # Postfix sets it as the next hop now; a release keeps it
             self.addheader(ROUTE_HEADER, hold.route)
         self.quarantine(f"postwacht: {rule}")
-        self._log(Stage.EOM, Action.QUARANTINE, rule, who, queue_id)
+        self._log(Stage.EOM, Action.QUARANTINE, rule, who, queue_id, route=hold.route)
         self._app.notices.held(record)  # queued for the notices thread: never waits
         return Milter.ACCEPT  # type: ignore[no-any-return]
 
@@ -394,13 +395,15 @@ class PostwachtMilter(Milter.Base):  # type: ignore[misc]
         return printable(verdict.domains[0], 256) if verdict.domains else "-"
 
     def _log(self, stage: Stage, action: Action, rule: str, recipients: str,
-             queue_id: str = "", monitored: str = "", refused_by: str = "") -> None:
+             queue_id: str = "", monitored: str = "", refused_by: str = "",
+             route: str | None = None) -> None:
         log.info(
-            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s%s%s",
+            "id=%s conn=%d mode=%s stage=%s action=%s rule=%s recipients=%s%s%s%s",
             queue_id or self._queue_id()[0] or "NOQUEUE", self._conn_id,
             "local" if self._local else "smtpd", stage, action, rule, recipients,
             f" monitored={monitored}" if monitored else "",
             f" refused_by={refused_by}" if refused_by else "",
+            f" route={route}" if route else "",
         )
 
 
