@@ -236,3 +236,21 @@ def test_check_warns_when_unsigned_records_count(policy: Callable[..., Policy]) 
     [warned] = [w for w in policy(extra="nta7516: {require_dnssec: false}").warnings()
                 if "require_dnssec" in w]
     assert "anyone on the path could name their own hosts" in warned
+
+
+def test_a_hold_over_the_route_keeps_it_for_the_release(write_policy: Callable[[str], Path]
+                                                        ) -> None:
+    guarded = load(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        secure_transport: {accept: [dane, nta7516]}
+        misaddressing: {exposed_recipients: {max_outside: 1, action: quarantine}}
+    """))
+    shown = facts(visible=("jan@jeugdzorg.example", "piet@jeugdzorg.example"))
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient("jan@jeugdzorg.example"),
+                                              parse_recipient("piet@jeugdzorg.example")),
+                        internal=True)
+    outcome = at_end_of_message(envelope, guarded, shown, local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.EXPOSED_RECIPIENTS)
+    assert outcome.route == HOP  # a release leaves through the NTA 7516 hosts, not plainly
