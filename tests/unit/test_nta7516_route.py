@@ -19,7 +19,7 @@ from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.nta7516 import nta7516_claim, route, route_host
 from postwacht.core.outcome import at_end_of_message
 from postwacht.core.policy import Policy
-from postwacht.core.tables import nta7516_tls_answer, nta7516_tls_host
+from postwacht.core.tables import nta7516_tls_answer
 from postwacht.core.vocabulary import Action, Method, Rule
 
 DAY = dt.date(2026, 11, 24)
@@ -217,7 +217,7 @@ def test_the_route_names_each_host_by_its_address_records_on_port_25() -> None:
 
 def test_the_nta7516_table_demands_dane_where_usable_else_the_hosts_name(
         policy: Callable[..., Policy]) -> None:
-    host = nta7516_tls_host("[smtp1.provider.example]:25")
+    host = route_host("[smtp1.provider.example]:25")
     assert host == "smtp1.provider.example"
     assert str(nta7516_tls_answer(host, policy(), None)) == "OK dane-only protocols=>=TLSv1.2"
     assert str(nta7516_tls_answer(host, policy(extra="min_tls: '1.3'"), "no signed TLSA")) == (
@@ -254,3 +254,20 @@ def test_a_hold_over_the_route_keeps_it_for_the_release(write_policy: Callable[[
     outcome = at_end_of_message(envelope, guarded, shown, local=False)
     assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.EXPOSED_RECIPIENTS)
     assert outcome.route == HOP  # a release leaves through the NTA 7516 hosts, not plainly
+
+
+def test_a_first_recipient_hold_over_the_route_keeps_it(write_policy: Callable[[str], Path]
+                                                        ) -> None:
+    guarded = load(write_policy("""
+        version: 1
+        organisation: O
+        owned_domains: [samen-veilig.nl]
+        secure_transport: {accept: [dane, nta7516]}
+        notices: {from: postwacht@samen-veilig.nl, review_url: "https://pw.samen-veilig.nl"}
+        misaddressing: {first_recipient: {scope: sender}}
+    """))
+    envelope = Envelope("a@samen-veilig.nl", (parse_recipient("jan@jeugdzorg.example"),),
+                        internal=True)
+    outcome = at_end_of_message(envelope, guarded, facts(), local=False)
+    assert (outcome.action, outcome.rule) == (Action.QUARANTINE, Rule.FIRST_RECIPIENT)
+    assert outcome.route == HOP  # the sender's "send it" leaves through the NTA 7516 hosts

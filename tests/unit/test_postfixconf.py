@@ -271,7 +271,8 @@ def test_accepting_nta7516_needs_its_transport_and_the_kit_has_it(
                                    "-o smtp_tls_security_level=secure "
                                    "-o smtp_tls_mandatory_protocols=>=TLSv1.2 "
                                    "-o smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8895:nta7516"
-                                   " -o smtp_dns_support_level=dnssec")
+                                   " -o smtp_dns_support_level=dnssec"
+                                   " -o smtp_fallback_relay=")
     assert where(diagnose(deploy_main_cf(), deploy_master_cf(), policy, ENDPOINTS)) == []
 
 
@@ -287,9 +288,27 @@ def test_an_nta7516_transport_that_may_deliver_unverified_is_named(
     assert finding.postconf == (
         "-P", "nta7516/unix/smtp_tls_security_level=secure",
         "nta7516/unix/smtp_tls_mandatory_protocols=>=TLSv1.3",
-        "nta7516/unix/smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8895:nta7516")
+        "nta7516/unix/smtp_tls_policy_maps=socketmap:inet:127.0.0.1:8895:nta7516",
+        "nta7516/unix/smtp_fallback_relay=")
 
 
 def test_without_nta7516_in_accept_no_transport_is_asked_for(example_policy: Policy) -> None:
     found = diagnose(deploy_main_cf(), [SUBMISSION], example_policy, ENDPOINTS)
     assert not [f for f in found if "nta7516" in f.where]
+
+
+@pytest.mark.parametrize("enforced", [True, False])
+def test_recipients_postfix_adds_after_the_filter_are_named_while_routes_go_elsewhere(
+        write_policy: Callable[[str], Path], enforced: bool) -> None:
+    policy = nta_policy(write_policy)
+    if not enforced:
+        policy = load(write_policy(Path(policy.source).read_text().replace(
+            "secure_transport:\n", "secure_transport:\n  mode: monitor\n", 1), "m.yaml"))
+    main = {**deploy_main_cf(), "always_bcc": "archief@samen-veilig.nl"}
+    archive = Service("submission", "inet", "smtpd", {**SUBMISSION.params,
+                                                      "recipient_bcc_maps": "hash:/etc/x"})
+    found = [f for f in diagnose(main, [archive, *deploy_master_cf()[1:]], policy, ENDPOINTS)
+             if "bcc" in f.problem]
+    assert [(f.where, f.must) for f in found] == [
+        ("main.cf: always_bcc", enforced), ("master.cf: submission/inet", enforced)]
+    assert "takes those copies along" in found[0].problem

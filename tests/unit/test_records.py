@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from postwacht.core.decide import RecipientVerdict
+from postwacht.core.nta7516 import route as nta7516_route
+from postwacht.core.text import ROUTE_MAX
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.locate import open_records
 from postwacht.records.sql import SCHEMA_VERSION, redact
@@ -282,3 +284,15 @@ def test_a_store_on_sqlite_never_loads_the_postgresql_driver(tmp_path: Path) -> 
     loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_a_long_nta7516_route_is_kept_whole_for_the_release(tmp_path: Path) -> None:
+    hosts = [f"mx{n:02d}.{'zorgmail-secure-gateway-' * 8}example" for n in range(16)]
+    route = nta7516_route(hosts)
+    assert len(route) <= ROUTE_MAX
+    assert route.startswith(f"nta7516:[{hosts[0]}]:25,[{hosts[1]}]:25,")  # by preference
+    store = SqliteRecords(tmp_path)
+    store.record_quarantine(Hold(store.mta, "ABCDEF12", uuid.uuid4().hex, "a@samen-veilig.nl",
+                                 (LOOKALIKE,), Rule.LOOKALIKE, "held", "abc", route=route))
+    [record] = store.records_of("ABCDEF12")
+    assert record.route == route  # the release compares it with the queue file's FILTER

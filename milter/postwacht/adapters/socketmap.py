@@ -35,12 +35,12 @@ from postwacht.adapters.background import BackgroundServer
 from postwacht.adapters.netstring import NetstringError, RequestClock, encode, read_netstring
 from postwacht.adapters.unixsocket import SOCKET_MODE, claim, identity, release
 from postwacht.config.holder import PolicyHolder
+from postwacht.core.nta7516 import route_host
 from postwacht.core.tables import (
     NOTFOUND,
     Status,
     TableAnswer,
     nta7516_tls_answer,
-    nta7516_tls_host,
     tls_answer,
     tls_needs_facts,
     transport_answer,
@@ -76,7 +76,7 @@ def tls_table(holder: PolicyHolder, discovery: DiscoveryPool) -> Lookup:
 def nta7516_tls_table(holder: PolicyHolder, discovery: DiscoveryPool) -> Lookup:
     """The TLS table of the `nta7516` transport: asked only about NTA 7516 hosts."""
     def lookup(key: str) -> TableAnswer:
-        host = nta7516_tls_host(key)
+        host = route_host(key)
         if host is None:
             return NOTFOUND  # the transport's own level, secure, stands
         policy = holder.current

@@ -19,9 +19,9 @@ from postwacht.core.names import DomainError, to_ascii
 from postwacht.core.nta7516 import TRANSPORT
 from postwacht.core.outcome import Explained, explain
 from postwacht.core.policy import Policy
-from postwacht.core.relay import HopError, next_hops, relaying
+from postwacht.core.relay import HopError, Relaying, next_hops, relaying
 from postwacht.core.tables import tls_policy
-from postwacht.core.vocabulary import Accepted, Action
+from postwacht.core.vocabulary import Accepted, Action, Method, Mode
 
 
 def add_parsers(sub: Any) -> None:
@@ -70,6 +70,7 @@ def add_parsers(sub: Any) -> None:
     tls.add_argument("--policy", required=True, metavar="POLICY",
                      help="policy file (its dns settings and partners are used)")
     tls.add_argument("--json", action="store_true", help="print one JSON object")
+    _relay_options(tls)
     tls.set_defaults(run=_tls)
 
 
@@ -234,6 +235,7 @@ def _tls(args: argparse.Namespace) -> int:
         domain = to_ascii(args.domain)
     except DomainError as exc:
         raise UsageError(str(exc)) from None
+    relayhost = _relayhost(args)
     policy = load_policy(args.policy)
     if policy is None:
         return ExitCode.FAILED
@@ -241,16 +243,20 @@ def _tls(args: argparse.Namespace) -> int:
     try:
         facts = gatherer.transport({domain}, policy)[domain]
         nta = gatherer.nta7516(domain, policy, dt.date.today())  # the MTA's own day
-        route = _nta7516_route(domain, facts, nta, policy)
+        route, why_not = _nta7516_standing(domain, facts, nta, policy,
+                                           relaying(policy, relayhost))
         hosts = route.removeprefix(f"{TRANSPORT}:").split(",") if route else []
         host_tls = {h: gatherer.nta7516_host_tls(h[1:].partition("]")[0], policy)
                     for h in hosts}
     finally:
         gatherer.close()
     table = tls_policy(domain, policy, facts)
+    monitored = policy.secure_transport is not None and (
+        policy.secure_transport.mode is Mode.MONITOR)
     if args.json:
         print(json.dumps({**_facts_json(facts), "tls_policy": table,
                           "nta7516": {**_nta_json(nta), "route": route,
+                                      "not_used": why_not or None, "monitored": monitored,
                                       "host_tls": host_tls or None}}))
         return ExitCode.OK
     print(f"{domain}: {facts.method}{' (verified)' if facts.verified else ''}")
@@ -263,30 +269,35 @@ def _tls(args: argparse.Namespace) -> int:
     print(f"  Postfix TLS policy: {table or 'none served (Postfix default)'}")
     print(f"  NTA 7516 record: {nta.describe()}")
     if route:
-        print(f"  sensitive mail goes to {route}, each host by the nta7516 table:")
+        would = " (monitor mode: only logged, not taken)" if monitored else ""
+        print(f"  sensitive mail to it alone goes to {route}{would}; the nta7516 table "
+              "answers for each host:")
         for hop, answer in host_tls.items():
             print(f"    {hop}: {answer}")
-    elif nta.record is not None:
-        print(f"  not used: {_nta7516_unused(domain, facts, nta, policy)}")
+    elif why_not:
+        print(f"  not used: {why_not}")
     return ExitCode.OK
 
 
-def _nta7516_route(domain: str, found: TransportFacts, nta: Nta7516Facts,
-                   policy: Policy) -> str | None:
-    """The route sensitive mail to `domain` alone would take by its NTA 7516 record."""
-    facts = Facts(transport={domain: found}, nta7516={domain: nta})
-    return nta7516_route_of(domain, found, policy, facts, relaying(policy, None)).hop
-
-
-def _nta7516_unused(domain: str, found: TransportFacts, nta: Nta7516Facts,
-                    policy: Policy) -> str:
+def _nta7516_standing(domain: str, found: TransportFacts, nta: Nta7516Facts, policy: Policy,
+                      relay: Relaying) -> tuple[str | None, str]:
+    """The route sensitive mail to `domain` alone takes by its NTA 7516 record, as the
+    milter decides it; else why the record is not used ("" when there is none)."""
+    if nta.record is None:
+        return None, ""
     rules = policy.secure_transport
     if rules is None or Accepted.NTA7516 not in rules.accept:
-        return "the policy does not accept it (add nta7516 to secure_transport.accept)"
-    if relaying(policy, None).relayed:
-        return "outside mail leaves through the relay (delivery), never to hosts directly"
+        return None, "the policy does not accept it (add nta7516 to secure_transport.accept)"
+    if relay.problem is not None:
+        return None, relay.problem
+    if relay.relayed:
+        return None, (f"outside mail leaves through the relay {', '.join(relay.relayhost)}, "
+                      "never to hosts directly")
+    if found.method is Method.FAILURE:
+        return None, f"the domain's MX could not be looked up ({found.detail}): mail waits"
     facts = Facts(transport={domain: found}, nta7516={domain: nta})
-    return nta7516_route_of(domain, found, policy, facts, relaying(policy, None)).note
+    standing = nta7516_route_of(domain, found, policy, facts, relay)
+    return standing.hop, standing.note
 
 
 def _nta_json(nta: Nta7516Facts) -> dict[str, object]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from postwacht.core.names import DomainError, to_ascii
-from postwacht.core.text import printable
+from postwacht.core.text import ROUTE_MAX, printable
 
 VERSION = "v=NTA7516-1"
 TRANSPORT = "nta7516"
@@ -158,8 +158,14 @@ def nta7516_claim(txts: Sequence[str], day: dt.date) -> Nta7516Claim:
 
 def route(hosts: Sequence[str]) -> str:
     """The next hop for mail to these hosts, tried in this order, each by its address
-    records (no MX lookup), port 25: `nta7516:[h1]:25,[h2]:25`."""
-    return f"{TRANSPORT}:" + ",".join(f"[{host}]:25" for host in hosts)
+    records (no MX lookup), port 25: `nta7516:[h1]:25,[h2]:25`. The most preferred hosts
+    that fit in ROUTE_MAX characters (always the first: a name is at most 253)."""
+    hops: list[str] = []
+    for host in hosts:
+        if hops and len(f"{TRANSPORT}:") + len(",".join([*hops, f"[{host}]:25"])) > ROUTE_MAX:
+            break
+        hops.append(f"[{host}]:25")
+    return f"{TRANSPORT}:" + ",".join(hops)
 
 
 def route_host(hop: str) -> str | None:

@@ -58,11 +58,13 @@ class Endpoints:
 
     def nta7516_service(self, protocols: str) -> dict[str, str]:
         """The `-o` settings of the `nta7516` transport: verified TLS (`secure`) whatever
-        the table answers or fails to, at least TLS `protocols`, DANE where it can."""
+        the table answers or fails to, at least TLS `protocols`, DANE where it can, and
+        no fallback relay after the NTA 7516 hosts."""
         return {"smtp_tls_security_level": "secure",
                 "smtp_tls_mandatory_protocols": protocols,
                 "smtp_tls_policy_maps": self.nta7516_tls_map,
-                "smtp_dns_support_level": "dnssec"}
+                "smtp_dns_support_level": "dnssec",
+                "smtp_fallback_relay": ""}
 
     def milter_entry(self, settings: Mapping[str, str] | None = None,
                      compact: bool = False) -> str:
@@ -208,7 +210,8 @@ def diagnose(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     (`name` or `name/type`) that mail clients submit through, beside the usual ones."""
     findings = [*_milters(main, services, endpoints), *_tables(main, policy, endpoints),
                 *_services(main, services, policy, SUBMISSION_SERVICES | submission),
-                *_service_relays(services, policy), *_nta7516(services, policy, endpoints)]
+                *_service_relays(services, policy),
+                *_nta7516(main, services, policy, endpoints)]
     findings += _macros(main, policy)
     if main.get("enable_long_queue_ids", "no") != "yes":
         findings.append(Finding(
@@ -522,15 +525,34 @@ def _services(main: Mapping[str, str], services: Sequence[Service], policy: Poli
     return found
 
 
-def _nta7516(services: Sequence[Service], policy: Policy,
+BCC_SETTINGS = ("always_bcc", "sender_bcc_maps", "recipient_bcc_maps")
+"""Settings with which Postfix adds recipients after the filter decided."""
+
+
+def _nta7516(main: Mapping[str, str], services: Sequence[Service], policy: Policy,
              endpoints: Endpoints) -> list[Finding]:
     """The transport the filter routes sensitive mail to NTA 7516 hosts through: without
     it that mail waits in the queue; with a weaker TLS level, a host the table does not
-    answer for would get it unverified."""
+    answer for would get it unverified. A route takes the whole message: a copy Postfix
+    adds after the filter decided (a Bcc for the archive) would go along."""
     secure = policy.secure_transport
     if secure is None or Accepted.NTA7516 not in secure.accept:
         return []
-    wanted = endpoints.nta7516_service(secure.protocols)
+    enforced = secure.mode is Mode.ENFORCE
+    found = [Finding(where, f"adds {name} recipients after the filter decided: a message "
+                     "routed to another organisation's NTA 7516 hosts takes those copies "
+                     "along, to hosts that are not theirs",
+                     f"remove {name} (archive by another way, e.g. on the mail store), or "
+                     "take nta7516 out of secure_transport.accept", must=enforced)
+             for where, name in [*((f"main.cf: {n}", n) for n in BCC_SETTINGS if main.get(n)),
+                                 *((f"master.cf: {s.key}", n) for s in services
+                                   for n in BCC_SETTINGS if s.params.get(n))]]
+    return found + _nta7516_transport(services, secure.protocols, endpoints, enforced)
+
+
+def _nta7516_transport(services: Sequence[Service], protocols: str, endpoints: Endpoints,
+                       enforced: bool) -> list[Finding]:
+    wanted = endpoints.nta7516_service(protocols)
     entry = " ".join([f"{NTA7516} unix - - n - - smtp",
                       *(f"-o {name}={value}" for name, value in wanted.items())])
     where = f"master.cf: {NTA7516}/unix"
@@ -540,7 +562,7 @@ def _nta7516(services: Sequence[Service], policy: Policy,
         return [Finding(where, f"{problem}: sensitive mail the filter routes to a domain's "
                         "NTA 7516 hosts waits in the queue (unknown mail transport)",
                         "add the transport", ("-M", f"{NTA7516}/unix={entry}"),
-                        must=secure.mode is Mode.ENFORCE, needs_filter=True)]
+                        must=enforced, needs_filter=True)]
     wrong = {name: value for name, value in wanted.items()
              if service.params.get(name) != value}
     if not wrong:
@@ -550,4 +572,4 @@ def _nta7516(services: Sequence[Service], policy: Policy,
         + f", not {', '.join(f'{n}={v}' for n, v in wrong.items())}: mail to NTA 7516 hosts "
         "must leave over verified TLS even where the filter's table does not answer",
         "set them", ("-P", *(f"{NTA7516}/unix/{n}={v}" for n, v in wrong.items())),
-        must=secure.mode is Mode.ENFORCE, needs_filter=True)]
+        must=enforced, needs_filter=True)]

@@ -21,7 +21,6 @@ from postwacht.core.address import AddressError, Recipient, parse_recipient
 from postwacht.core.decide import Envelope, decide
 from postwacht.core.facts import TransportFacts
 from postwacht.core.names import DomainError, to_ascii
-from postwacht.core.nta7516 import route_host
 from postwacht.core.policy import OwnedDomain, Partner, Policy, RetiredDomain, tls_protocols
 from postwacht.core.relay import next_hops
 from postwacht.core.vocabulary import Accepted, Action, Method, PartnerTransport, RelayTls, Rule
@@ -192,11 +191,6 @@ def _sts_policy(facts: TransportFacts | None, protocols: str) -> str | None:
     # depth below it: slightly wider, never weaker than certificate verification.
     patterns = [p[1:] if p.startswith("*.") else p for p in facts.sts.mx]
     return f"secure match={':'.join(patterns)} {protocols}"
-
-
-def nta7516_tls_host(key: str) -> str | None:
-    """The host an `nta7516` table lookup is about (`[host]:25`), if it is one."""
-    return route_host(key)
 
 
 def nta7516_tls_answer(host: str, policy: Policy, why_not_dane: str | None) -> TableAnswer:

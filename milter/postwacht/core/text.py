@@ -21,6 +21,10 @@ CUT = "..."
 _SAFE51 = "0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-y"
 """Postfix's vowel-free alphabet for long queue ids, without 'z' (the inode's base 51)."""
 QUEUE_ID_MAX = 32
+ROUTE_MAX = 1000
+"""Characters of a route (`relay:[provider]:587`, `nta7516:[h1]:25,[h2]:25`): what the
+filter writes into a message's header and a hold's record keeps whole, well inside
+Postfix's line_length_limit (2048)."""
 _QUEUE_ID = re.compile(
     r"[0-9A-F]{6,21}"  # short: 5 hex digits of microseconds, then the inode in hex
     rf"|[{_SAFE51}z]{{10,16}}z[{_SAFE51}]{{1,13}}"  # long: time (base 52), 'z', inode

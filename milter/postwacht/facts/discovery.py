@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 
 from postwacht.core.facts import Nta7516Facts, TransportFacts
-from postwacht.core.nta7516 import Nta7516Claim, nta7516_claim
+from postwacht.core.nta7516 import NO_RECORD, Nta7516Claim, nta7516_claim
 from postwacht.core.policy import DnsSettings
 from postwacht.core.vocabulary import Method
 from postwacht.facts.dnscache import DnsAnswer, DnsCache, DnsLookupError, ResolverConfig
@@ -42,9 +42,8 @@ class Discovery:
             answer = self.dns.lookup(domain, "TXT")
         except DnsLookupError as exc:
             return Nta7516Facts(domain, None, False, f"DNS lookup failed: {exc}")
-        if answer.nxdomain:
-            return Nta7516Facts(domain, Nta7516Claim(None, f"{domain} does not exist"),
-                                answer.secure)
+        if answer.nxdomain:  # the transport facts say the domain does not exist
+            return Nta7516Facts(domain, Nta7516Claim(None, NO_RECORD), answer.secure)
         claim = nta7516_claim(answer.records, day)
         return Nta7516Facts(domain, claim, answer.secure)
 

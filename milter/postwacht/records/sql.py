@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from postwacht.core.decide import RecipientVerdict
 from postwacht.core.roles import Permission, Role, allows
-from postwacht.core.text import QUEUE_ID_MAX, printable
+from postwacht.core.text import QUEUE_ID_MAX, ROUTE_MAX, printable
 from postwacht.core.vocabulary import Action, Rule
 from postwacht.records.audit import GENESIS, entry_hash, stamp
 from postwacht.records.store import (
@@ -68,7 +68,7 @@ CLIENT_MAX = 300
 REASON_MAX = 1000
 ACTOR_MAX = 128
 NAME_MAX = 255
-"""An MTA's name, a policy's, a hold key, a route."""
+"""An MTA's name, a policy's, a hold key."""
 CAPTURE_CANDIDATES = 1000
 """Records without content read per look, oldest first (the daemon captures a few)."""
 TEXT_MAX = 300_000
@@ -484,7 +484,7 @@ class SqlRecords:
                  printable(hold.key, NAME_MAX), stamp(at), printable(hold.sender, SENDER_MAX),
                  recipients, hold.rule.value, printable(hold.reason, REASON_MAX),
                  printable(hold.policy, NAME_MAX), printable(hold.client, CLIENT_MAX),
-                 None if hold.route is None else printable(hold.route, NAME_MAX),
+                 None if hold.route is None else printable(hold.route, ROUTE_MAX),
                  Status.HELD.value, printable(hold.detected, NAME_MAX)))
             assert row is not None
             record = self._record_in(tx, int(row[0]))

@@ -134,8 +134,8 @@ class Hold:
     policy: str
     client: str = ""
     route: str | None = None
-    """The secure route set in the held message (insecure-transport holds, when the
-    policy has one): a release sends it there."""
+    """The route set in the held message (the policy's secure route, or the NTA 7516
+    hosts a hold kept): a release sends it there."""
     detected: str = ""
     """The detector that found the message sensitive ('bsn'), '' when none did: its
     release needs a second person."""
