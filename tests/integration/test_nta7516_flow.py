@@ -32,7 +32,8 @@ from tests.labs.util import poll
 SENDER = "medewerker@samen-veilig.nl"
 BSN_BODY = "Verslag van het gesprek.\r\nBSN: 123456782\r\n"
 RESOLVER = "127.0.0.153"
-SMTP1, SMTP2, SMTP3 = sorted(NTA_ADDRESSES)
+SMTP1, SMTP2, SMTP3 = (f"smtp{n}.nta-provider.pw.test" for n in (1, 2, 3))
+OWN_MX = "mx.nta-own.pw.test"
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +44,19 @@ def ca() -> trustme.CA:
 @pytest.fixture(scope="module")
 def hosts(dns_lab: DnsLab, ca: trustme.CA) -> Iterator[dict[str, Sink]]:
     """The NTA 7516 hosts: smtp1 shows the key its TLSA record pins, smtp2 a certificate
-    for its name from the test CA, smtp3 one for another name."""
+    for its name from the test CA, smtp3 one for another name; nta-own's MX one for its
+    name."""
     dane = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     dane.load_cert_chain(dns_lab.nta_dane_cert, dns_lab.nta_dane_key)
     named = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(SMTP2).configure_cert(named)
     other = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("mail.somebody-else.example").configure_cert(other)
+    own = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(OWN_MX).configure_cert(own)
     sinks = {host: Sink(tls=context, host=NTA_ADDRESSES[host], port=25)
-             for host, context in ((SMTP1, dane), (SMTP2, named), (SMTP3, other))}
+             for host, context in ((SMTP1, dane), (SMTP2, named), (SMTP3, other),
+                                   (OWN_MX, own))}
     for sink in sinks.values():
         sink.start()
     yield sinks
@@ -149,6 +154,15 @@ def test_a_host_without_tlsa_gets_it_over_a_certificate_naming_it(
     poll(lambda: hosts[SMTP2].with_marker(m), "delivery to smtp2")
     poll(lambda: f"Verified TLS connection established to {SMTP2}[127.0.0.3]:25"
          in maillog(nta_lab), "Postfix's verified TLS log line for smtp2")
+
+
+def test_without_ntamx_the_domains_own_mx_receives_over_verified_tls(
+        nta_lab: Lab, hosts: dict[str, Sink]) -> None:
+    m = send(nta_lab, "arts@nta-own.pw.test")
+    poll(lambda: hosts[OWN_MX].with_marker(m), "delivery to nta-own's MX")
+    poll(lambda: f"Verified TLS connection established to {OWN_MX}[127.0.0.5]:25"
+         in maillog(nta_lab), "Postfix's verified TLS log line for nta-own's MX")
+    assert table(nta_lab, f"[{OWN_MX}]:25") == f"secure match={OWN_MX} protocols=>=TLSv1.2"
 
 
 def test_a_host_whose_certificate_names_another_never_gets_it(

@@ -16,8 +16,8 @@ and the `v=NTA7516-1` cases (dates around the day the lab is built):
   (DANE-EE for the lab's `nta_dane` key; the hosts' addresses are 127.0.0.2 and .3)
 - `nta-secure.pw.test`: a valid record naming only the second host (no TLSA);
   `nta-wrong.pw.test`: only a third one, at 127.0.0.4
-- `nta-own.pw.test`: a valid record without `ntamx` (its own MX receives), in two TXT
-  strings, with a provider name that is not ASCII
+- `nta-own.pw.test`: a valid record without `ntamx` (its own MX, at 127.0.0.5,
+  receives), in two TXT strings, with a provider name that is not ASCII
 - `nta-old.pw.test`, `nta-future.pw.test`: expired, not valid yet
 - `nta-two.pw.test`: two records; `nta-bad.pw.test`: a malformed one;
   `nta-ten.pw.test`: `v=NTA7516-10`, which is not this record
@@ -70,7 +70,8 @@ NTA_BOGUS = nta_record(-1, 12, provider="Bogus")
 """Computed once: the record is found again in the signed zone to be changed."""
 NTA_ADDRESSES = {"smtp1.nta-provider.pw.test": "127.0.0.2",
                  "smtp2.nta-provider.pw.test": "127.0.0.3",
-                 "smtp3.nta-provider.pw.test": "127.0.0.4"}
+                 "smtp3.nta-provider.pw.test": "127.0.0.4",
+                 "mx.nta-own.pw.test": "127.0.0.5"}
 """The NTA 7516 hosts' addresses: each its own, so a sink on port 25 there is that host."""
 NTA_ZONE = """\
 nta      MX  10 mx.nta
@@ -85,7 +86,7 @@ nta-secure TXT "{secure}"
 nta-wrong MX 10 mx.nta
 nta-wrong TXT "{wrong}"
 nta-own  MX  10 mx.nta-own
-mx.nta-own A 127.0.0.1
+mx.nta-own A 127.0.0.5
 nta-own  TXT "{own_head}" "{own_tail}"
 nta-old  MX  10 mx.nta
 nta-old  TXT "{old}"
