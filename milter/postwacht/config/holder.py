@@ -9,7 +9,6 @@ policies.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from postwacht.config.compiler import load
 from postwacht.config.policyfile import READ_TIMEOUT, PolicyError
 from postwacht.core.policy import Policy
+from postwacht.filestamp import FileStamp, file_stamp
 from postwacht.telemetry import ReloadResult, Telemetry
 
 log = logging.getLogger("postwacht.policy")
@@ -112,15 +112,8 @@ class PolicyWatcher(threading.Thread):
         self._also = also
         """Called on every look too (the relayhost watch: has main.cf changed?)."""
         self._stop_event = threading.Event()
-        self._seen = self._signature()
-        self._changing: tuple[int, int, int] | None = None
-
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._holder.path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        self._seen = file_stamp(self._holder.path)
+        self._changing: FileStamp | None = None
 
     def run(self) -> None:
         self._holder.checked()
@@ -134,7 +127,7 @@ class PolicyWatcher(threading.Thread):
             self._holder.checked()
 
     def _look(self) -> None:
-        seen = self._signature()
+        seen = file_stamp(self._holder.path)
         if seen is None:
             if self._seen is not None:
                 self._holder.file_gone()

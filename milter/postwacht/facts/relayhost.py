@@ -16,7 +16,6 @@ processes still running: after changing relayhost, reload Postfix.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from postwacht.core.policy import Policy
 from postwacht.core.relay import UNREADABLE, HopError, next_hops, relaying
 from postwacht.core.vocabulary import Mode
+from postwacht.filestamp import FileStamp, file_stamp
 from postwacht.telemetry import NO_TELEMETRY, Telemetry
 
 log = logging.getLogger("postwacht.relay")
@@ -51,7 +51,7 @@ class RelayhostWatch:
         self._clock = clock
         self._lock = threading.RLock()  # announce() from the policy watcher, too
         self._looked = False
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: FileStamp | None = None
         self._current: tuple[str, ...] | None = None
         self._unknown = ""
         self._retry_at = 0.0
@@ -66,7 +66,7 @@ class RelayhostWatch:
         """Read the relayhost again if main.cf changed since the last look, if the last
         read failed `retry` seconds ago, or when `force`d."""
         with self._lock:
-            seen, now = self._signature(), self._clock()
+            seen, now = file_stamp(self._main_cf), self._clock()
             if self._looked and not (force or seen != self._seen
                                      or (self._unknown and now >= self._retry_at)):
                 return
@@ -110,13 +110,6 @@ class RelayhostWatch:
                             standing.describe())
             else:
                 log.info("outside mail leaves %s", standing.describe())
-
-    def _signature(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._main_cf)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def hops_of(value: str) -> tuple[str, ...]:
