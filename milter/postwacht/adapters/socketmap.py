@@ -35,18 +35,14 @@ from postwacht.adapters.background import BackgroundServer
 from postwacht.adapters.netstring import NetstringError, RequestClock, encode, read_netstring
 from postwacht.adapters.unixsocket import SOCKET_MODE, claim, identity, release
 from postwacht.config.holder import PolicyHolder
-from postwacht.core.nta7516 import route_host
 from postwacht.core.tables import (
-    NOTFOUND,
     Status,
     TableAnswer,
-    nta7516_tls_answer,
     tls_answer,
     tls_needs_facts,
     transport_answer,
 )
 from postwacht.facts.discovery import DiscoveryPool
-from postwacht.facts.dnscache import DnsLookupError
 from postwacht.telemetry import ErrorKind, Telemetry
 
 log = logging.getLogger("postwacht.socketmap")
@@ -76,15 +72,8 @@ def tls_table(holder: PolicyHolder, discovery: DiscoveryPool) -> Lookup:
 def nta7516_tls_table(holder: PolicyHolder, discovery: DiscoveryPool) -> Lookup:
     """The TLS table of the `nta7516` transport: asked only about NTA 7516 hosts."""
     def lookup(key: str) -> TableAnswer:
-        host = route_host(key)
-        if host is None:
-            return NOTFOUND  # the transport's own level, secure, stands
         policy = holder.current
-        try:
-            why_not = discovery.for_settings(policy.dns).host_dane(host)
-        except DnsLookupError as exc:
-            return TableAnswer(Status.TEMP, f"DNS lookup failed for {host}: {exc}")
-        return nta7516_tls_answer(host, policy, why_not)
+        return discovery.for_settings(policy.dns).nta7516_tls(key, policy)
 
     return lookup
 

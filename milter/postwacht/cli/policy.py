@@ -245,9 +245,8 @@ def _tls(args: argparse.Namespace) -> int:
         nta = gatherer.nta7516(domain, policy, dt.date.today())  # the MTA's own day
         route, why_not = _nta7516_standing(domain, facts, nta, policy,
                                            relaying(policy, relayhost))
-        hosts = route.removeprefix(f"{TRANSPORT}:").split(",") if route else []
-        host_tls = {h: gatherer.nta7516_host_tls(h[1:].partition("]")[0], policy)
-                    for h in hosts}
+        hops = route.removeprefix(f"{TRANSPORT}:").split(",") if route else []
+        host_tls = {hop: str(gatherer.nta7516_tls(hop, policy)) for hop in hops}
     finally:
         gatherer.close()
     table = tls_policy(domain, policy, facts)

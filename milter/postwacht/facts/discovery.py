@@ -12,8 +12,9 @@ import datetime as dt
 import threading
 
 from postwacht.core.facts import Nta7516Facts, TransportFacts
-from postwacht.core.nta7516 import NO_RECORD, Nta7516Claim, nta7516_claim
-from postwacht.core.policy import DnsSettings
+from postwacht.core.nta7516 import NO_RECORD, Nta7516Claim, nta7516_claim, route_host
+from postwacht.core.policy import DnsSettings, Policy
+from postwacht.core.tables import NOTFOUND, Status, TableAnswer, nta7516_tls_answer
 from postwacht.core.vocabulary import Method
 from postwacht.facts.dnscache import DnsAnswer, DnsCache, DnsLookupError, ResolverConfig
 from postwacht.facts.mtasts import StsError, StsFetcher, txt_id
@@ -47,10 +48,19 @@ class Discovery:
         claim = nta7516_claim(answer.records, day)
         return Nta7516Facts(domain, claim, answer.secure)
 
-    def host_dane(self, host: str) -> str | None:
-        """None when `host` has validated addresses and a usable, validated TLSA record
-        (so Postfix can demand DANE of it); else why not. DnsLookupError when unknown."""
-        return self._dane((host,))
+    def nta7516_tls(self, key: str, policy: Policy) -> TableAnswer:
+        """What the `nta7516` table answers for next hop `key` (`[host]:25`): DANE where
+        the host has validated addresses and a usable, validated TLSA record; TEMP when
+        that cannot be learnt (the mail waits); NOTFOUND for a key that is no such hop
+        (the transport's own level, secure, stands)."""
+        host = route_host(key)
+        if host is None:
+            return NOTFOUND
+        try:
+            why_not = self._dane((host,))
+        except DnsLookupError as exc:
+            return TableAnswer(Status.TEMP, f"DNS lookup failed for {host}: {exc}")
+        return nta7516_tls_answer(host, policy, why_not)
 
     def _facts(self, domain: str) -> TransportFacts:
         mx = self.dns.lookup(domain, "MX")

@@ -27,10 +27,9 @@ from postwacht.core.classify import Classification
 from postwacht.core.decide import Envelope, first_recipient_candidates, transport_domains
 from postwacht.core.facts import Facts, Nta7516Facts, TransportFacts
 from postwacht.core.policy import Policy
-from postwacht.core.tables import nta7516_tls_answer
+from postwacht.core.tables import TableAnswer
 from postwacht.core.vocabulary import Accepted, Method
 from postwacht.facts.discovery import DiscoveryPool
-from postwacht.facts.dnscache import DnsLookupError
 
 NoControlLost: Callable[[], Mapping[str, str]] = dict
 Known = Callable[[str, Sequence[str], Policy], frozenset[str]]
@@ -92,13 +91,9 @@ class FactGatherer:
         """The domain's `v=NTA7516-1` claim on `day` (for `postwacht tls`)."""
         return self._pool.for_settings(policy.dns).nta7516(domain, day)
 
-    def nta7516_host_tls(self, host: str, policy: Policy) -> str:
-        """What the `nta7516` table answers for an NTA 7516 host (for `postwacht tls`)."""
-        try:
-            why_not = self._pool.for_settings(policy.dns).host_dane(host)
-        except DnsLookupError as exc:
-            return f"TEMP DNS lookup failed: {exc}"
-        return str(nta7516_tls_answer(host, policy, why_not))
+    def nta7516_tls(self, hop: str, policy: Policy) -> TableAnswer:
+        """What the `nta7516` table answers for a hop of a route (for `postwacht tls`)."""
+        return self._pool.for_settings(policy.dns).nta7516_tls(hop, policy)
 
     def transport(self, domains: set[str], policy: Policy) -> dict[str, TransportFacts]:
         """Discovery for every domain in `domains`, side by side, by one deadline."""
