@@ -96,8 +96,10 @@ def decide(envelope: Envelope, policy: Policy, facts: Facts | None = None) -> Ve
     """Decide what happens to every recipient of `envelope`, and so to the message."""
     internal, why = sender_is_internal(envelope, policy)
     if internal:
-        shared = _shared_nta7516_hop(envelope, policy, facts)
-        verdicts = tuple(decide_recipient(r, policy, facts, envelope.sender, shared)
+        # How the message leaves: one relay standing and one shared route for all of it.
+        relay = relaying(policy, facts.relayhost if facts else None)
+        shared = _shared_nta7516_hop(envelope, policy, facts, relay)
+        verdicts = tuple(decide_recipient(r, policy, facts, envelope.sender, relay, shared)
                          for r in envelope.recipients)
         exposed = _exposure(policy, facts)
         if exposed is not None:
@@ -140,15 +142,16 @@ def sender_is_internal(envelope: Envelope, policy: Policy) -> tuple[bool, str]:
 
 
 def decide_recipient(
-    recipient: Recipient, policy: Policy, facts: Facts | None = None, sender: str = "",
-    shared_hop: str | None = None,
+    recipient: Recipient, policy: Policy, facts: Facts | None, sender: str,
+    relay: Relaying, shared_hop: str | None,
 ) -> RecipientVerdict:
     """The strictest answer over every domain the recipient could reach, and over the
     rules on the recipient itself; a rule in monitor mode adds what it would do, and the
     answer without it stands (so a monitored rule never weakens another).
 
-    `shared_hop`: the NTA 7516 route every recipient of the message shares, if one does;
-    only then can the message take it (a route is for the whole message)."""
+    `relay`: how outside mail leaves (Postfix's relayhost under the policy). `shared_hop`:
+    the NTA 7516 route every recipient of the message shares, if one does; only then can
+    the message take it (a route is for the whole message)."""
     address, domains = recipient.address, recipient.domains
     classification = facts.classification if facts else None
     if recipient.literal is not None:
@@ -169,7 +172,6 @@ def decide_recipient(
     if facts and classification:
         # Every domain the mail could reach must be safe, not only the one that decided;
         # listed first, so that of equal verdicts the transport one is shown.
-        relay = relaying(policy, facts.relayhost)
         verdicts = [_enforced(_secure_transport(recipient, d, v, policy, facts,
                                                 classification, relay, shared_hop), policy, v)
                     for d, v in zip(domains, verdicts, strict=True)
@@ -350,7 +352,7 @@ def _secure_transport(
     facts: Facts,
     classification: Classification,
     relay: Relaying,
-    shared_hop: str | None = None,
+    shared_hop: str | None,
 ) -> RecipientVerdict:
     rules = policy.secure_transport
     assert rules is not None
@@ -440,14 +442,14 @@ def nta7516_route_of(domain: str, found: TransportFacts, policy: Policy, facts: 
                                                                else ""))
 
 
-def _shared_nta7516_hop(envelope: Envelope, policy: Policy, facts: Facts | None) -> str | None:
+def _shared_nta7516_hop(envelope: Envelope, policy: Policy, facts: Facts | None,
+                        relay: Relaying) -> str | None:
     """The NTA 7516 route of every recipient of sensitive mail, when they all share one:
     a route takes the whole message, so it must be every recipient's own."""
     rules = policy.secure_transport
     if (rules is None or Accepted.NTA7516 not in rules.accept or facts is None
             or facts.classification is None or not facts.classification.sensitive):
         return None
-    relay = relaying(policy, facts.relayhost)
     if relay.problem is not None:
         return None
     hops = set()
