@@ -539,14 +539,15 @@ def _nta7516(main: Mapping[str, str], services: Sequence[Service], policy: Polic
     if secure is None or Accepted.NTA7516 not in secure.accept:
         return []
     enforced = secure.mode is Mode.ENFORCE
+    bcc = [(f"main.cf: {name}", name) for name in BCC_SETTINGS if main.get(name)]
+    bcc += [(f"master.cf: {service.key}", name) for service in services
+            for name in BCC_SETTINGS if service.params.get(name)]
     found = [Finding(where, f"adds {name} recipients after the filter decided: a message "
                      "routed to another organisation's NTA 7516 hosts takes those copies "
                      "along, to hosts that are not theirs",
                      f"remove {name} (archive by another way, e.g. on the mail store), or "
                      "take nta7516 out of secure_transport.accept", must=enforced)
-             for where, name in [*((f"main.cf: {n}", n) for n in BCC_SETTINGS if main.get(n)),
-                                 *((f"master.cf: {s.key}", n) for s in services
-                                   for n in BCC_SETTINGS if s.params.get(n))]]
+             for where, name in bcc]
     return found + _nta7516_transport(services, secure.protocols, endpoints, enforced)
 
 
