@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 import trustme
 
-from tests.integration.conftest import Lab, PostfixInstance, Sink, held_for, running_lab
+from tests.integration.conftest import (
+    Delivered,
+    Lab,
+    PostfixInstance,
+    Sink,
+    held_for,
+    running_lab,
+)
 from tests.labs.dns import NTA_ADDRESSES, DnsLab
 from tests.labs.mtasts import StsServer
 from tests.labs.util import poll
@@ -118,6 +125,17 @@ def table(lab: Lab, key: str) -> str | None:
     return answer.stdout.strip()
 
 
+def delivered_verified(lab: Lab, sink: Sink, recipient: str, host: str, address: str
+                       ) -> tuple[str, list[Delivered]]:
+    """Send BSN mail to `recipient`; its marker and what `sink` got, once it got it and
+    Postfix logged the TLS to `host` at `address` as verified."""
+    m = send(lab, recipient)
+    delivered = poll(lambda: sink.with_marker(m), f"delivery to {host}")
+    poll(lambda: f"Verified TLS connection established to {host}[{address}]:25"
+         in maillog(lab), f"Postfix's verified TLS log line for {host}")
+    return m, list(delivered)
+
+
 def held_reason(lab: Lab, recipient: str) -> dict[str, Any]:
     entry = held_for(lab, recipient)
     [held] = [h for h in json.loads(lab.quarantine("list", "--json").stdout)
@@ -134,34 +152,26 @@ def test_the_nta7516_table_asks_dane_of_a_host_with_tlsa_else_its_name(nta_lab: 
 
 def test_bsn_mail_goes_to_the_first_ntamx_host_verified_by_dane(
         nta_lab: Lab, hosts: dict[str, Sink]) -> None:
-    m = send(nta_lab, "arts@nta.pw.test")
-    [delivered] = poll(lambda: hosts[SMTP1].with_marker(m), "delivery to smtp1 by preference")
+    # smtp1's certificate is self-signed: only its TLSA record, which Postfix looked up
+    # and validated itself because the table said dane-only, can verify it.
+    m, [delivered] = delivered_verified(nta_lab, hosts[SMTP1], "arts@nta.pw.test", SMTP1,
+                                        "127.0.0.2")  # the first by preference
     assert delivered.recipients == ["arts@nta.pw.test"]
     assert b"X-Postwacht-Route" not in delivered.content  # kept inside (smtp_header_checks)
     assert hosts[SMTP2].with_marker(m) == []
     assert nta_lab.sink.with_marker(m) == []  # never the ordinary way out
-    # smtp1's certificate is self-signed: only its TLSA record, which Postfix looked up
-    # and validated itself because the table said dane-only, can verify it.
-    poll(lambda: f"Verified TLS connection established to {SMTP1}[127.0.0.2]:25"
-         in maillog(nta_lab), "Postfix's verified TLS log line for smtp1")
     logged = nta_lab.daemon.logged(f"route=nta7516:[{SMTP1}]:25,[{SMTP2}]:25")
     assert "action=route rule=nta7516 recipients=nta.pw.test" in logged
 
 
 def test_a_host_without_tlsa_gets_it_over_a_certificate_naming_it(
         nta_lab: Lab, hosts: dict[str, Sink]) -> None:
-    m = send(nta_lab, "arts@nta-secure.pw.test")
-    poll(lambda: hosts[SMTP2].with_marker(m), "delivery to smtp2")
-    poll(lambda: f"Verified TLS connection established to {SMTP2}[127.0.0.3]:25"
-         in maillog(nta_lab), "Postfix's verified TLS log line for smtp2")
+    delivered_verified(nta_lab, hosts[SMTP2], "arts@nta-secure.pw.test", SMTP2, "127.0.0.3")
 
 
 def test_without_ntamx_the_domains_own_mx_receives_over_verified_tls(
         nta_lab: Lab, hosts: dict[str, Sink]) -> None:
-    m = send(nta_lab, "arts@nta-own.pw.test")
-    poll(lambda: hosts[OWN_MX].with_marker(m), "delivery to nta-own's MX")
-    poll(lambda: f"Verified TLS connection established to {OWN_MX}[127.0.0.5]:25"
-         in maillog(nta_lab), "Postfix's verified TLS log line for nta-own's MX")
+    delivered_verified(nta_lab, hosts[OWN_MX], "arts@nta-own.pw.test", OWN_MX, "127.0.0.5")
     assert table(nta_lab, f"[{OWN_MX}]:25") == f"secure match={OWN_MX} protocols=>=TLSv1.2"
 
 
